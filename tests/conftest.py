@@ -1,0 +1,20 @@
+"Shared pytest set-up: the `slow` and `cuda` markers, and the offline hub settings every test runs under."
+import os
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", default=False, help="also run tests marked slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+    skip_slow = pytest.mark.skip(reason="slow: run with --runslow")
+    skip_cuda = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "slow" in item.keywords and not config.getoption("--runslow"): item.add_marker(skip_slow)
+        if "cuda" in item.keywords and not torch.cuda.is_available(): item.add_marker(skip_cuda)
