@@ -26,7 +26,8 @@ def _run_threads(): return [t for t in threading.enumerate() if t.name == "adapt
 def test_run_updates_plot_table_and_history(tmp_path):
     from adaptnb.widgets import load_history, default_device
     d = _dash(tmp_path, steps=6)
-    d.lr.value, d.seed.value = 1e-4, 1
+    assert not d.explore_lambda() and "no run yet" in d.lambda_box.children[1].value
+    d.lr.value, d.seed.value, d.probe_first.value = 1e-4, 1, True
     v0 = d.plot.widget.value
     d.start_button.click()
     d.start_button.click(); assert not d.start()          # Start twice: nothing more starts
@@ -42,6 +43,13 @@ def test_run_updates_plot_table_and_history(tmp_path):
     assert (out / "dashboard.json").exists() and (out / "metrics.json").exists() and (out / "model").is_dir()
     assert [x.id for x in load_history(tmp_path / "runs")] == [r.id] and r.id in d.history_html.value
     assert not d.start_button.disabled and d.stop_button.disabled
+    # the λ tab: θ0 = base with probes (the run's starting heads), θt = the run's best weights
+    assert d.explore_lambda() and d.wait(600)
+    lx = d.explorer
+    assert lx is not None, d.lambda_box.children[1].value
+    assert lx.grid.lambdas[0] == 0 and lx.grid.lambdas[-1] == 1 and len(lx.grid.values) == 11
+    lx.slider.value = 0.5
+    assert "0.500" in lx.table.value and lx.widget in d.lambda_box.children and d.tabs.selected_index == 4
 
 
 def test_stop_midway_keeps_best_weights(tmp_path):
