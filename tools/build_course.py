@@ -175,6 +175,11 @@ def add_nav(page: str, nav: str, error: str | None) -> str:
     return page.replace("</body>", nav + "</body>", 1)
 
 
+def _code(s: str) -> str:
+    "Markdown `code` spans as <code> elements"
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", s)
+
+
 def index_html(records: list[dict], title: str) -> str:
     "The course's contents page: the chapters in reading order with their summaries and run times"
     rows = []
@@ -182,7 +187,7 @@ def index_html(records: list[dict], title: str) -> str:
         status = "failed" if r["error"] else ("not run" if not r["executed"] and not r["reused"] else f'{r["seconds"]:.0f} s')
         rows.append(f'<li><a href="{r["page"]}">{html.escape(r["title"])}</a> <span class="meta">({html.escape(r["name"])}, '
                     f'{r["images"]} plot{"s" if r["images"] != 1 else ""}, {status})</span>'
-                    + (f'<div class="sum">{html.escape(r["summary"])}</div>' if r["summary"] else "") + "</li>")
+                    + (f'<div class="sum">{_code(html.escape(r["summary"]))}</div>' if r["summary"] else "") + "</li>")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>{html.escape(title)}</title>
