@@ -1,0 +1,99 @@
+"""Evaluation throughput: `adaptnb.score` against `transformers.pipeline("text-classification")`.
+
+Both compute the same per-example losses -log p(true label) of the same model (the default MiniLM body with a probe
+head for movie_sentiment, wrapped for the pipeline with the Hugging Face classifier interface) on the same texts.
+`score` runs cold (feature cache off), so it pays for the encoder on every round just as the pipeline does. Rounds
+are interleaved (score, pipeline at its default batch size, pipeline batched, ...) so that load from other jobs
+on a shared machine hits both alike; the median round counts. The ratio against the faster pipeline setting is
+printed last.
+
+    python bench/eval.py [--n 600] [--rounds 3] [--n-unbatched 120] [--max-length 128] [--batch-size 64] [--device cpu]
+"""
+import argparse, dataclasses, os, statistics, time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import numpy as np
+import torch
+from transformers import pipeline
+from transformers.utils import logging as hf_logging
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+from adaptnb.core import MultiTaskModel, get_device, seed_everything
+from adaptnb.data import load_task
+from adaptnb.score import example_losses, features, fit_probe
+
+
+class HeadForSequenceClassification(torch.nn.Module):
+    "One task of a MultiTaskModel with the interface a text-classification pipeline expects"
+    def __init__(self, mt, task):
+        super().__init__()
+        self.mt, self.task = mt, task
+        self.config = mt.body.config.__class__.from_dict({**mt.body.config.to_dict(),
+            "id2label": dict(enumerate(mt.labels[task])), "label2id": {l: i for i, l in enumerate(mt.labels[task])}})
+        self.config.problem_type = "single_label_classification"
+    @property
+    def device(self): return next(self.parameters()).device
+    @property
+    def dtype(self): return next(self.parameters()).dtype
+    def forward(self, input_ids, attention_mask, **kw):
+        return SequenceClassifierOutput(logits=self.mt(input_ids, attention_mask, task=self.task))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=600)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--max-length", type=int, default=128)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--n-unbatched", type=int, default=120, help="texts for the (slow) pipeline at batch size 1; its rate is per text")
+    ap.add_argument("--device", default=None)
+    a = ap.parse_args()
+    seed_everything(0)
+    hf_logging.set_verbosity(hf_logging.CRITICAL)       # the pipeline logs that it does not know the wrapper class
+    dev = get_device(a.device)
+    mt = MultiTaskModel.from_pretrained("default").to(dev)
+    task = load_task("movie_sentiment")
+    few = dataclasses.replace(task, train=task.train.select(range(800)), valid=task.valid.select(range(200)))
+    fit_probe(mt, few, max_length=a.max_length, device=dev)                 # a probe head on 800 train texts
+    ds = task.test.select(range(min(a.n, len(task.test))))                   # the texts to evaluate: test split
+    texts, labels = list(ds["text"]), np.asarray(ds["label"])
+    n = len(texts)
+    print(f"{n} texts of movie_sentiment (test split), max_length {a.max_length}, device {dev}, torch threads {torch.get_num_threads()}")
+
+    clf = HeadForSequenceClassification(mt, "movie_sentiment").eval()
+    pipe = pipeline("text-classification", model=clf, tokenizer=mt.tokenizer, device=dev, top_k=None)
+
+    def run_score():
+        X = features(mt, ds, batch_size=a.batch_size, max_length=a.max_length, device=dev, cache=False)
+        with torch.inference_mode(): logits = mt.heads["movie_sentiment"](X.to(dev)).float().cpu()
+        return example_losses(logits, labels)
+
+    def run_pipe(bs, m=None):
+        out = pipe(texts[:m], batch_size=bs, truncation=True, max_length=a.max_length)
+        names = mt.labels["movie_sentiment"]
+        return np.array([-np.log(next(d["score"] for d in o if d["label"] == names[y])) for o, y in zip(out, labels)])
+
+    ours, ref = run_score(), run_pipe(a.batch_size)                       # warm-up, and the same losses?
+    diff = float(np.abs(ours - ref).max())
+    print(f"per-example losses agree: max |diff| = {diff:.2e} (mean loss {ours.mean():.4f} vs {ref.mean():.4f})")
+    assert diff < 1e-4, "score and the pipeline disagree on the per-example losses"
+
+    runs = {"score": [], "pipeline bs=1": [], f"pipeline bs={a.batch_size}": []}
+    m1 = min(a.n_unbatched, n)
+    jobs = {"score": (run_score, n), "pipeline bs=1": (lambda: run_pipe(1, m1), m1),
+            f"pipeline bs={a.batch_size}": (lambda: run_pipe(a.batch_size), n)}
+    for r in range(a.rounds):
+        for k, (f, m) in jobs.items():
+            t = time.perf_counter(); f(); runs[k].append(m / (time.perf_counter() - t))
+        print(f"round {r + 1}: " + "   ".join(f"{k} {v[-1]:.1f}/s" for k, v in runs.items()), flush=True)
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    for k, v in med.items(): print(f"{k:<18} median {v:8.1f} samples/s")
+    print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (shared machine: numbers are noisy)")
+    best_pipe = max(v for k, v in med.items() if k != "score")
+    print(f"(pipeline bs=1 timed on the first {m1} texts)")
+    print(f"ratio score / pipeline at its default batch size 1: {med['score'] / med['pipeline bs=1']:.2f}x")
+    print(f"ratio score / best pipeline: {med['score'] / best_pipe:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
