@@ -158,6 +158,16 @@ def test_gate_triggers_and_force_overrides(model, news, tmp_path):
     a = export(model, tmp_path/"g", prune=0.9, tasks=[news], score_before=base, max_length=64, force=True)
     g = json.loads((a/META).read_text())["gate"]
     assert g["checked"] and not g["passed"] and g["forced"] and "exported anyway with force" in (a/"README.md").read_text()
+    # a run folder of `adaptnb run`: the gate reads score_base/score_final and the retained tasks from run.json
+    run = tmp_path/"run"; model.save(run/"model")
+    (run/"run.json").write_text(json.dumps({"score_base": base.to_contract(), "score_final": json.loads((a/META).read_text())["score_after"],
+                                            "requirement": {"retain": [{"task": "news_topic", "name": None}], "seed": 0},
+                                            "lambda": 0.5, "decision": {"action": "finetune", "method": "full"}}))
+    with pytest.raises(AdaptnbError, match="retained task 'news_topic': loss rose"): export(run, tmp_path/"r", max_length=64)
+    r = export(run, tmp_path/"r", max_length=64, force=True)
+    meta = json.loads((r/META).read_text())
+    assert meta["retain"] == ["news_topic"] and meta["lambda"] == 0.5 and meta["gate"]["forced"]
+    assert "Interpolation λ" in (r/"README.md").read_text() and '"action": "finetune"' in (r/"README.md").read_text()
     # a retained task whose loss rose more than the threshold fails even when S fell
     after = {"S": 0.5, "tasks": {"old": {"loss": 0.6}, "new": {"loss": 0.4}}}
     before = {"S": 0.9, "tasks": {"old": {"loss": 0.5}, "new": {"loss": 1.3}}}
