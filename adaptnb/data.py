@@ -16,10 +16,10 @@ from .core import AdaptnbError, Record, check, check_task_name, load_tokenizer
 
 # %% auto #0
 __all__ = ['SPLITS', 'EMBEDDED', 'SPEC_KEYS', 'BUDGET_KEYS', 'METRICS', 'CleanReport', 'Task', 'normalise_text', 'clean_pool',
-           'stratified_split', 'make_task', 'task_from_lists', 'task_from_pandas', 'task_from_file', 'task_from_hf',
-           'EmbeddedTask', 'load_embedded', 'load_task', 'load_tasks', 'Audit', 'audit', 'audit_table', 'plot_audit',
-           'encode', 'length_batches', 'collate', 'iter_batches', 'TaskRef', 'Requirement', 'load_requirement',
-           'Partition', 'partition']
+           'stratified_split', 'cap_train', 'make_task', 'task_from_lists', 'task_from_pandas', 'task_from_file',
+           'task_from_hf', 'EmbeddedTask', 'load_embedded', 'load_task', 'load_tasks', 'Audit', 'audit', 'audit_table',
+           'plot_audit', 'encode', 'length_batches', 'collate', 'iter_batches', 'TaskRef', 'Requirement',
+           'load_requirement', 'Partition', 'partition']
 
 # %% ../nbs/01_data.ipynb #1382b9a3
 @dataclass
@@ -123,6 +123,16 @@ def stratified_split(labels: list, fractions=(0.8, 0.1, 0.1), seed: int = 0, max
         n_te, n_va = min(n_te, len(ix) - need + 1), min(n_va, len(ix) - n_te - 1)
         out["test"].append(ix[:n_te]); out["valid"].append(ix[n_te:n_te + n_va]); out["train"].append(ix[n_te + n_va:])
     return {s: np.sort(np.concatenate(v)).astype(int) for s, v in out.items()}
+
+# %% ../nbs/01_data.ipynb #0e86eab7
+def cap_train(task: Task, max_per_class: int, seed: int = 0) -> Task:
+    "A copy of `task` whose train split keeps at most `max_per_class` random rows per class; valid and test are unchanged"
+    check(isinstance(task, Task), f"cap_train needs a Task (from load_task), got {type(task).__name__}")
+    check(isinstance(max_per_class, (int, np.integer)) and not isinstance(max_per_class, bool) and max_per_class >= 1,
+          f"max_per_class must be a positive integer, got {max_per_class!r}")
+    y, rng = np.asarray(task.train["label"]), np.random.default_rng(seed)
+    keep = np.sort(np.concatenate([rng.permutation(np.flatnonzero(y == c))[:max_per_class] for c in np.unique(y)]))
+    return dataclasses.replace(task, train=task.train.select(keep.tolist()))
 
 # %% ../nbs/01_data.ipynb #d1525321
 def _label_names(labels: list, label_names: list | None) -> tuple[list[str], list[int]]:

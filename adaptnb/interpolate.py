@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy, math, re, time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 from torch import nn
@@ -19,8 +19,8 @@ from .data import Task, load_task, encode, length_batches, collate
 # %% auto #0
 __all__ = ['GRANULARITIES', 'OBJECTIVES', 'OPTIMIZERS', 'GRID', 'is_head_key', 'named_weights', 'first_mismatch', 'split_delta',
            'TaskVector', 'layer_group', 'group_order', 'as_lambda_tensor', 'Interpolation', 'ObjectiveData',
-           'objective_data', 'evaluate_lambda', 'check_bounds', 'LambdaResult', 'learn_lambda', 'GridResult',
-           'grid_lambda', 'plot_lambda', 'plot_trajectory', 'plot_layer_lambda', 'interpolate_models',
+           'objective_data', 'custom_objective', 'evaluate_lambda', 'check_bounds', 'LambdaResult', 'learn_lambda',
+           'GridResult', 'grid_lambda', 'plot_lambda', 'plot_trajectory', 'plot_layer_lambda', 'interpolate_models',
            'interpolate_cli']
 
 # %% ../nbs/04_interpolate.ipynb #d255de56
@@ -196,7 +196,7 @@ def as_lambda_tensor(lam, shape: tuple[int, int] | None = None) -> torch.Tensor:
 class Interpolation:
     "θ(λ) = θ0 + Σ_k λ_k τ_k evaluated with `torch.func.functional_call`: θ0 held once, no copy of the model per λ"
     def __init__(self, base: nn.Module, vectors: TaskVector | Sequence[TaskVector], granularity: str = "global"):
-        check(isinstance(base, nn.Module), f"the base must be a model (MultiTaskModel), got {type(base).__name__}")
+        check(isinstance(base, nn.Module), f"the base must be a model (a MultiTaskModel or any nn.Module), got {type(base).__name__}")
         vectors = [vectors] if isinstance(vectors, TaskVector) else list(vectors)
         check(len(vectors) > 0 and all(isinstance(v, TaskVector) for v in vectors), "pass one TaskVector or a list of them")
         check(granularity in GRANULARITIES, f"unknown granularity {granularity!r}: use one of {GRANULARITIES}")
@@ -237,11 +237,15 @@ class Interpolation:
             out[n] = t
         return out
 
+    def call(self, theta: dict, *args, **kwargs):
+        "The base model's forward at θ(λ), `theta = ip.theta(λ)`, on any arguments: the hook for models other than classifiers"
+        return functional_call(self.base, {**self._fixed, **theta}, args, kwargs)
+
     def logits(self, lam, batch: Mapping, task: str, theta: dict | None = None) -> torch.Tensor:
-        "Logits of `task` at θ(λ) for a batch, through `functional_call` on the base model"
+        "Logits of `task` at θ(λ) for a tokenised batch, through `functional_call` on the base MultiTaskModel"
         theta = self.theta(lam) if theta is None else theta
         dev = self.device
-        return functional_call(self.base, {**self._fixed, **theta}, (batch["input_ids"].to(dev), batch["attention_mask"].to(dev)), {"task": task})
+        return self.call(theta, batch["input_ids"].to(dev), batch["attention_mask"].to(dev), task=task)
 
     def value(self, lam):
         "λ in the JSON form: a float (global), a list per task vector, a list per layer (one vector) or a nested list"
@@ -270,6 +274,7 @@ class ObjectiveData:
     split: str
     n: dict[str, int]
     batches: list = field(repr=False, default_factory=list)
+    per_example: Callable | None = field(repr=False, default=None)
 
 def objective_data(tokenizer, tasks: Sequence[Task | str], split: str = "valid", n: int | None = 64, max_length: int = 64,
                    batch_size: int = 32, seed: int = 0) -> ObjectiveData:
@@ -292,22 +297,53 @@ def objective_data(tokenizer, tasks: Sequence[Task | str], split: str = "valid",
         counts[t.name] = len(idx)
     return ObjectiveData(names, split, counts, batches)
 
+# %% ../nbs/04_interpolate.ipynb #c4c3f2a2
+def _rows(batch) -> int:
+    "The number of examples in a batch: a tensor, a tuple/list whose first item is one, or a dict of them"
+    first = next(iter(batch.values())) if isinstance(batch, Mapping) else batch[0] if isinstance(batch, (tuple, list)) else batch
+    check(isinstance(first, torch.Tensor) and first.dim() > 0, f"cannot count the examples of a batch of type {type(batch).__name__}: "
+          "pass a tensor, a tuple (inputs, targets, ...) or a dict of tensors with the examples along dimension 0")
+    return int(first.shape[0])
+
+def custom_objective(batches: Sequence[tuple[str, Any]], per_example: Callable, split: str = "custom") -> ObjectiveData:
+    "Objective data for any model: `(task, batch)` pairs and `per_example(ip, theta, task, batch)` -> one loss per example"
+    check(callable(per_example), f"per_example must be a function (ip, theta, task, batch) -> losses, got {type(per_example).__name__}")
+    batches = list(batches)
+    check(len(batches) > 0, "pass at least one (task, batch) pair to learn λ on")
+    check(all(isinstance(x, (tuple, list)) and len(x) == 2 and isinstance(x[0], str) for x in batches),
+          "batches must be (task name, batch) pairs, e.g. [('old_digits', (x, y)), ('new_digits', (x2, y2))]")
+    n: dict[str, int] = {}
+    for t, b in batches: n[t] = n.get(t, 0) + _rows(b)
+    return ObjectiveData(list(n), split, n, batches, per_example)
+
 # %% ../nbs/04_interpolate.ipynb #a64b86a9
 OBJECTIVES = ("S", "loss", "entropy")
+
+def _per_example(data: ObjectiveData, ip, theta, task: str, batch) -> torch.Tensor:
+    "The user's per-example losses, checked to be a float tensor with one loss per example"
+    per = data.per_example(ip, theta, task, batch)
+    check(isinstance(per, torch.Tensor) and per.is_floating_point(), f"per_example must return a float tensor of losses, got {type(per).__name__}")
+    check(per.dim() == 1 and per.shape[0] == _rows(batch),
+          f"per_example must return one loss per example (shape ({_rows(batch)},)), got shape {tuple(per.shape)} for task {task!r}")
+    return per.float()
 
 def evaluate_lambda(ip: Interpolation, lam, data: ObjectiveData, objective: str = "S", grad: bool = False) -> tuple[float, dict[str, float]]:
     "The objective at λ and each task's mean loss (entropy for 'entropy'); with `grad`, d objective/dλ accumulates in `lam.grad`"
     check(objective in OBJECTIVES, f"unknown objective {objective!r}: use one of {OBJECTIVES}")
-    for t in data.tasks:
+    custom = data.per_example is not None
+    check(not (custom and objective == "entropy"), "objective 'entropy' needs a classifier's logits: with a custom per_example loss use 'S' or 'loss'")
+    for t in ([] if custom else data.tasks):
         check(ip.base.has_head(t), f"the base model has no head for task {t!r}: fit a probe on θ0 first (adaptnb.score.fit_probe)")
     T, sums = len(data.tasks), {t: 0.0 for t in data.tasks}
     with torch.set_grad_enabled(grad):
         theta = ip.theta(lam)
         for i, (t, b) in enumerate(data.batches):
-            lg = ip.logits(lam, b, t, theta=theta)
-            if lg.dtype in (torch.float16, torch.bfloat16): lg = lg.float()
-            if objective == "entropy": lp = lg.log_softmax(-1); per = -(lp.exp() * lp).sum(-1)
-            else: per = F.cross_entropy(lg, b["labels"].to(lg.device), reduction="none")
+            if custom: per = _per_example(data, ip, theta, t, b)
+            else:
+                lg = ip.logits(lam, b, t, theta=theta)
+                if lg.dtype in (torch.float16, torch.bfloat16): lg = lg.float()
+                if objective == "entropy": lp = lg.log_softmax(-1); per = -(lp.exp() * lp).sum(-1)
+                else: per = F.cross_entropy(lg, b["labels"].to(lg.device), reduction="none")
             if grad: (per.sum() / (data.n[t] * T)).backward(retain_graph=i < len(data.batches) - 1)
             sums[t] += float(per.detach().sum())
     per_task = {t: sums[t] / data.n[t] for t in data.tasks}
@@ -343,6 +379,7 @@ class LambdaResult(Record):
     tasks: list
     split: str
     n: dict
+    best_step: int = -1
 
     def to_contract(self) -> dict:
         "The `lambda`, `granularity` and `trajectory` keys of the `adaptnb interpolate` JSON"
@@ -354,13 +391,15 @@ def _data_for(ip, data, tasks, split, n, max_length, batch_size, seed) -> Object
         check(isinstance(data, ObjectiveData), f"data must come from objective_data(...), got {type(data).__name__}")
         return data
     check(tasks is not None and len(tasks) > 0, "pass the tasks to learn λ on (or prepared `data` from objective_data)")
+    check(getattr(ip.base, "tokenizer", None) is not None, f"the base ({type(ip.base).__name__}) has no tokenizer to read task texts with: "
+          "describe the objective with custom_objective(batches, per_example) and pass it as data=")
     return objective_data(ip.base.tokenizer, tasks, split, n, max_length, batch_size, seed)
 
 # %% ../nbs/04_interpolate.ipynb #d3396794
 def learn_lambda(ip: Interpolation, tasks: Sequence[Task | str] | None = None, objective: str = "S", optimizer: str = "gd",
                  alpha: float = 0.01, steps: int = 20, init: float = 1.0, bounds=(0.0, 1.0), data: ObjectiveData | None = None,
                  split: str = "valid", n: int | None = 64, max_length: int = 64, batch_size: int = 32, seed: int = 0,
-                 progress: bool = True) -> LambdaResult:
+                 progress: bool = True, keep_best: bool = False) -> LambdaResult:
     "Learn λ by gradient descent on `objective`: the source's λ ← λ − α·dℓ/dλ ('gd') or Adam, projected onto `bounds`"
     from tqdm.auto import tqdm
     check(isinstance(ip, Interpolation), f"learn_lambda needs an Interpolation(base, task_vector), got {type(ip).__name__}")
@@ -393,8 +432,9 @@ def learn_lambda(ip: Interpolation, tasks: Sequence[Task | str] | None = None, o
                 if bounds is not None: lam.clamp_(*bounds)
             check(bool(torch.isfinite(lam).all()), f"λ became non-finite at step {step}: lower α")
         traj.append(rec)
-    return LambdaResult(ip.value(lam), ip.granularity, list(ip.groups), objective, optimizer, alpha, init, bounds, traj[-1]["S"],
-                        traj[-1]["losses"], traj, steps + 1, time.perf_counter() - t0, list(data.tasks), data.split, dict(data.n))
+    i = min(range(len(traj)), key=lambda k: (traj[k]["S"], -k)) if keep_best else len(traj) - 1
+    return LambdaResult(traj[i]["lambda"], ip.granularity, list(ip.groups), objective, optimizer, alpha, init, bounds, traj[i]["S"],
+                        traj[i]["losses"], traj, steps + 1, time.perf_counter() - t0, list(data.tasks), data.split, dict(data.n), i)
 
 # %% ../nbs/04_interpolate.ipynb #d80d3d36
 GRID = tuple(round(0.05 * i, 2) for i in range(21))

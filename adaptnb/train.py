@@ -20,7 +20,8 @@ from .data import Task, collate, encode, length_batches, load_task, load_tasks
 __all__ = ['METHODS', 'DEFAULT_LR', 'SCHEDULES', 'TrainConfig', 'check_config', 'linear_names', 'prepare_method', 'merge_lora',
            'count_params', 'TaskStream', 'evaluate', 'model_fingerprint', 'save_checkpoint', 'latest_checkpoint',
            'load_checkpoint', 'Callback', 'ProgressBar', 'CSVLog', 'EarlyStopping', 'LivePlot', 'NonFiniteLoss',
-           'TrainResult', 'Run', 'fit', 'load_run', 'plot_history', 'finetune_cli', 'retrain_cli']
+           'TrainResult', 'Run', 'fit', 'load_run', 'plot_history', 'finetune_cli', 'retrain_cli', 'CausalTrainResult',
+           'causal_lora_config', 'finetune_causal_lm']
 
 # %% ../nbs/03_train.ipynb #6fcb2b84
 METHODS = ("full", "freeze", "lora", "retrain")
@@ -626,3 +627,78 @@ def finetune_cli(argv: list[str]) -> int:
 def retrain_cli(argv: list[str]) -> int:
     "`adaptnb retrain`: train the same architecture from random weights into a run folder"
     return _train_cli(argv, "retrain", retrain=True)
+
+# %% ../nbs/03_train.ipynb #1f6410ac
+@dataclass
+class CausalTrainResult(Record):
+    "What a causal-LM LoRA run did: steps, time, the train loss per step, and the valid answer NLL before, during and after"
+    task: str
+    steps: int
+    train_seconds: float
+    losses: list
+    history: list
+    valid_before: float
+    valid_after: float
+    trainable_params: int
+    total_params: int
+    stopped: str | None = None
+    config: dict = field(default_factory=dict)
+
+def causal_lora_config(**kw) -> TrainConfig:
+    "A `TrainConfig` for LoRA on a causal LM: q_proj/v_proj, r=8, alpha=16, no dropout, constant lr 1e-3, eval batches of 8; `kw` overrides"
+    d = dict(method="lora", lr=1e-3, max_steps=20, batch_size=8, max_length=128, warmup=0.0, schedule="constant", weight_decay=0.0,
+             lora_r=8, lora_alpha=16, lora_dropout=0.0, lora_targets=["q_proj", "v_proj"], eval_max=32, eval_batch_size=8)
+    return TrainConfig(**{**d, **kw})
+
+def finetune_causal_lm(model, tokenizer, task, cfg: TrainConfig | None = None, copy: bool = True, stop: threading.Event | None = None,
+                       progress: bool = True):
+    "LoRA fine-tuning of a causal LM on a `PromptTask`: returns (peft model, un-merged; `CausalTrainResult`)"
+    import copy as _copy
+    from peft import LoraConfig, get_peft_model
+    from tqdm.auto import tqdm
+    from adaptnb.score import PromptTask, prompt_batches, causal_task_loss, answer_nll, check_causal_lm
+    cfg = check_config(cfg if cfg is not None else causal_lora_config())
+    check(cfg.method == "lora", f"a causal LM is fine-tuned with method 'lora' here, got {cfg.method!r}: use causal_lora_config(...)")
+    check(isinstance(task, PromptTask), f"expected a PromptTask (adaptnb.score.prompt_task(...)), got {type(task).__name__}")
+    check_causal_lm(model, tokenizer)
+    check(not hasattr(model, "peft_config"), "this model already carries LoRA adapters: pass the base model (or peft_model.unload())")
+    have = linear_names(model)
+    missing = [t for t in cfg.lora_targets if t.split(".")[-1] not in have]
+    check(not missing, f"LoRA target module(s) {missing} not in the model: its linear layers are {have}")
+    check(len(task.train) > 0, f"prompt task {task.name!r} has an empty train split: give it training rows")
+    seed_everything(cfg.seed)
+    dev = next(model.parameters()).device
+    valid = "valid" if len(task.valid) else "train"
+    ev = dict(batch_size=cfg.eval_batch_size, max_length=cfg.max_length, n=cfg.eval_max, seed=cfg.seed)
+    before = causal_task_loss(model, tokenizer, task, valid, **ev)
+    base = _copy.deepcopy(model) if copy else model
+    pm = get_peft_model(base, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                                         target_modules=list(cfg.lora_targets), bias="none", task_type="CAUSAL_LM"))
+    trainable, total = count_params(pm)
+    per_epoch = len(prompt_batches(tokenizer, task, "train", cfg.batch_size, cfg.max_length))
+    steps = cfg.max_steps if cfg.max_steps is not None else max(1, int(math.ceil((cfg.epochs or 1) * per_epoch)))
+    opt = torch.optim.AdamW([p for p in pm.parameters() if p.requires_grad], lr=cfg.peak_lr, weight_decay=cfg.weight_decay)
+    sched = _scheduler(opt, cfg, steps)
+    losses, history, stopped, epoch, queue = [], [], None, 0, []
+    t0 = time.perf_counter()
+    pm.train()
+    for step in tqdm(range(1, steps + 1), desc=f"LoRA {task.name}", disable=not progress, leave=False):
+        if stop is not None and stop.is_set(): stopped = "stopped by the stop flag"; break
+        if not queue:
+            queue = prompt_batches(tokenizer, task, "train", cfg.batch_size, cfg.max_length, shuffle=True, seed=cfg.seed + 1009 * epoch)
+            epoch += 1
+        b = queue.pop(0)
+        loss = answer_nll(pm(input_ids=b["input_ids"].to(dev), attention_mask=b["attention_mask"].to(dev)).logits, b["labels"]).mean()
+        if not torch.isfinite(loss): raise NonFiniteLoss(f"the loss is {loss.item()} at step {step}: lower the learning rate (now {cfg.peak_lr:g})")
+        opt.zero_grad(set_to_none=True); loss.backward()
+        if cfg.max_grad_norm: torch.nn.utils.clip_grad_norm_([p for p in pm.parameters() if p.requires_grad], cfg.max_grad_norm)
+        opt.step(); sched.step()
+        losses.append([step, float(loss.detach())])
+        if cfg.eval_every and step % cfg.eval_every == 0 and step < steps:
+            history.append({"step": step, "valid": causal_task_loss(pm, tokenizer, task, valid, **ev)}); pm.train()
+    pm.eval()
+    after = causal_task_loss(pm, tokenizer, task, valid, **ev)
+    history.append({"step": len(losses), "valid": after})
+    res = CausalTrainResult(task.name, len(losses), time.perf_counter() - t0, losses, history, before, after, trainable, total,
+                            stopped, cfg.to_dict())
+    return pm, res

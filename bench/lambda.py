@@ -7,7 +7,9 @@ scores λ = 0, 1, the grid best and the learned λ on the test split. One "pass"
 objective over the valid data (a learning step is a forward and a backward pass; the wall-clock ratio is
 printed too). The ratio is printed last.
 
-    python bench/lambda.py [--news-per-class 40] [--movie-per-class 250] [--ft-steps 25] [--steps 8] [--alpha 0.2]
+The training splits can be capped (--movie-train-per-class) while valid and test stay whole (adaptnb.data.cap_train).
+
+    python bench/lambda.py [--movie-train-per-class N] [--ft-steps 300] [--n 200] [--steps 8] [--alpha 0.2]
 """
 import argparse, copy, json, os, sys, time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -15,7 +17,7 @@ import numpy as np
 import torch
 import transformers, datasets
 from adaptnb.core import MultiTaskModel, seed_everything
-from adaptnb.data import load_task
+from adaptnb.data import load_task, cap_train
 from adaptnb.score import fit_probe, score
 from adaptnb.train import TrainConfig, fit
 from adaptnb.interpolate import TaskVector, Interpolation, objective_data, grid_lambda, learn_lambda, plot_lambda, plot_trajectory
@@ -26,11 +28,26 @@ def passes_to_reach(res, target: float):
         if t["S"] <= target: return k + 1, t
     return None, None
 
+@torch.no_grad()
+def test_losses(model, data) -> dict:
+    "Per-example cross-entropy of `model` on every (task, batch) of `data`, as {task: array}"
+    out = {}
+    for t, b in data.batches:
+        lg = model(b["input_ids"], b["attention_mask"], task=t)
+        out.setdefault(t, []).append(torch.nn.functional.cross_entropy(lg, b["labels"], reduction="none").numpy())
+    return {t: np.concatenate(v) for t, v in out.items()}
+
+def paired_diff(a: dict, b: dict) -> tuple[float, float]:
+    "S(a) − S(b) on the same examples and its standard error (per-example differences, tasks independent)"
+    d = [a[t] - b[t] for t in a]
+    return float(np.mean([x.mean() for x in d])), float(np.sqrt(sum(x.var(ddof=1) / len(x) for x in d)) / len(d))
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--news-per-class", type=int, default=40)
-    p.add_argument("--movie-per-class", type=int, default=250)
-    p.add_argument("--ft-steps", type=int, default=25)
+    p.add_argument("--news-train-per-class", type=int, default=None, help="cap news_topic's train split (valid/test whole)")
+    p.add_argument("--movie-train-per-class", type=int, default=None, help="cap movie_sentiment's train split (valid/test whole)")
+    p.add_argument("--ft-steps", type=int, default=300)
+    p.add_argument("--n", type=int, default=200, help="valid examples per task that λ is learned and the grid evaluated on")
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--head-lr", type=float, default=1e-4)
     p.add_argument("--steps", type=int, default=8)
@@ -43,8 +60,9 @@ def main(argv=None):
     transformers.logging.set_verbosity_error(); datasets.disable_progress_bars()
     t0 = time.perf_counter()
     seed_everything(a.seed)
-    news = load_task("news_topic", seed=a.seed, max_per_class=a.news_per_class)
-    movie = load_task("movie_sentiment", seed=a.seed, max_per_class=a.movie_per_class)
+    news, movie = load_task("news_topic", seed=a.seed), load_task("movie_sentiment", seed=a.seed)
+    if a.news_train_per_class: news = cap_train(news, a.news_train_per_class, a.seed)
+    if a.movie_train_per_class: movie = cap_train(movie, a.movie_train_per_class, a.seed)
     base = MultiTaskModel.from_pretrained("default")
     for t in (news, movie): fit_probe(base, t, max_length=64, seed=a.seed)
     tuned = copy.deepcopy(base)
@@ -54,12 +72,12 @@ def main(argv=None):
     print(f"set-up (tasks, probes, fine-tune {a.ft_steps} steps): {time.perf_counter() - t0:.0f}s; news {news.sizes}, movie {movie.sizes}", flush=True)
     tv = TaskVector.between(base, tuned, "movie_sentiment")
     ip, ipl = Interpolation(base, tv), Interpolation(base, tv, "layer")
-    data = objective_data(base.tokenizer, [news, movie], "valid", n=None, max_length=64, seed=a.seed)
+    data = objective_data(base.tokenizer, [news, movie], "valid", n=a.n, max_length=64, seed=a.seed)
     grid = grid_lambda(ip, data=data, progress=False)
     target = 1.01 * grid.best_value
-    runs = {"adam": learn_lambda(ip, data=data, optimizer="adam", alpha=a.alpha, steps=a.steps, init=1.0, progress=False),
+    runs = {"adam": learn_lambda(ip, data=data, optimizer="adam", alpha=a.alpha, steps=a.steps, init=1.0, keep_best=True, progress=False),
             "gd (source, α=0.01)": learn_lambda(ip, data=data, optimizer="gd", alpha=0.01, steps=min(a.steps, 3), init=1.0, progress=False),
-            "layer-wise adam": learn_lambda(ipl, data=data, optimizer="adam", alpha=a.layer_alpha, steps=a.steps, init=1.0, progress=False)}
+            "layer-wise adam": learn_lambda(ipl, data=data, optimizer="adam", alpha=a.layer_alpha, steps=a.steps, init=1.0, keep_best=True, progress=False)}
     print(f"\ngrid: best λ = {grid.best_lambda:g}, S = {grid.best_value:.4f}, S(0) = {grid.values[0]:.4f}, S(1) = {grid.values[-1]:.4f}; "
           f"{grid.forward_passes} passes in {grid.seconds:.1f}s ({grid.seconds / grid.forward_passes:.2f}s each)")
     rows = {}
@@ -79,6 +97,14 @@ def main(argv=None):
         tests[k] = s.to_contract()
         print(f"{k:<16}{s.S:>8.4f}{s.tasks['news_topic'].loss:>9.4f}{s.tasks['movie_sentiment'].loss:>9.4f}"
               f"{s.tasks['news_topic'].accuracy:>10.3f}{s.tasks['movie_sentiment'].accuracy:>10.3f}")
+    test_data = objective_data(base.tokenizer, [news, movie], "test", n=None, max_length=64, seed=a.seed)
+    per = {k: test_losses(m, test_data) for k, m in at.items()}
+    learned_key = [k for k in at if k.startswith("learned")][0]
+    for k in (learned_key, "layer-wise", f"grid {grid.best_lambda:g}"):
+        for end in ("0", "1"):
+            d, se = paired_diff(per[k], per[end])
+            tests[k].setdefault("paired", {})[end] = {"diff": d, "se": se}
+            print(f"test S({k}) − S(λ={end}) = {d:+.4f} ± {se:.4f} (paired se)")
     if a.plot: plot_lambda(grid, {"global (adam)": runs["adam"], "layer-wise (adam)": runs["layer-wise adam"]}, path=a.plot)
     k = rows["adam"]["passes"]
     out = {"grid": grid.to_dict(), "learned": rows, "test": tests, "args": vars(a), "seconds": time.perf_counter() - t0}

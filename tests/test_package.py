@@ -46,3 +46,21 @@ def test_wheel_installs_and_runs_without_the_repo(tmp_path):
     assert str(env_dir) in r.stdout, f"adaptnb was imported from {r.stdout.strip()}, not from the wheel"
     r = run([str(env_dir/"bin"/"adaptnb"), "tasks"], cwd=work, env=env)
     assert "news_topic" in r.stdout and "utterance_language" in r.stdout
+
+
+MODULE_NOTEBOOKS = {"core": "00_core", "data": "01_data", "score": "02_score", "train": "03_train", "interpolate": "04_interpolate",
+                    "decide": "05_decide", "deploy": "06_deploy", "widgets": "07_widgets", "cli": "08_cli"}
+
+
+@pytest.mark.parametrize("module", list(MODULE_NOTEBOOKS))
+def test_public_api_documented(module):
+    "Every public function and class has a one-line docstring and is shown with `show_doc` in its notebook"
+    import importlib, inspect, re
+    mod = importlib.import_module(f"adaptnb.{module}")
+    nb = json.loads((ROOT / "nbs" / f"{MODULE_NOTEBOOKS[module]}.ipynb").read_text())
+    shown = set(re.findall(r"show_doc\(([\w.]+)", "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")))
+    public = [n for n in mod.__all__ if inspect.isfunction(getattr(mod, n)) or inspect.isclass(getattr(mod, n))]
+    assert public, f"adaptnb.{module} exports nothing"
+    undocumented = [n for n in public if not (getattr(mod, n).__doc__ or "").strip() or "\n" in getattr(mod, n).__doc__.strip()]
+    assert not undocumented, f"adaptnb.{module}: no one-line docstring for {undocumented}"
+    assert not [n for n in public if n not in shown], f"nbs/{MODULE_NOTEBOOKS[module]}.ipynb: no show_doc for {[n for n in public if n not in shown]}"

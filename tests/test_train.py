@@ -159,3 +159,50 @@ def test_torchrun_two_processes_match_one(tmp_path):
     assert b["world"] == 2 and a["world"] == 1
     assert abs(a["valid"] - b["valid"]) < 0.1 * a["valid"] + 0.02, (a, b)
     assert abs(a["train"] - b["train"]) < 0.1 * a["train"] + 0.02, (a, b)
+
+
+# ---- LoRA on a causal LM (SmolLM2-135M, offline) -----------------------------------------------------------------
+from adaptnb.score import load_causal_lm, prompt_task, causal_task_loss
+from adaptnb.train import causal_lora_config, finetune_causal_lm
+from adaptnb.interpolate import TaskVector
+
+@pytest.fixture(scope="module")
+def clm(): return load_causal_lm("smollm2")
+
+@pytest.fixture(scope="module")
+def zh(): return prompt_task("zh_review_sentiment", max_per_class=16, max_chars=30)
+
+CAUSAL = dict(batch_size=4, max_length=32, eval_max=4, eval_batch_size=8)
+
+def _lora_state(pm): return {n: p.detach().clone() for n, p in pm.named_parameters() if "lora_" in n}
+
+def test_causal_lora_lowers_answer_nll_and_keeps_the_base(clm, zh):
+    model, tok = clm
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    L0 = causal_task_loss(model, tok, zh, "train", max_length=32, n=8)
+    pm, r = finetune_causal_lm(model, tok, zh, causal_lora_config(max_steps=3, lr=2e-3, seed=1, **CAUSAL), progress=False)
+    L1 = causal_task_loss(pm, tok, zh, "train", max_length=32, n=8)
+    print(f"train answer NLL {L0:.3f} -> {L1:.3f}; valid {r.valid_before:.3f} -> {r.valid_after:.3f}")
+    assert L1 < L0 and r.valid_after < r.valid_before and r.steps == 3 and len(r.losses) == 3
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())          # the base model did not move
+    assert not hasattr(model, "peft_config") and hasattr(pm, "peft_config")            # and it was not wrapped in place
+    q = pm.base_model.model.model.layers[0].self_attn.q_proj
+    assert torch.equal(q.base_layer.weight, before["model.layers.0.self_attn.q_proj.weight"])   # frozen inside the adapter, not merged
+    tv = TaskVector.from_lora(pm)
+    tv.check_fits(before)
+    assert len(tv) == 2 * model.config.num_hidden_layers and tv.norm() > 0
+    assert r.trainable_params < 0.01 * r.total_params
+    assert type(r).from_dict(r.to_dict()).to_dict() == r.to_dict()
+
+def test_causal_lora_same_seed_same_adapter(clm, zh):
+    model, tok = clm
+    a, b, c = (_lora_state(finetune_causal_lm(model, tok, zh, causal_lora_config(max_steps=k, seed=s, **CAUSAL), progress=False)[0])
+               for s, k in ((3, 2), (3, 2), (4, 1)))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a)                               # another seed, another adapter
+
+def test_causal_lora_bad_input(clm, zh):
+    model, tok = clm
+    with pytest.raises(AdaptnbError, match="method 'lora'"): finetune_causal_lm(model, tok, zh, TrainConfig(method="full"))
+    with pytest.raises(AdaptnbError, match="not in the model"): finetune_causal_lm(model, tok, zh, causal_lora_config(lora_targets=["query"]))
+    with pytest.raises(AdaptnbError, match="PromptTask"): finetune_causal_lm(model, tok, load_task("news_topic", max_per_class=5))
