@@ -6,6 +6,7 @@
 from __future__ import annotations
 import dataclasses, math, time, weakref
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
@@ -18,11 +19,11 @@ from .data import Task, SPLITS, load_task, load_tasks, encode, length_batches, c
 
 # %% auto #0
 __all__ = ['CACHE_SIZE', 'L2_GRID', 'PROMPTS', 'SMOLLM2_GGUF', 'TaskScore', 'Score', 'example_losses', 'task_score', 'aggregate',
-           'check_tokenizer', 'body_fingerprint', 'clear_cache', 'features', 'ProbeFit', 'fit_probe', 'evaluate_task',
-           'task_loss', 'score', 'plot_score', 'plot_scores', 'load_scored_model', 'score_cli', 'answer_nll',
-           'PromptTask', 'prompt_task_from_rows', 'prompt_task', 'causal_lm_source', 'load_causal_tokenizer',
-           'load_causal_lm', 'encode_prompts', 'collate_prompts', 'prompt_batches', 'check_causal_lm',
-           'causal_task_score', 'causal_task_loss', 'causal_score']
+           'check_tokenizer', 'body_fingerprint', 'clear_cache', 'eval_mode', 'features', 'ProbeFit', 'fit_probe',
+           'evaluate_task', 'task_loss', 'score', 'plot_score', 'plot_scores', 'load_scored_model', 'score_cli',
+           'answer_nll', 'PromptTask', 'prompt_task_from_rows', 'prompt_task', 'causal_lm_source',
+           'load_causal_tokenizer', 'load_causal_lm', 'encode_prompts', 'collate_prompts', 'prompt_batches',
+           'check_causal_lm', 'lm_logits', 'causal_task_score', 'causal_task_loss', 'causal_score']
 
 # %% ../nbs/02_score.ipynb #ef1ff0a5
 @dataclass
@@ -139,6 +140,14 @@ def clear_cache(model: MultiTaskModel | None = None):
     else: _CACHE.pop(model, None)
 
 # %% ../nbs/02_score.ipynb #3af7d01f
+@contextmanager
+def eval_mode(model: torch.nn.Module):
+    "Put every module of `model` in eval mode for the block, then give each back the mode it had"
+    modes = [(m, m.training) for m in model.modules()]; model.eval()
+    try: yield model
+    finally:
+        for m, t in modes: m.training = t
+
 def _batch_encode(model, tok, ids: list[list[int]], batch_size: int, device, dtype, progress: bool, desc: str) -> torch.Tensor:
     "Pooled features of token id lists, in their order, from length-sorted dynamically padded batches"
     from tqdm.auto import tqdm
@@ -147,15 +156,11 @@ def _batch_encode(model, tok, ids: list[list[int]], batch_size: int, device, dty
     check(top < V, f"the tokenizer gives token id {top} but the model's embedding table has {V} rows: the tokenizer does not "
                    "match the model; use the tokenizer saved with the model")
     out = torch.empty(len(ids), model.hidden_size, dtype=torch.float32)
-    modes = [(m, m.training) for m in model.modules()]; model.eval()
-    try:
-        with torch.inference_mode(), autocast(device, dtype):
-            for ix in tqdm(length_batches([len(x) for x in ids], batch_size), desc=desc, disable=not progress, leave=False):
-                b = collate([ids[i] for i in ix], tok)
-                f = model.encode(b["input_ids"].to(device), b["attention_mask"].to(device))
-                out[torch.as_tensor(ix)] = f.float().cpu()
-    finally:
-        for m, t in modes: m.training = t
+    with eval_mode(model), torch.inference_mode(), autocast(device, dtype):
+        for ix in tqdm(length_batches([len(x) for x in ids], batch_size), desc=desc, disable=not progress, leave=False):
+            b = collate([ids[i] for i in ix], tok)
+            f = model.encode(b["input_ids"].to(device), b["attention_mask"].to(device))
+            out[torch.as_tensor(ix)] = f.float().cpu()
     return out
 
 def features(model: MultiTaskModel, ds: datasets.Dataset, batch_size: int = 64, max_length: int = 128, tokenizer=None,
@@ -595,6 +600,11 @@ def check_causal_lm(model, tokenizer):
     V = model.get_input_embeddings().num_embeddings
     check(len(tokenizer) <= V, f"the tokenizer has {len(tokenizer)} tokens but the model's embedding table {V} rows: use the tokenizer saved with the model")
 
+def lm_logits(model, batch: dict, device=None) -> torch.Tensor:
+    "The (batch, tokens, vocabulary) logits of a causal LM for a prompt batch, moved to `device` (default: the model's)"
+    device = device if device is not None else next(model.parameters()).device
+    return model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits
+
 def _choice_ids(tokenizer, task: PromptTask) -> list[list[int]]:
     ids = tokenizer(list(task.choices), add_special_tokens=False)["input_ids"]
     empty = [c for c, x in zip(task.choices, ids) if not x]
@@ -608,7 +618,7 @@ def _choice_nll(model, tokenizer, prompts, choices, max_length, batch_size, devi
     out = np.zeros(len(items))
     for ix in length_batches([len(x) for x, _ in items], batch_size):
         b = collate_prompts([items[i] for i in ix], tokenizer)
-        lg = model(input_ids=b["input_ids"].to(device), attention_mask=b["attention_mask"].to(device)).logits
+        lg = lm_logits(model, b, device)
         out[ix] = (answer_nll(lg, b["labels"]) * (b["labels"][:, 1:] != -100).sum(1).to(lg.device)).double().cpu().numpy()
     return out.reshape(len(prompts), C)
 
@@ -624,20 +634,16 @@ def causal_task_score(model, tokenizer, task: PromptTask, split: str = "test", b
     gold = np.array([task.choices.index(a) for a in ds["answer"]])
     losses, scores = np.zeros(len(items)), np.zeros((len(items), len(cids)))
     dev = next(model.parameters()).device
-    modes = [(m, m.training) for m in model.modules()]; model.eval()
-    try:
-        with torch.inference_mode():
-            for ix in tqdm(length_batches([len(x) for x, _ in items], batch_size), desc=task.name, disable=not progress, leave=False):
-                b = collate_prompts([items[i] for i in ix], tokenizer)
-                lg = model(input_ids=b["input_ids"].to(dev), attention_mask=b["attention_mask"].to(dev)).logits
-                losses[ix] = answer_nll(lg, b["labels"]).double().cpu().numpy()
-                if single:                                   # every choice is one token: read them off the same pass
-                    last = torch.tensor([items[i][1] - 1 for i in ix], device=lg.device)
-                    lp = lg[torch.arange(len(ix), device=lg.device), last].float().log_softmax(-1)
-                    scores[ix] = -lp[:, [x[0] for x in cids]].double().cpu().numpy()
-            if not single: scores = _choice_nll(model, tokenizer, ds["prompt"], list(task.choices), max_length, batch_size, dev)
-    finally:
-        for m, t in modes: m.training = t
+    with eval_mode(model), torch.inference_mode():
+        for ix in tqdm(length_batches([len(x) for x, _ in items], batch_size), desc=task.name, disable=not progress, leave=False):
+            b = collate_prompts([items[i] for i in ix], tokenizer)
+            lg = lm_logits(model, b, dev)
+            losses[ix] = answer_nll(lg, b["labels"]).double().cpu().numpy()
+            if single:                                   # every choice is one token: read them off the same pass
+                last = torch.tensor([items[i][1] - 1 for i in ix], device=lg.device)
+                lp = lg[torch.arange(len(ix), device=lg.device), last].float().log_softmax(-1)
+                scores[ix] = -lp[:, [x[0] for x in cids]].double().cpu().numpy()
+        if not single: scores = _choice_nll(model, tokenizer, ds["prompt"], list(task.choices), max_length, batch_size, dev)
     return task_score(losses, scores.argmin(1), gold, len(cids))
 
 def causal_task_loss(model, tokenizer, task: PromptTask, split: str = "test", batch_size: int = 8, max_length: int = 128,
@@ -645,15 +651,10 @@ def causal_task_loss(model, tokenizer, task: PromptTask, split: str = "test", ba
     "L_i of a causal LM: the mean over examples of the mean NLL of their answer tokens"
     ds = _rows_of(task, split, n, seed)
     dev = next(model.parameters()).device
-    modes = [(m, m.training) for m in model.modules()]; model.eval()
     total = 0.0
-    try:
-        with torch.inference_mode():
-            for b in prompt_batches(tokenizer, task, split, batch_size, max_length, n, seed=seed):
-                lg = model(input_ids=b["input_ids"].to(dev), attention_mask=b["attention_mask"].to(dev)).logits
-                total += float(answer_nll(lg, b["labels"]).double().sum())
-    finally:
-        for m, t in modes: m.training = t
+    with eval_mode(model), torch.inference_mode():
+        for b in prompt_batches(tokenizer, task, split, batch_size, max_length, n, seed=seed):
+            total += float(answer_nll(lm_logits(model, b, dev), b["labels"]).double().sum())
     return total / len(ds)
 
 def causal_score(model, tokenizer, tasks, split: str = "test", batch_size: int = 8, max_length: int = 128,

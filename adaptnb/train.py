@@ -656,7 +656,7 @@ def finetune_causal_lm(model, tokenizer, task, cfg: TrainConfig | None = None, c
     import copy as _copy
     from peft import LoraConfig, get_peft_model
     from tqdm.auto import tqdm
-    from adaptnb.score import PromptTask, prompt_batches, causal_task_loss, answer_nll, check_causal_lm
+    from adaptnb.score import PromptTask, prompt_batches, causal_task_loss, answer_nll, check_causal_lm, lm_logits
     cfg = check_config(cfg if cfg is not None else causal_lora_config())
     check(cfg.method == "lora", f"a causal LM is fine-tuned with method 'lora' here, got {cfg.method!r}: use causal_lora_config(...)")
     check(isinstance(task, PromptTask), f"expected a PromptTask (adaptnb.score.prompt_task(...)), got {type(task).__name__}")
@@ -688,7 +688,7 @@ def finetune_causal_lm(model, tokenizer, task, cfg: TrainConfig | None = None, c
             queue = prompt_batches(tokenizer, task, "train", cfg.batch_size, cfg.max_length, shuffle=True, seed=cfg.seed + 1009 * epoch)
             epoch += 1
         b = queue.pop(0)
-        loss = answer_nll(pm(input_ids=b["input_ids"].to(dev), attention_mask=b["attention_mask"].to(dev)).logits, b["labels"]).mean()
+        loss = answer_nll(lm_logits(pm, b, dev), b["labels"]).mean()
         if not torch.isfinite(loss): raise NonFiniteLoss(f"the loss is {loss.item()} at step {step}: lower the learning rate (now {cfg.peak_lr:g})")
         opt.zero_grad(set_to_none=True); loss.backward()
         if cfg.max_grad_norm: torch.nn.utils.clip_grad_norm_([p for p in pm.parameters() if p.requires_grad], cfg.max_grad_norm)

@@ -18,7 +18,7 @@ import torch
 import transformers, datasets
 from adaptnb.core import MultiTaskModel, seed_everything
 from adaptnb.data import load_task, cap_train
-from adaptnb.score import fit_probe, score
+from adaptnb.score import fit_probe, score, example_losses
 from adaptnb.train import TrainConfig, fit
 from adaptnb.interpolate import TaskVector, Interpolation, objective_data, grid_lambda, learn_lambda, plot_lambda, plot_trajectory
 
@@ -34,7 +34,7 @@ def test_losses(model, data) -> dict:
     out = {}
     for t, b in data.batches:
         lg = model(b["input_ids"], b["attention_mask"], task=t)
-        out.setdefault(t, []).append(torch.nn.functional.cross_entropy(lg, b["labels"], reduction="none").numpy())
+        out.setdefault(t, []).append(example_losses(lg, b["labels"]))
     return {t: np.concatenate(v) for t, v in out.items()}
 
 def paired_diff(a: dict, b: dict) -> tuple[float, float]:
