@@ -48,8 +48,8 @@ def test_wheel_installs_and_runs_without_the_repo(tmp_path):
     assert "news_topic" in r.stdout and "utterance_language" in r.stdout
 
 
-MODULE_NOTEBOOKS = {"core": "00_core", "data": "01_data", "score": "02_score", "train": "03_train", "interpolate": "04_interpolate",
-                    "decide": "05_decide", "deploy": "06_deploy", "widgets": "07_widgets", "cli": "08_cli"}
+MODULE_NOTEBOOKS = {"core": "00_core", "data": "01_data", "score": "02_score", "heads": "03_heads", "train": "04_train", "interpolate": "05_interpolate",
+                    "decide": "06_decide", "flow": "07_flow", "llm": "08_llm", "deploy": "09_deploy", "widgets": "10_widgets", "cli": "11_cli", "command": "00a_command"}
 
 
 @pytest.mark.parametrize("module", list(MODULE_NOTEBOOKS))
