@@ -1,6 +1,6 @@
 """Compression table for adaptnb.deploy: size on disk, CPU latency per batch, accuracy and S change vs fp32.
 
-Linear probes (adaptnb.score.fit_probe) on the default encoder for news_topic and movie_sentiment, exported as
+Linear probes (adaptnb.heads.init_heads) on the default encoder for news_topic and movie_sentiment, exported as
 fp32, int8, pruned to 0.3/0.5/0.7 and pruned 0.5 + int8; each artifact is reloaded and scored on the test splits.
 Usage: python bench/deploy_compression.py [--max-per-class 400] [--max-length 64] [--repeats 5] [--json out.json]
 The last line is the int8/fp32 ratio of weights size and of latency.
@@ -10,7 +10,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pandas as pd
 from adaptnb.core import MultiTaskModel, seed_everything, save_json
 from adaptnb.data import load_task
-from adaptnb.score import fit_probe
+from adaptnb.heads import init_heads
 from adaptnb.deploy import compression_table
 
 ap = argparse.ArgumentParser()
@@ -23,7 +23,7 @@ seed_everything(0)
 t0 = time.perf_counter()
 tasks = [load_task(n, max_per_class=a.max_per_class) for n in ("news_topic", "movie_sentiment")]
 model = MultiTaskModel.from_pretrained("default").eval()
-for t in tasks: fit_probe(model, t, max_length=a.max_length)
+init_heads(model, tasks, max_length=a.max_length)
 print({t.name: t.sizes for t in tasks}, f"probes fit in {time.perf_counter() - t0:.0f}s", flush=True)
 with tempfile.TemporaryDirectory() as d:
     tab = compression_table(model, tasks, folder=d, max_length=a.max_length, repeats=a.repeats)

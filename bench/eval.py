@@ -20,7 +20,8 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from adaptnb.core import MultiTaskModel, get_device, seed_everything
 from adaptnb.data import load_task
-from adaptnb.score import example_losses, features, fit_probe
+from adaptnb.heads import fit_probe
+from adaptnb.score import example_losses, features
 
 
 class HeadForSequenceClassification(torch.nn.Module):

@@ -18,7 +18,8 @@ import torch
 import transformers, datasets
 from adaptnb.core import MultiTaskModel, seed_everything
 from adaptnb.data import load_task, cap_train
-from adaptnb.score import fit_probe, score, example_losses
+from adaptnb.heads import init_heads
+from adaptnb.score import score, example_losses
 from adaptnb.train import TrainConfig, fit
 from adaptnb.interpolate import TaskVector, Interpolation, objective_data, grid_lambda, learn_lambda, plot_lambda, plot_trajectory
 
@@ -64,20 +65,20 @@ def main(argv=None):
     if a.news_train_per_class: news = cap_train(news, a.news_train_per_class, a.seed)
     if a.movie_train_per_class: movie = cap_train(movie, a.movie_train_per_class, a.seed)
     base = MultiTaskModel.from_pretrained("default")
-    for t in (news, movie): fit_probe(base, t, max_length=64, seed=a.seed)
+    init_heads(base, [news, movie], max_length=64, seed=a.seed)
     tuned = copy.deepcopy(base)
     fit(tuned, movie, TrainConfig(method="full", max_steps=a.ft_steps, lr=a.lr, batch_size=16, max_length=64,
                                   head_lr=a.head_lr, eval_every=a.ft_steps, keep_best=False, seed=a.seed))
     tuned.eval()
     print(f"set-up (tasks, probes, fine-tune {a.ft_steps} steps): {time.perf_counter() - t0:.0f}s; news {news.sizes}, movie {movie.sizes}", flush=True)
     tv = TaskVector.between(base, tuned, "movie_sentiment")
-    ip, ipl = Interpolation(base, tv), Interpolation(base, tv, "layer")
+    interp, interp_layer = Interpolation(base, tv), Interpolation(base, tv, "layer")
     data = objective_data(base.tokenizer, [news, movie], "valid", n=a.n, max_length=64, seed=a.seed)
-    grid = grid_lambda(ip, data=data, progress=False)
+    grid = grid_lambda(interp, data, progress=False)
     target = 1.01 * grid.best_value
-    runs = {"adam": learn_lambda(ip, data=data, optimizer="adam", alpha=a.alpha, steps=a.steps, init=1.0, keep_best=True, progress=False),
-            "gd (source, α=0.01)": learn_lambda(ip, data=data, optimizer="gd", alpha=0.01, steps=min(a.steps, 3), init=1.0, progress=False),
-            "layer-wise adam": learn_lambda(ipl, data=data, optimizer="adam", alpha=a.layer_alpha, steps=a.steps, init=1.0, keep_best=True, progress=False)}
+    runs = {"adam": learn_lambda(interp, data, optimizer="adam", alpha=a.alpha, steps=a.steps, init=1.0, keep_best=True, progress=False),
+            "gd (source, α=0.01)": learn_lambda(interp, data, optimizer="gd", alpha=0.01, steps=min(a.steps, 3), init=1.0, progress=False),
+            "layer-wise adam": learn_lambda(interp_layer, data, optimizer="adam", alpha=a.layer_alpha, steps=a.steps, init=1.0, keep_best=True, progress=False)}
     print(f"\ngrid: best λ = {grid.best_lambda:g}, S = {grid.best_value:.4f}, S(0) = {grid.values[0]:.4f}, S(1) = {grid.values[-1]:.4f}; "
           f"{grid.forward_passes} passes in {grid.seconds:.1f}s ({grid.seconds / grid.forward_passes:.2f}s each)")
     rows = {}
@@ -88,12 +89,12 @@ def main(argv=None):
         lam = f"{r.lam:.3f}" if isinstance(r.lam, float) else f"mean {np.mean(r.lam):.3f}"
         print(f"{name:<22} final λ = {lam}, S = {r.value:.4f}; within 1% of the grid optimum after "
               + (f"{k} passes ({sec:.1f}s)" if k else f"never in {r.forward_passes} passes"))
-    at = {"0": ip.materialize(0.0), "1": ip.materialize(1.0), f"grid {grid.best_lambda:g}": ip.materialize(grid.best_lambda),
-          f"learned {runs['adam'].lam:.3f}": ip.materialize(runs["adam"].lam), "layer-wise": ipl.materialize(runs["layer-wise adam"].lam)}
+    at = {"0": interp.materialize(0.0), "1": interp.materialize(1.0), f"grid {grid.best_lambda:g}": interp.materialize(grid.best_lambda),
+          f"learned {runs['adam'].lam:.3f}": interp.materialize(runs["adam"].lam), "layer-wise": interp_layer.materialize(runs["layer-wise adam"].lam)}
     print(f"\n{'test split':<16}{'S':>8}{'L news':>9}{'L movie':>9}{'acc news':>10}{'acc movie':>10}")
     tests = {}
     for k, m in at.items():
-        s = score(m, [news, movie], split="test", max_length=64, fit_missing=False, progress=False)
+        s = score(m, [news, movie], split="test", max_length=64, progress=False)
         tests[k] = s.to_contract()
         print(f"{k:<16}{s.S:>8.4f}{s.tasks['news_topic'].loss:>9.4f}{s.tasks['movie_sentiment'].loss:>9.4f}"
               f"{s.tasks['news_topic'].accuracy:>10.3f}{s.tasks['movie_sentiment'].accuracy:>10.3f}")

@@ -7,9 +7,10 @@ import torch
 
 from adaptnb.core import AdaptnbError, MultiTaskModel
 from adaptnb.data import load_task
-from adaptnb.deploy import (HEADS, META, Predictor, export, gate, is_quantized, load, quantize_model, prune_model, sparsity,
-                            verify)
-from adaptnb.score import fit_probe, score
+from adaptnb.deploy import (HEADS, MANIFEST, Compression, Gate, Predictor, RunInfo, export, gate, is_quantized, load,
+                            load_artifact, quantize_model, prune_model, sparsity, verify)
+from adaptnb.heads import fit_probe
+from adaptnb.score import score
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
@@ -34,7 +35,7 @@ def model(news):
 
 @pytest.fixture(scope="module")
 def art(model, tmp_path_factory):
-    return export(model, tmp_path_factory.mktemp("a")/"news", max_length=64, seed=0)
+    return export(model, tmp_path_factory.mktemp("a")/"news", max_length=64, info=RunInfo(seed=0))
 
 
 def cli(*args, stdin=None):
@@ -113,7 +114,7 @@ def test_plain_transformers_cls_pooling(model, news, tmp_path):
     m = MultiTaskModel(model.body, pooling="cls", tokenizer=model.tokenizer).eval()   # the same encoder, cls pooling
     fit_probe(m, news, max_length=64)
     a = export(m, tmp_path/"cls", max_length=64)
-    assert json.loads((a/META).read_text())["layout"] == "AutoModelForSequenceClassification"
+    assert json.loads((a/MANIFEST).read_text())["layout"] == "AutoModelForSequenceClassification"
     hf, tok = AutoModelForSequenceClassification.from_pretrained(a).eval(), AutoTokenizer.from_pretrained(a)
     x = tok(TEXTS, padding=True, truncation=True, max_length=64, return_tensors="pt")
     with torch.inference_mode(): p = hf(**x).logits.softmax(-1).numpy()
@@ -124,8 +125,8 @@ def test_plain_transformers_cls_pooling(model, news, tmp_path):
 
 def test_int8_smaller_identical_after_reload_and_within_stated_change(model, news, tmp_path):
     "int8: the file is smaller, reloading predicts exactly what the exported quantised model did, accuracy/S change within the stated bounds"
-    a = export(model, tmp_path/"q", quantize="int8", tasks=[news], max_length=64)
-    meta = json.loads((a/META).read_text())
+    a = export(model, tmp_path/"q", Compression(quantize="int8"), Gate(tasks=[news]), max_length=64)
+    meta = json.loads((a/MANIFEST).read_text())
     assert meta["layout"] == "adaptnb-int8" and not (a/"model.safetensors").exists()
     assert meta["compression"]["weights_bytes"] < 0.7 * (sum(p.numel() for p in model.body.parameters()) * 4)
     p = load(a, device="cpu"); assert is_quantized(p.model)
@@ -153,19 +154,19 @@ def test_gate_triggers_and_force_overrides(model, news, tmp_path):
     "A model pruned to 90% is worse than the base: export refuses and leaves nothing; force=True exports and records it"
     base = score(model, [news], max_length=64, progress=False)
     with pytest.raises(AdaptnbError, match="export refused.*S\\(M\\) rose.*force=True"):
-        export(model, tmp_path/"g", prune=0.9, tasks=[news], score_before=base, max_length=64)
+        export(model, tmp_path/"g", Compression(prune=0.9), Gate(tasks=[news], base=base), max_length=64)
     assert not (tmp_path/"g").exists() and not list(tmp_path.glob(".g.tmp-*"))
-    a = export(model, tmp_path/"g", prune=0.9, tasks=[news], score_before=base, max_length=64, force=True)
-    g = json.loads((a/META).read_text())["gate"]
+    a = export(model, tmp_path/"g", Compression(prune=0.9), Gate(tasks=[news], base=base, force=True), max_length=64)
+    g = json.loads((a/MANIFEST).read_text())["gate"]
     assert g["checked"] and not g["passed"] and g["forced"] and "exported anyway with force" in (a/"README.md").read_text()
     # a run folder of `adaptnb run`: the gate reads score_base/score_final and the retained tasks from run.json
     run = tmp_path/"run"; model.save(run/"model")
-    (run/"run.json").write_text(json.dumps({"score_base": base.to_contract(), "score_final": json.loads((a/META).read_text())["score_after"],
+    (run/"run.json").write_text(json.dumps({"score_base": base.to_contract(), "score_final": json.loads((a/MANIFEST).read_text())["score_after"],
                                             "requirement": {"retain": [{"task": "news_topic", "name": None}], "seed": 0},
                                             "lambda": 0.5, "decision": {"action": "finetune", "method": "full"}}))
     with pytest.raises(AdaptnbError, match="retained task 'news_topic': loss rose"): export(run, tmp_path/"r", max_length=64)
-    r = export(run, tmp_path/"r", max_length=64, force=True)
-    meta = json.loads((r/META).read_text())
+    r = export(run, tmp_path/"r", gate=Gate(force=True), max_length=64)
+    meta = json.loads((r/MANIFEST).read_text())
     assert meta["retain"] == ["news_topic"] and meta["lambda"] == 0.5 and meta["gate"]["forced"]
     assert "Interpolation λ" in (r/"README.md").read_text() and '"action": "finetune"' in (r/"README.md").read_text()
     # a retained task whose loss rose more than the threshold fails even when S fell
@@ -198,28 +199,27 @@ def test_damaged_artifacts_give_clear_errors(art, tmp_path):
     w.write_bytes(data[:200] + bytes([data[200] ^ 0xFF]) + data[201:])
     with pytest.raises(AdaptnbError, match="SHA-256.*corrupt"): load(bad)
     w.write_bytes(b"\xff" * 16 + data[16:])   # a broken header, with the manifest check skipped
-    from adaptnb.deploy import load_model
-    with pytest.raises(AdaptnbError, match="not a readable safetensors file"): load_model(bad, check_files=False)
+    with pytest.raises(AdaptnbError, match="not a readable safetensors file"): load_artifact(bad, check_files=False)
     w.write_bytes(data)
     (bad/"tokenizer.json").unlink()
     with pytest.raises(AdaptnbError, match="missing the tokenizer"): load(bad)
     shutil.copy(art/"tokenizer.json", bad/"tokenizer.json")
     verify(bad)
-    meta = json.loads((bad/META).read_text())
+    meta = json.loads((bad/MANIFEST).read_text())
     for name in ("../outside.txt", "/etc/passwd", "sub/x"):
         m = json.loads(json.dumps(meta)); m["files"][name] = {"bytes": 1, "sha256": "0"}
-        (bad/META).write_text(json.dumps(m))
+        (bad/MANIFEST).write_text(json.dumps(m))
         with pytest.raises(AdaptnbError, match="outside its folder"): load(bad)
-    (bad/META).write_text(json.dumps(meta))
+    (bad/MANIFEST).write_text(json.dumps(meta))
     os.symlink("/etc/hostname", bad/"evil"); meta2 = json.loads(json.dumps(meta)); meta2["files"]["evil"] = {"bytes": 1, "sha256": "0"}
-    (bad/META).write_text(json.dumps(meta2))
+    (bad/MANIFEST).write_text(json.dumps(meta2))
     with pytest.raises(AdaptnbError, match="symbolic link"): load(bad)
-    (bad/"evil").unlink(); (bad/META).write_text(json.dumps(meta))
+    (bad/"evil").unlink(); (bad/MANIFEST).write_text(json.dumps(meta))
     cfg = json.loads((bad/"config.json").read_text()); cfg["auto_map"] = {"AutoModel": "evil.Model"}
     (bad/"config.json").write_text(json.dumps(cfg))
     import hashlib
     meta["files"]["config.json"] = {"bytes": (bad/"config.json").stat().st_size, "sha256": hashlib.sha256((bad/"config.json").read_bytes()).hexdigest()}
-    (bad/META).write_text(json.dumps(meta))
+    (bad/MANIFEST).write_text(json.dumps(meta))
     with pytest.raises(AdaptnbError, match="custom code"): load(bad)
     with pytest.raises(AdaptnbError, match="not an adaptnb artifact"): load(tmp_path)
 
@@ -237,7 +237,7 @@ def test_gpu_predictions_match_cpu(model, art, tmp_path):
     P_cpu = load(art, device="cpu").predict_proba(TEXTS)
     g = load(art, device="cuda"); assert g.device.type == "cuda"
     assert np.abs(g.predict_proba(TEXTS) - P_cpu).max() < 1e-3
-    a = export(model, tmp_path/"q", quantize="int8", max_length=64)
+    a = export(model, tmp_path/"q", Compression(quantize="int8"), max_length=64)
     gq = load(a, device="cuda"); assert not is_quantized(gq.model) and gq.device.type == "cuda"
     assert (gq.predict_proba(TEXTS).argmax(1) == load(a, device="cpu").predict_proba(TEXTS).argmax(1)).mean() >= 0.8
 
@@ -249,8 +249,9 @@ def test_export_real_train_run(model, news, tmp_path):
     small = load_task("news_topic", max_per_class=20)
     fit(copy.deepcopy(model), [small], TrainConfig(method="full", max_steps=3, batch_size=8, max_length=32, lr=1e-5, eval_every=3,
                                                    out=str(tmp_path/"run")))
-    a = export(tmp_path/"run", tmp_path/"art", tasks=[small], base=copy.deepcopy(model), max_length=64, max_loss_rise=10.0, force=True)
-    meta = json.loads((a/META).read_text())
+    a = export(tmp_path/"run", tmp_path/"art", gate=Gate(tasks=[small], base=copy.deepcopy(model), max_loss_rise=10.0, force=True),
+               max_length=64)
+    meta = json.loads((a/MANIFEST).read_text())
     assert meta["train_config"]["method"] == "full" and meta["metrics"]["steps"] == 3 and meta["seed"] == 0
     assert meta["gate"]["checked"] and set(meta["score_before"]["tasks"]) == {"news_topic"}
     card = (a/"README.md").read_text()

@@ -1,5 +1,6 @@
 """`adaptnb score` from a fresh process (JSON contract, saved models and run folders, errors as one line, exit 2),
-and the parts of adaptnb.score that the notebook does not exercise: feature-cache invalidation and label mapping."""
+the parts of adaptnb.score that the notebook does not exercise (feature-cache invalidation, label mapping, a score
+that leaves the model alone), adaptnb.heads' init_heads, and adaptnb.llm's causal-LM scoring."""
 import json, subprocess, sys
 from pathlib import Path
 
@@ -7,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from adaptnb.core import MultiTaskModel
+from adaptnb.core import AdaptnbError, MultiTaskModel
 from adaptnb.data import load_task, task_from_lists
-from adaptnb.score import Score, evaluate_task, features, fit_probe, score, example_losses
+from adaptnb.heads import fit_probe, init_heads
+from adaptnb.score import Score, evaluate_task, example_losses, features, mean_task_loss, score, task_outputs
 
 CLI = [sys.executable, "-c", "import sys; from adaptnb.cli import main; sys.exit(main())", "score"]
 SMALL = ["--max-per-class", "20", "--max-length", "64"]
@@ -60,7 +62,7 @@ def test_cli_errors_are_one_line(args, words):
 
 def test_saved_model_and_run_folder(tmp_path, model, news):
     fit_probe(model, news, max_length=64)
-    ours = score(model, [news], max_length=64, fit_missing=False, progress=False)
+    ours = score(model, [news], max_length=64, progress=False)
     model.save(tmp_path / "run" / "model")
     for where in (tmp_path / "run", tmp_path / "run" / "model"):
         r = run("--model", str(where), "--tasks", "news_topic", *SMALL, "--json", "-")
@@ -100,12 +102,48 @@ def test_test_split_with_fewer_labels_maps_by_name(model):
     assert ts.num_labels == 3 and ts.loss == pytest.approx(example_losses(logits, y).mean(), rel=1e-6)
 
 
+def test_score_never_changes_the_model(model, news):
+    bare = MultiTaskModel(model.body, tokenizer=model.tokenizer)                  # the same body, no heads
+    with pytest.raises(AdaptnbError, match=r"init_heads\(model, tasks\)"): score(bare, [news], max_length=64, progress=False)
+    assert len(bare.heads) == 0
+    init_heads(bare, [news], max_length=64)
+    w = bare.heads["news_topic"].weight.detach().clone()
+    s = score(bare, [news], max_length=64, progress=False)
+    assert list(bare.heads) == ["news_topic"] and torch.equal(bare.heads["news_topic"].weight, w)
+    assert s.S == pytest.approx(mean_task_loss({"news_topic": s.tasks["news_topic"].loss}), rel=1e-12)
+    assert s.tasks["news_topic"].probe_fitted is False                          # score fits nothing
+
+
+def test_init_heads_keeps_existing_heads_unless_replace(model, news):
+    m = MultiTaskModel(model.body, tokenizer=model.tokenizer)
+    movies = load_task("movie_sentiment", max_per_class=20)
+    torch.manual_seed(0)
+    assert init_heads(m, [news], how="random") == {"news_topic": None}
+    w = m.heads["news_topic"].weight.detach().clone()
+    fits = init_heads(m, [news, movies], max_length=64)                        # news keeps its (random) head
+    assert list(fits) == ["movie_sentiment"] and fits["movie_sentiment"].task == "movie_sentiment"
+    assert torch.equal(m.heads["news_topic"].weight, w)
+    fits = init_heads(m, [news], replace=True, max_length=64)                  # now it gets a probe
+    assert list(fits) == ["news_topic"] and not torch.equal(m.heads["news_topic"].weight, w)
+    with pytest.raises(AdaptnbError, match="unknown head initialisation"): init_heads(m, [news], how="zeros")
+
+
+def test_task_outputs_rows_order_and_dtype(model, news):
+    fit_probe(model, news, max_length=64)
+    lo, pr, y = task_outputs(model, news, "test", max_length=64, dtype=torch.float32)
+    rows = [3, 1, 2]
+    lo2, pr2, y2 = task_outputs(model, news, "test", max_length=64, rows=rows, dtype=torch.float32)
+    assert np.allclose(lo2, lo[rows], atol=1e-6) and (pr2 == pr[rows]).all() and (y2 == y[rows]).all()
+    ts = evaluate_task(model, news, "test", max_length=64, rows=rows, dtype=torch.float32)
+    assert ts.n == 3 and ts.loss == pytest.approx(lo[rows].mean(), rel=1e-6)
+    assert evaluate_task(model, news, "test", max_length=64).loss == pytest.approx(lo.mean(), rel=1e-5)
+
+
 # ---- causal LM: the answer NLL, prompt tasks and SmolLM2 ----------------------------------------------------------
 import datasets
 import torch.nn.functional as F
-from adaptnb.core import AdaptnbError
-from adaptnb.score import (answer_nll, prompt_task, prompt_task_from_rows, encode_prompts, collate_prompts, prompt_batches,
-                           causal_task_score, causal_task_loss, causal_score, causal_lm_source, load_causal_lm, _choice_nll)
+from adaptnb.llm import (answer_nll, prompt_task, prompt_task_from_rows, encode_prompts, collate_prompts, prompt_batches,
+                         causal_task_score, causal_task_loss, causal_score, causal_lm_source, load_causal_lm, _choice_nll)
 
 
 @pytest.fixture(scope="module")
