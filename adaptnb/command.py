@@ -90,8 +90,12 @@ def add_task_options(
     "Options for reading tasks: columns of csv:/jsonl: files, seed, subsampling"
     p.add_argument("--text-col", default="text", help="text column of csv:/jsonl: tasks (default: text)")
     p.add_argument("--label-col", default="label", help="label column of csv:/jsonl: tasks (default: label)")
-    p.add_argument("--max-per-class", type=int, default=None,
-                   help="subsample each class to at most this many examples (quick runs)")
+    p.add_argument(
+        "--max-per-class",
+        type=int,
+        default=None,
+        help="subsample each class to at most this many examples (quick runs)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed for splits, sampling and training (default: 0)")
     return p
 
@@ -109,7 +113,9 @@ def task_list(
     "Split a comma-separated task list"
     out = [t.strip() for t in (s or "").split(",") if t.strip()]
     if not out:
-        raise AdaptnbError("no task given: name one or more tasks, comma-separated (adaptnb tasks lists the embedded ones)")
+        raise AdaptnbError(
+            "no task given: name one or more tasks, comma-separated (adaptnb tasks lists the embedded ones)"
+        )
     return out
 
 # %% ../nbs/00a_command.ipynb #5c56b4b9

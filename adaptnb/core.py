@@ -59,8 +59,14 @@ def get_device(
         dev = torch.device(device)
     except (RuntimeError, TypeError):
         raise AdaptnbError(f"unknown device {device!r}: use 'cpu', 'cuda', 'cuda:N' or 'mps'")
-    check(dev.type != "cuda" or torch.cuda.is_available(), f"device {device!r} asked for, but torch sees no CUDA GPU: use 'cpu'")
-    check(dev.type != "mps" or torch.backends.mps.is_available(), f"device {device!r} asked for, but MPS is not available: use 'cpu'")
+    check(
+        dev.type != "cuda" or torch.cuda.is_available(),
+        f"device {device!r} asked for, but torch sees no CUDA GPU: use 'cpu'",
+    )
+    check(
+        dev.type != "mps" or torch.backends.mps.is_available(),
+        f"device {device!r} asked for, but MPS is not available: use 'cpu'",
+    )
     return dev
 
 # %% ../nbs/00_core.ipynb #5543cf1c
@@ -205,6 +211,7 @@ MODEL_FILE = "adaptnb.json"  # the file that marks a `MultiTaskModel.save` folde
 @dataclasses.dataclass(frozen=True)
 class RunDir:
     "The layout of a run folder: every file name written once"
+
     root: Path  # the folder
 
     def __post_init__(self):
@@ -239,13 +246,18 @@ def _model_dir(self: RunDir) -> Path:
     "The `MultiTaskModel` folder of a model, training run or flow run folder"
     if (self.root / MODEL_FILE).exists():
         return self.root
-    check((self.model / MODEL_FILE).exists(), f"{self.root} holds no finished model (no model/{MODEL_FILE}): "
-          "pass a model folder, or a run folder whose run has finished (resume it with --resume)")
+    check(
+        (self.model / MODEL_FILE).exists(),
+        f"{self.root} holds no finished model (no model/{MODEL_FILE}): "
+        "pass a model folder, or a run folder whose run has finished (resume it with --resume)",
+    )
     return self.model
 
 
 RunDir.kind = property(_kind, doc="'flow', 'train', 'model' or None")
-RunDir.holds_run = property(lambda self: _kind(self) in ("flow", "train"), doc="a training or flow run was started here")
+RunDir.holds_run = property(
+    lambda self: _kind(self) in ("flow", "train"), doc="a training or flow run was started here"
+)
 RunDir.model_dir = _model_dir
 
 # %% ../nbs/00_core.ipynb #06b18bee
@@ -283,15 +295,19 @@ def resolve_model(
     if (p / "config.json").exists() and not RunDir(p).holds_run:
         return str(p)
     if RunDir(p).kind is None:
-        raise AdaptnbError(f"{p} is not a model folder (no {MODEL_FILE} or config.json) nor a run folder: pass "
-                           "'default', a folder written by `adaptnb finetune`/`run` or by save_pretrained")
+        raise AdaptnbError(
+            f"{p} is not a model folder (no {MODEL_FILE} or config.json) nor a run folder: pass "
+            "'default', a folder written by `adaptnb finetune`/`run` or by save_pretrained"
+        )
     return str(RunDir(p).model_dir())
 
 # %% ../nbs/00_core.ipynb #57c02876
 def _hub_error(ref, e) -> AdaptnbError:
     "The one-line error for a model that could not be loaded"
-    return AdaptnbError(f"could not load model {ref!r} ({type(e).__name__}: {str(e).splitlines()[0][:200]}): "
-                        "use 'default', a local model folder, or a hub id on a machine with a network")
+    return AdaptnbError(
+        f"could not load model {ref!r} ({type(e).__name__}: {str(e).splitlines()[0][:200]}): "
+        "use 'default', a local model folder, or a hub id on a machine with a network"
+    )
 
 
 def _hf_folder(src: str) -> str:
@@ -318,8 +334,10 @@ def check_task_name(
     name: str,  # a task name, which keys a head
 ) -> str:
     "Check that `name` can key a head (letters, digits, '_' and '-', starting with a letter)"
-    check(isinstance(name, str) and TASK_NAME_RE.match(name) is not None,
-          f"task name {name!r} is not usable: use letters, digits, '_' and '-', starting with a letter")
+    check(
+        isinstance(name, str) and TASK_NAME_RE.match(name) is not None,
+        f"task name {name!r} is not usable: use letters, digits, '_' and '-', starting with a letter",
+    )
     return name
 
 # %% ../nbs/00_core.ipynb #fcdbe9fb
@@ -359,8 +377,11 @@ class MultiTaskModel(nn.Module):
 
     def forward(self, input_ids, attention_mask, task: str, **kw) -> torch.Tensor:
         "Logits of `task`'s head for a batch"
-        check(task in self.heads, f"the model has no head for task {task!r} (it has {sorted(self.heads)}): "
-              "give it one with adaptnb.heads.init_heads(model, tasks)")
+        check(
+            task in self.heads,
+            f"the model has no head for task {task!r} (it has {sorted(self.heads)}): "
+            "give it one with adaptnb.heads.init_heads(model, tasks)",
+        )
         return self.heads[task](self.encode(input_ids, attention_mask, **kw))
 
 # %% ../nbs/00_core.ipynb #dabe86ab
@@ -374,7 +395,10 @@ def _add_head(
     "Add (or replace) the head for `task`, with `labels` as its class names"
     check_task_name(task)
     labels = [str(l) for l in labels]
-    check(len(labels) >= 2 and len(set(labels)) == len(labels), f"task {task!r} needs two or more distinct labels, got {labels}")
+    check(
+        len(labels) >= 2 and len(set(labels)) == len(labels),
+        f"task {task!r} needs two or more distinct labels, got {labels}",
+    )
     p = next(self.body.parameters())
     head = nn.Linear(self.hidden_size, len(labels)).to(device=p.device, dtype=p.dtype)
     with torch.no_grad():
@@ -401,7 +425,9 @@ def _mt_save(
     self.body.save_pretrained(path / "body", safe_serialization=True)
     if self.tokenizer is not None:
         self.tokenizer.save_pretrained(path / "body")
-    heads = {f"{t}.{k}": v.detach().cpu().contiguous() for t, h in self.heads.items() for k, v in h.state_dict().items()}
+    heads = {
+        f"{t}.{k}": v.detach().cpu().contiguous() for t, h in self.heads.items() for k, v in h.state_dict().items()
+    }
     if heads:
         save_file(heads, str(path / "heads.safetensors"))
     meta = {"format": "adaptnb.MultiTaskModel/1", "base": self.base, "pooling": self.pooling, "labels": self.labels}
@@ -455,7 +481,9 @@ def _mt_from_pretrained(
     else:
         try:
             hf = _hf_folder(src)
-            body = AutoModel.from_config(AutoConfig.from_pretrained(hf)) if from_scratch else AutoModel.from_pretrained(hf)
+            body = (
+                AutoModel.from_config(AutoConfig.from_pretrained(hf)) if from_scratch else AutoModel.from_pretrained(hf)
+            )
         except (OSError, ValueError) as e:
             raise _hub_error(ref, e)
         m = cls(body, pooling=pooling, tokenizer=load_tokenizer(ref), base=str(ref))

@@ -9,7 +9,16 @@ import dataclasses, math, time
 from dataclasses import dataclass, field
 import numpy as np
 import torch
-from .core import AdaptnbError, Record, check, is_int, seed_everything, MultiTaskModel, DEFAULT_MODEL, load_tokenizer
+from adaptnb.core import (
+    AdaptnbError,
+    Record,
+    check,
+    is_int,
+    seed_everything,
+    MultiTaskModel,
+    DEFAULT_MODEL,
+    load_tokenizer,
+)
 from .data import Task, audit, sample_rows, collate, encode
 from .heads import fit_probe
 from .score import features
@@ -25,62 +34,97 @@ def _logme_one(s: np.ndarray, z: np.ndarray, y_out: float, n: int, D: int, max_i
     alpha, beta = 1.0, 1.0
     for _ in range(max_iter):
         m = beta * s * z / (alpha + beta * sig)
-        mm = float(m @ m); res = float(((z - s * m) ** 2).sum() + y_out)
+        mm = float(m @ m)
+        res = float(((z - s * m) ** 2).sum() + y_out)
         gamma = float((beta * sig / (alpha + beta * sig)).sum())
         a_new, b_new = gamma / max(mm, 1e-12), (n - gamma) / max(res, 1e-12)
         done = abs(a_new / b_new - alpha / beta) <= tol * (alpha / beta)
         alpha, beta = a_new, b_new
-        if done: break
+        if done:
+            break
     m = beta * s * z / (alpha + beta * sig)
-    mm = float(m @ m); res = float(((z - s * m) ** 2).sum() + y_out)
+    mm = float(m @ m)
+    res = float(((z - s * m) ** 2).sum() + y_out)
     logdet = float(np.log(alpha + beta * sig).sum() + (D - len(sig)) * math.log(alpha))
-    ev = n / 2 * math.log(beta) + D / 2 * math.log(alpha) - n / 2 * math.log(2 * math.pi) - beta / 2 * res - alpha / 2 * mm - logdet / 2
+    ev = (
+        n / 2 * math.log(beta)
+        + D / 2 * math.log(alpha)
+        - n / 2 * math.log(2 * math.pi)
+        - beta / 2 * res
+        - alpha / 2 * mm
+        - logdet / 2
+    )
     return ev / n, alpha, beta
+
 
 def logme(features, labels, max_iter: int = 100, tol: float = 1e-4, details: bool = False):
     "LogME (You et al. 2021): per-example log evidence of a Bayesian linear model on `features`, averaged over classes"
     F = np.asarray(features.detach().cpu() if isinstance(features, torch.Tensor) else features, dtype=np.float64)
     y = np.asarray(labels)
-    check(F.ndim == 2 and len(F) == len(y) and len(y) >= 2, f"logme needs features (n, D) and n labels, got {F.shape} and {y.shape}")
+    check(
+        F.ndim == 2 and len(F) == len(y) and len(y) >= 2,
+        f"logme needs features (n, D) and n labels, got {F.shape} and {y.shape}",
+    )
     classes = np.unique(y)
     check(len(classes) >= 2, "logme needs at least two classes among the labels")
     n, D = F.shape
     U, s, _ = np.linalg.svd(F, full_matrices=False)
     out = []
     for c in classes:
-        yc = (y == c).astype(np.float64); z = U.T @ yc
+        yc = (y == c).astype(np.float64)
+        z = U.T @ yc
         out.append(_logme_one(s, z, max(float(yc @ yc - z @ z), 0.0), n, D, max_iter, tol))
     val = float(np.mean([o[0] for o in out]))
-    return (val, [dict(cls=int(c), evidence=o[0], alpha=o[1], beta=o[2]) for c, o in zip(classes, out)]) if details else val
+    return (
+        (val, [dict(cls=int(c), evidence=o[0], alpha=o[1], beta=o[2]) for c, o in zip(classes, out)])
+        if details
+        else val
+    )
 
 # %% ../nbs/06_decide.ipynb #251a4caf
-def seconds_per_step(model: MultiTaskModel, texts: list[str], batch_size: int = 32, max_length: int = 128, repeats: int = 2) -> float:
+def seconds_per_step(
+    model: MultiTaskModel, texts: list[str], batch_size: int = 32, max_length: int = 128, repeats: int = 2
+) -> float:
     "Measured seconds of one training step (forward and backward of the body) on a batch of `texts`"
     dev = next(model.parameters()).device
     b = collate(encode((list(texts) * batch_size)[:batch_size], model.tokenizer, max_length), model.tokenizer)
-    was = model.training; model.train(); best = float("inf")
+    was = model.training
+    model.train()
+    best = float("inf")
     try:
         for _ in range(repeats):
             t0 = time.perf_counter()
             model.encode(b["input_ids"].to(dev), b["attention_mask"].to(dev)).pow(2).mean().backward()
             best = min(best, time.perf_counter() - t0)
     finally:
-        model.zero_grad(set_to_none=True); model.train(was)
-    return best * 1.15                      # + the optimiser's update, about a sixth of a backward pass here
+        model.zero_grad(set_to_none=True)
+        model.train(was)
+    return best * 1.15  # + the optimiser's update, about a sixth of a backward pass here
+
 
 def budget_steps(budget: dict, n_train: int, batch_size: int, step_seconds: float | None = None) -> tuple[int, str]:
     "Optimiser steps a spec's budget allows, and how they were worked out"
     check(isinstance(budget, dict) and budget, f"the budget must name max_steps, epochs or minutes, got {budget!r}")
     opts = []
     for k, v in budget.items():
-        check(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0,
-              f"budget {k} must be a positive number, got {v!r}: a run needs at least one step")
-        if k == "max_steps": opts.append((int(v), f"max_steps {int(v)}"))
-        elif k == "epochs": opts.append((math.ceil(v * n_train / batch_size), f"{v:g} epoch(s) of {n_train:,} examples at batch {batch_size}"))
+        check(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0,
+            f"budget {k} must be a positive number, got {v!r}: a run needs at least one step",
+        )
+        if k == "max_steps":
+            opts.append((int(v), f"max_steps {int(v)}"))
+        elif k == "epochs":
+            opts.append(
+                (math.ceil(v * n_train / batch_size), f"{v:g} epoch(s) of {n_train:,} examples at batch {batch_size}")
+            )
         elif k == "minutes":
-            check(step_seconds is not None and step_seconds > 0, "a budget in minutes needs a measured step time (step_seconds)")
+            check(
+                step_seconds is not None and step_seconds > 0,
+                "a budget in minutes needs a measured step time (step_seconds)",
+            )
             opts.append((int(v * 60 / step_seconds), f"{v:g} min at {step_seconds:.2f} s per step (measured)"))
-        else: raise AdaptnbError(f"unknown budget key {k!r}: use max_steps, epochs or minutes")
+        else:
+            raise AdaptnbError(f"unknown budget key {k!r}: use max_steps, epochs or minutes")
     steps, how = min(opts)
     check(steps >= 1, f"the budget ({how}) allows no training step: raise it")
     return steps, how
@@ -89,6 +133,7 @@ def budget_steps(budget: dict, n_train: int, batch_size: int, step_seconds: floa
 @dataclass
 class TaskAssessment(Record):
     "Adaptability numbers of one task, measured on the frozen pretrained encoder and its random twin"
+
     task: str
     num_labels: int
     n_train: int
@@ -110,13 +155,21 @@ class TaskAssessment(Record):
     n_probe: int
     seconds: float
 
+
 def _subsample(task: Task, sample: int, seed: int) -> Task:
     "The task with at most `sample` train and `sample // 2` valid rows (a seeded random subset)"
     train = sample_rows(task.train, sample, seed)
     return dataclasses.replace(task, train=train, valid=sample_rows(task.valid, max(sample // 2, 1), seed + 1))
 
-def assess_task(task: Task, pretrained: MultiTaskModel, scratch: MultiTaskModel, max_length: int = 128,
-                sample: int = 1000, seed: int = 0) -> TaskAssessment:
+
+def assess_task(
+    task: Task,
+    pretrained: MultiTaskModel,
+    scratch: MultiTaskModel,
+    max_length: int = 128,
+    sample: int = 1000,
+    seed: int = 0,
+) -> TaskAssessment:
     "Probe loss on pretrained vs random-init features, LogME, tokenizer coverage and class counts of `task`"
     t0 = time.perf_counter()
     sub = _subsample(task, sample, seed)
@@ -128,20 +181,42 @@ def assess_task(task: Task, pretrained: MultiTaskModel, scratch: MultiTaskModel,
     a = audit(task, pretrained.tokenizer, sample=sample, seed=seed)
     ids = pretrained.tokenizer(list(sub.train["text"]), add_special_tokens=True, truncation=False)["input_ids"]
     counts = np.array(list(a.class_counts["train"].values()))
-    chance = math.log(task.num_labels); lp, ls = min(fp.valid_loss, chance), min(fs.valid_loss, chance)
-    return TaskAssessment(task.name, task.num_labels, len(task.train), int(counts.min()), float(np.median(counts)), chance,
-                          fp.valid_loss, fs.valid_loss, fp.valid_accuracy, fs.valid_accuracy, ls - lp, (ls - lp) / max(ls, 1e-12), lm, lms, a.unk_rate or 0.0,
-                          a.tokens_per_word, a.tokens_per_char, float(np.mean([len(x) > max_length for x in ids])), len(sub.train),
-                          round(time.perf_counter() - t0, 2))
+    chance = math.log(task.num_labels)
+    lp, ls = min(fp.valid_loss, chance), min(fs.valid_loss, chance)
+    return TaskAssessment(
+        task.name,
+        task.num_labels,
+        len(task.train),
+        int(counts.min()),
+        float(np.median(counts)),
+        chance,
+        fp.valid_loss,
+        fs.valid_loss,
+        fp.valid_accuracy,
+        fs.valid_accuracy,
+        ls - lp,
+        (ls - lp) / max(ls, 1e-12),
+        lm,
+        lms,
+        a.unk_rate or 0.0,
+        a.tokens_per_word,
+        a.tokens_per_char,
+        float(np.mean([len(x) > max_length for x in ids])),
+        len(sub.train),
+        round(time.perf_counter() - t0, 2),
+    )
 
 # %% ../nbs/06_decide.ipynb #fcc47a0c
 def _assess_on(task: Task, pre: MultiTaskModel, scr: MultiTaskModel, **kw) -> TaskAssessment:
     "assess_task under a temporary head name, removing the heads afterwards"
     tmp = dataclasses.replace(task, name=f"{task.name}-assess")
-    try: r = assess_task(tmp, pre, scr, **kw)
+    try:
+        r = assess_task(tmp, pre, scr, **kw)
     finally:
         for m in (pre, scr):
-            if m.has_head(tmp.name): del m.heads[tmp.name]; m.labels.pop(tmp.name, None)
+            if m.has_head(tmp.name):
+                del m.heads[tmp.name]
+                m.labels.pop(tmp.name, None)
     r.task = task.name
     return r
 
@@ -149,6 +224,7 @@ def _assess_on(task: Task, pre: MultiTaskModel, scr: MultiTaskModel, **kw) -> Ta
 @dataclass
 class Assessment(Record):
     "What the decision is based on: per-task adaptability numbers, the budget in steps, the spec's settings"
+
     requirement: str
     model: str
     retain: list
@@ -173,9 +249,26 @@ class Assessment(Record):
     def table(self):
         "One row per assessed task"
         import pandas as pd
-        cols = ["num_labels", "n_train", "per_class_min", "probe_loss", "probe_loss_scratch", "relative_gap", "logme", "logme_scratch",
-                "unk_rate", "tokens_per_word", "tokens_per_char"]
-        return pd.DataFrame([{c: getattr(t, c) for c in cols} | {"task": n} for n, t in self.tasks.items()]).set_index("task").round(4)
+
+        cols = [
+            "num_labels",
+            "n_train",
+            "per_class_min",
+            "probe_loss",
+            "probe_loss_scratch",
+            "relative_gap",
+            "logme",
+            "logme_scratch",
+            "unk_rate",
+            "tokens_per_word",
+            "tokens_per_char",
+        ]
+        return (
+            pd.DataFrame([{c: getattr(t, c) for c in cols} | {"task": n} for n, t in self.tasks.items()])
+            .set_index("task")
+            .round(4)
+        )
+
 
 def assess(
     part,  # the requirement's tasks, loaded: a `flow.Partition` (from `flow.partition(spec)`)
@@ -187,8 +280,10 @@ def assess(
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
-    check(hasattr(part, "requirement") and hasattr(part, "new"),
-          f"assess needs the loaded tasks of a requirement (adaptnb.flow.partition(spec)), got {type(part).__name__}")
+    check(
+        hasattr(part, "requirement") and hasattr(part, "new"),
+        f"assess needs the loaded tasks of a requirement (adaptnb.flow.partition(spec)), got {type(part).__name__}",
+    )
     req = part.requirement
     check(is_int(sample, 10), f"sample must be an integer >= 10, got {sample!r}")
     pre = pretrained if pretrained is not None else MultiTaskModel.from_pretrained(req.model)
@@ -197,18 +292,35 @@ def assess(
     tasks = {}
     for t in tqdm(part.new, desc="assess", disable=not progress, leave=False):
         tasks[t.name] = _assess_on(t, pre, scr, max_length=req.max_length, sample=sample, seed=req.seed)
-    sps = seconds_per_step(pre, list(part.new[0].train["text"][:req.batch_size]), req.batch_size, req.max_length)
+    sps = seconds_per_step(pre, list(part.new[0].train["text"][: req.batch_size]), req.batch_size, req.max_length)
     steps, how = budget_steps(req.budget, sum(len(t.train) for t in part.new), req.batch_size, sps)
-    return Assessment(req.name, req.model, [t.name for t in part.retain], [t.name for t in part.new], tasks, dict(req.budget),
-                      steps, how, round(sps, 4), req.batch_size, req.max_length, req.method, dict(req.targets), req.seed,
-                      round(time.perf_counter() - t0, 2))
+    return Assessment(
+        req.name,
+        req.model,
+        [t.name for t in part.retain],
+        [t.name for t in part.new],
+        tasks,
+        dict(req.budget),
+        steps,
+        how,
+        round(sps, 4),
+        req.batch_size,
+        req.max_length,
+        req.method,
+        dict(req.targets),
+        req.seed,
+        round(time.perf_counter() - t0, 2),
+    )
 
 # %% ../nbs/06_decide.ipynb #fb5680ac
 @dataclass
 class Thresholds(Record):
     "Thresholds of the decision rules (documented above); override any of them"
+
     max_unk_rate: float = field(default=0.05, metadata={"help": "largest [UNK] share a fine-tune can live with"})
-    min_relative_gap: float = field(default=0.10, metadata={"help": "smallest relative probe gap that counts as transfer"})
+    min_relative_gap: float = field(
+        default=0.10, metadata={"help": "smallest relative probe gap that counts as transfer"}
+    )
     small_budget_steps: int = field(default=100, metadata={"help": "under this many steps: lora, not full"})
     tiny_budget_steps: int = field(default=25, metadata={"help": "under this many steps: freeze"})
     few_per_class: int = field(default=8, metadata={"help": "under this many examples in a class: freeze"})
@@ -218,6 +330,7 @@ class Thresholds(Record):
 @dataclass(frozen=True)
 class Decision(Record):
     "Fine-tune or retrain, the method, whether to learn λ, and the reasons, with the assessment they rest on"
+
     action: str
     method: str
     learn_lambda: bool
@@ -231,44 +344,111 @@ class Decision(Record):
 
     def to_contract(self) -> dict:
         "The DESIGN.md decide JSON: action, method, learn_lambda, reasons, assessment (and the votes, thresholds, steps)"
-        return {"action": self.action, "method": self.method, "learn_lambda": self.learn_lambda, "reasons": list(self.reasons),
-                "assessment": self.assessment.to_dict(), "votes": dict(self.votes), "tokenizer": self.tokenizer,
-                "train_tasks": list(self.train_tasks), "steps": self.steps, "thresholds": self.thresholds.to_dict()}
+        return {
+            "action": self.action,
+            "method": self.method,
+            "learn_lambda": self.learn_lambda,
+            "reasons": list(self.reasons),
+            "assessment": self.assessment.to_dict(),
+            "votes": dict(self.votes),
+            "tokenizer": self.tokenizer,
+            "train_tasks": list(self.train_tasks),
+            "steps": self.steps,
+            "thresholds": self.thresholds.to_dict(),
+        }
 
-    def to_dict(self) -> dict: return self.to_contract()
+    def to_dict(self) -> dict:
+        return self.to_contract()
 
     @classmethod
     def from_dict(cls, d: dict):
-        return cls(**{k: d[k] for k in ("action", "method", "learn_lambda", "reasons", "votes", "tokenizer", "train_tasks", "steps")},
-                   assessment=Assessment.from_dict(d["assessment"]), thresholds=Thresholds.from_dict(d["thresholds"]))
+        return cls(
+            **{
+                k: d[k]
+                for k in ("action", "method", "learn_lambda", "reasons", "votes", "tokenizer", "train_tasks", "steps")
+            },
+            assessment=Assessment.from_dict(d["assessment"]),
+            thresholds=Thresholds.from_dict(d["thresholds"]),
+        )
 
     def summary(self) -> str:
         "The decision and its reasons, one per line"
-        return f"decision: {self.action} (method {self.method}, learn λ: {'yes' if self.learn_lambda else 'no'})\n" + "\n".join(f"  - {r}" for r in self.reasons)
+        return (
+            f"decision: {self.action} (method {self.method}, learn λ: {'yes' if self.learn_lambda else 'no'})\n"
+            + "\n".join(f"  - {r}" for r in self.reasons)
+        )
 
 # %% ../nbs/06_decide.ipynb #9470b85b
 def _vote(t: TaskAssessment, th: Thresholds) -> tuple[str, str, str]:
     "One new task's vote, its ground ('tokenizer', 'gap' or 'ok') and the reason in words"
-    probe = (f"a linear probe on the frozen pretrained features reaches valid loss {t.probe_loss:.3f} against {t.probe_loss_scratch:.3f} "
-             f"on the random twin's (chance {t.chance_loss:.3f}; relative gap {t.relative_gap:.1%}); LogME {t.logme:.3f} against {t.logme_scratch:.3f}")
+    probe = (
+        f"a linear probe on the frozen pretrained features reaches valid loss {t.probe_loss:.3f} against"
+        f" {t.probe_loss_scratch:.3f} on the random twin's (chance {t.chance_loss:.3f}; relative gap"
+        f" {t.relative_gap:.1%}); LogME {t.logme:.3f} against {t.logme_scratch:.3f}"
+    )
     if t.unk_rate > th.max_unk_rate:
-        return "retrain", "tokenizer", (f"{t.task}: the tokenizer cannot represent the text: {t.unk_rate:.1%} of its tokens are [UNK] "
-                                        f"(limit {th.max_unk_rate:.0%}), which no fine-tuning can undo; {probe}.")
+        return (
+            "retrain",
+            "tokenizer",
+            (
+                f"{t.task}: the tokenizer cannot represent the text: {t.unk_rate:.1%} of its tokens are [UNK] "
+                f"(limit {th.max_unk_rate:.0%}), which no fine-tuning can undo; {probe}."
+            ),
+        )
     if t.relative_gap < th.min_relative_gap:
-        return "retrain", "gap", (f"{t.task}: pretrained features barely help: {probe}, below the {th.min_relative_gap:.0%} a transfer needs.")
-    return "finetune", "ok", (f"{t.task}: adaptable: the tokenizer covers the text ([UNK] {t.unk_rate:.1%}, {t.tokens_per_word:.2f} tokens "
-                              f"per word) and {probe}, above the {th.min_relative_gap:.0%} a transfer needs.")
+        return (
+            "retrain",
+            "gap",
+            (
+                f"{t.task}: pretrained features barely help: {probe}, below the {th.min_relative_gap:.0%} a transfer"
+                " needs."
+            ),
+        )
+    return (
+        "finetune",
+        "ok",
+        (
+            f"{t.task}: adaptable: the tokenizer covers the text ([UNK] {t.unk_rate:.1%}, {t.tokens_per_word:.2f}"
+            f" tokens per word) and {probe}, above the {th.min_relative_gap:.0%} a transfer needs."
+        ),
+    )
+
 
 def _method(A: Assessment, th: Thresholds) -> tuple[str, str]:
     "The fine-tuning method the budget and the class sizes call for, with the reason"
     few = min(t.per_class_min for t in A.tasks.values())
     if A.budget_steps < th.tiny_budget_steps:
-        return "freeze", f"the budget allows {A.budget_steps} steps ({A.budget_basis}), under {th.tiny_budget_steps}: method freeze, only the top layers and the heads move."
+        return (
+            "freeze",
+            (
+                f"the budget allows {A.budget_steps} steps ({A.budget_basis}), under {th.tiny_budget_steps}: method"
+                " freeze, only the top layers and the heads move."
+            ),
+        )
     if few < th.few_per_class:
-        return "freeze", f"the smallest class has {few} training examples, under {th.few_per_class}: method freeze, so few examples cannot drag all the weights."
+        return (
+            "freeze",
+            (
+                f"the smallest class has {few} training examples, under {th.few_per_class}: method freeze, so few"
+                " examples cannot drag all the weights."
+            ),
+        )
     if A.budget_steps < th.small_budget_steps:
-        return "lora", f"the budget allows {A.budget_steps} steps ({A.budget_basis}), under {th.small_budget_steps}: method lora, low-rank updates at a larger learning rate."
-    return "full", f"the budget allows {A.budget_steps} steps ({A.budget_basis}), at least {th.small_budget_steps}: method full, every weight moves."
+        return (
+            "lora",
+            (
+                f"the budget allows {A.budget_steps} steps ({A.budget_basis}), under {th.small_budget_steps}: method"
+                " lora, low-rank updates at a larger learning rate."
+            ),
+        )
+    return (
+        "full",
+        (
+            f"the budget allows {A.budget_steps} steps ({A.budget_basis}), at least {th.small_budget_steps}: method"
+            " full, every weight moves."
+        ),
+    )
+
 
 def _thresholds(thresholds: Thresholds | None, overrides: dict) -> Thresholds:
     "The thresholds with `overrides` applied, each name checked"
@@ -286,9 +466,11 @@ def _action(A: Assessment, th: Thresholds, votes: dict) -> tuple[str, list[str]]
     reasons = [f"{len(votes) - n_re} of {len(votes)} new task(s) adaptable: {plan}."]
     if action == "retrain" and A.budget_steps < th.min_retrain_steps and not A.method:
         action = "finetune"
-        reasons.append(f"but the budget allows {A.budget_steps} steps ({A.budget_basis}), under the {th.min_retrain_steps} "
-                       "that training from random weights needs to learn much: fine-tune anyway, the pretrained start "
-                       "learns faster even where it transfers poorly.")
+        reasons.append(
+            f"but the budget allows {A.budget_steps} steps ({A.budget_basis}), under the {th.min_retrain_steps} "
+            "that training from random weights needs to learn much: fine-tune anyway, the pretrained start "
+            "learns faster even where it transfers poorly."
+        )
     if A.method:
         auto, action = action, "retrain" if A.method == "retrain" else "finetune"
         agree = f" (the assessment alone would {auto})." if auto != action else ", as the assessment agrees."
@@ -300,8 +482,10 @@ def _retrain_reason(A: Assessment, tokenizer: str) -> str:
     "Why retraining trains every task and learns no λ"
     again = f", so the retained task(s) {', '.join(A.retain)} are trained again from their own data" if A.retain else ""
     tok = "; the tokenizer is learned anew from the training text." if tokenizer == "task" else "."
-    return (f"retraining starts from random weights{again}; λ is not learned (θ0 + λ(θt − θ0) between pretrained "
-            f"weights and an unrelated random start means nothing){tok}")
+    return (
+        f"retraining starts from random weights{again}; λ is not learned (θ0 + λ(θt − θ0) between pretrained "
+        f"weights and an unrelated random start means nothing){tok}"
+    )
 
 
 def decide(
@@ -310,8 +494,10 @@ def decide(
     **overrides,  # single thresholds to override, e.g. `min_relative_gap=0.2`
 ) -> Decision:
     "Fine-tune (full, lora or freeze) or retrain, and whether to learn λ, with reasons citing the numbers"
-    check(isinstance(assessment, Assessment),
-          f"decide needs an Assessment (from assess(partition(spec))), got {type(assessment).__name__}")
+    check(
+        isinstance(assessment, Assessment),
+        f"decide needs an Assessment (from assess(partition(spec))), got {type(assessment).__name__}",
+    )
     A, th = assessment, _thresholds(thresholds, overrides)
     check(A.tasks, "the assessment holds no new task: a requirement needs at least one task under 'new'")
     ballots = {name: _vote(t, th) for name, t in A.tasks.items()}
@@ -329,8 +515,10 @@ def decide(
     if retrain:
         reasons.append(_retrain_reason(A, tokenizer))
     elif learn:
-        reasons.append(f"the spec retains {', '.join(A.retain)}: λ is learned over retained and new tasks, so "
-                       "θ0 + λ(θt − θ0) keeps what the base knew.")
+        reasons.append(
+            f"the spec retains {', '.join(A.retain)}: λ is learned over retained and new tasks, so "
+            "θ0 + λ(θt − θ0) keeps what the base knew."
+        )
     else:
         reasons.append("the spec retains no task: the fine-tuned weights are used as they are (λ = 1).")
     return Decision(action, method, learn, reasons, A, th, votes, tokenizer, train, A.budget_steps)
@@ -338,16 +526,22 @@ def decide(
 # %% ../nbs/06_decide.ipynb #351e0ed6
 def task_tokenizer(tasks: list[Task], base_tokenizer, vocab_size: int = 8000):
     "A tokenizer of the base's kind whose vocabulary is learned from the tasks' training texts"
-    check(getattr(base_tokenizer, "is_fast", False), f"learning a vocabulary needs a fast tokenizer, got {type(base_tokenizer).__name__}")
+    check(
+        getattr(base_tokenizer, "is_fast", False),
+        f"learning a vocabulary needs a fast tokenizer, got {type(base_tokenizer).__name__}",
+    )
     texts = [x for t in tasks for x in t.train["text"]]
     return base_tokenizer.train_new_from_iterator(texts, vocab_size=vocab_size)
+
 
 def scratch_model(model: str = DEFAULT_MODEL, tokenizer=None, seed: int = 0) -> MultiTaskModel:
     "The model's architecture at random initialisation, with `tokenizer` (default: the model's) and an embedding table sized to it"
     from transformers import AutoConfig, AutoModel
     from adaptnb.core import resolve_model
+
     tok = tokenizer if tokenizer is not None else load_tokenizer(model)
     cfg = AutoConfig.from_pretrained(resolve_model(model))
-    if len(tok) != cfg.vocab_size: cfg.vocab_size = len(tok)
+    if len(tok) != cfg.vocab_size:
+        cfg.vocab_size = len(tok)
     seed_everything(seed)
     return MultiTaskModel(AutoModel.from_config(cfg), tokenizer=tok, base=str(model))

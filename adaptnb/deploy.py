@@ -18,6 +18,7 @@ from .command import parser, add_task_options, task_options, task_list, emit
 from .data import encode, length_batches, collate, load_tasks
 from .score import score
 from .heads import init_heads
+from .flow import RunResult
 
 # %% auto #0
 __all__ = ['ARTIFACT_FORMAT', 'MANIFEST', 'HEADS', 'CARD', 'WEIGHTS', 'POOLER_EPS', 'OPTIONS', 'is_quantized', 'prune_model',
@@ -340,18 +341,13 @@ def _train_info(rd: RunDir) -> RunInfo:
 
 def _flow_info(rd: RunDir) -> RunInfo:
     "What a flow run folder says: run.json (adaptnb.flow.RunResult) and its training run in train/"
-    from adaptnb.flow import RunResult
-
     r, info = RunResult.load(rd.run), _train_info(rd.train)
-    req = getattr(r, "requirement", None)
-    retain = [t.name or t.task for t in getattr(req, "retain", None) or []]
-    train = getattr(r, "train", None)
-    if info.metrics is None and train is not None:
-        info.metrics = {k: v for k, v in to_jsonable(train).items() if k != "history"}
-    info.audit = getattr(r, "audit", None) or info.audit
-    info.score_before, info.score_after = getattr(r, "score_base", None), getattr(r, "score_final", None)
-    info.lam, info.decision = getattr(r, "lam", getattr(r, "lambda_", None)), getattr(r, "decision", None)
-    info.retain, info.seed = retain or None, getattr(req, "seed", info.seed)
+    if info.metrics is None and r.train is not None:
+        info.metrics = {k: v for k, v in to_jsonable(r.train).items() if k != "history"}
+    info.audit = r.audit or info.audit
+    info.score_before, info.score_after, info.lam, info.decision = r.score_base, r.score_final, r.lambda_, r.decision
+    info.retain = [t.name or t.task for t in r.requirement.retain] or None
+    info.seed = r.requirement.seed
     return info
 
 
@@ -651,11 +647,8 @@ def _manifest(
     model, shipped, lay: dict, files: dict, comp: Compression, change: dict, g, info: RunInfo, name, max_length
 ):
     "The artifact's manifest: format, model facts, compression, gate, versions, files and what the run said"
-    facts = {k: v for k, v in info.to_dict().items() if v is not None}
-    facts = {("lambda" if k == "lam" else k): v for k, v in facts.items()}
-    for k in ("score_before", "score_after"):
-        if k in facts:
-            facts[k] = _score_dict(getattr(info, k))
+    contract = lambda x: x.to_contract() if hasattr(x, "to_contract") else x  # Score and Decision: their JSON form
+    facts = {("lambda" if f == "lam" else f): contract(v) for f, v in vars(info).items() if v is not None}
     compression = {
         "quantize": comp.quantize,
         "prune": comp.prune,

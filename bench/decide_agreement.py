@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import datasets; datasets.disable_progress_bars()
 from adaptnb.core import MultiTaskModel, seed_everything
-from adaptnb.data import Partition, Requirement, TaskRef, load_task
-from adaptnb.decide import assess, decide, branch_model, train_config, _method
-from adaptnb.score import fit_probe
+from adaptnb.data import load_task
+from adaptnb.decide import assess, decide, _method
+from adaptnb.flow import Partition, Requirement, TaskRef, branch_model, branch_train_config
+from adaptnb.heads import fit_probe
 from adaptnb.train import fit
 
 RUNIC = str.maketrans({c: chr(0x16A0 + i) for i, c in enumerate("abcdefghijklmnopqrstuvwxyz")})
@@ -46,8 +47,8 @@ def one(name, steps, batch, max_length, seed=0):
             D, action=action, method=_method(A, D.thresholds)[0] if action == "finetune" else "retrain",
             tokenizer="task" if action == "retrain" and A.tasks[task.name].unk_rate > D.thresholds.max_unk_rate else "base",
             train_tasks=[task.name])
-        model, train, watch = branch_model(Dx, part, base)
-        r = fit(model, train, train_config(Dx, req, eval_every=max(1, steps // 3)), watch=watch, callbacks=())
+        model, train = branch_model(Dx, part, base)
+        r = fit(model, train, branch_train_config(Dx, req, eval_every=max(1, steps // 3)), callbacks=())
         res[action] = dict(method=Dx.method, tokenizer=Dx.tokenizer, **r.test[task.name], seconds=r.train_seconds)
     better = "finetune" if res["finetune"]["loss"] <= res["retrain"]["loss"] else "retrain"
     ta = A.tasks[task.name]

@@ -10,7 +10,7 @@ from adaptnb.data import load_task
 from adaptnb.deploy import (HEADS, MANIFEST, Compression, Gate, Predictor, RunInfo, export, gate, is_quantized, load,
                             load_artifact, quantize_model, prune_model, sparsity, verify)
 from adaptnb.heads import fit_probe
-from adaptnb.score import score
+from adaptnb.score import Score, score
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
@@ -150,6 +150,20 @@ def test_prune_sparsity_and_refusals(model):
     with pytest.raises(AdaptnbError, match="prune before quantising"): prune_model(quantize_model(m), 0.5)
 
 
+
+def _flow_run(folder, score_base, score_final):
+    "Write the run.json of a flow run that kept news_topic, fine-tuned, and learned λ = 0.5 (adaptnb.flow.RunResult)"
+    from adaptnb.core import RunDir
+    from adaptnb.decide import Assessment, Decision, Thresholds
+    from adaptnb.flow import Requirement, RunResult, TaskRef
+    a = Assessment(requirement="keep news", model="default", retain=["news_topic"], new=[], tasks={}, budget={},
+                   budget_steps=0, budget_basis="test", step_seconds=0.0, batch_size=8, max_length=64)
+    d = Decision("finetune", "full", True, ["a test run"], a, Thresholds(), {}, "base", ["news_topic"], 0)
+    RunResult(out=str(folder), requirement=Requirement(retain=[TaskRef("news_topic")], new=[]), tasks=[], audit=[],
+              score_base=score_base, decision=d, train=None, interpolate=None, score_final=score_final, targets={},
+              seconds={}, plots=[], lambda_=0.5).save(RunDir(folder).run)
+
+
 def test_gate_triggers_and_force_overrides(model, news, tmp_path):
     "A model pruned to 90% is worse than the base: export refuses and leaves nothing; force=True exports and records it"
     base = score(model, [news], max_length=64, progress=False)
@@ -161,9 +175,7 @@ def test_gate_triggers_and_force_overrides(model, news, tmp_path):
     assert g["checked"] and not g["passed"] and g["forced"] and "exported anyway with force" in (a/"README.md").read_text()
     # a run folder of `adaptnb run`: the gate reads score_base/score_final and the retained tasks from run.json
     run = tmp_path/"run"; model.save(run/"model")
-    (run/"run.json").write_text(json.dumps({"score_base": base.to_contract(), "score_final": json.loads((a/MANIFEST).read_text())["score_after"],
-                                            "requirement": {"retain": [{"task": "news_topic", "name": None}], "seed": 0},
-                                            "lambda": 0.5, "decision": {"action": "finetune", "method": "full"}}))
+    _flow_run(run, base, Score.from_dict(json.loads((a/MANIFEST).read_text())["score_after"]))
     with pytest.raises(AdaptnbError, match="retained task 'news_topic': loss rose"): export(run, tmp_path/"r", max_length=64)
     r = export(run, tmp_path/"r", gate=Gate(force=True), max_length=64)
     meta = json.loads((r/MANIFEST).read_text())

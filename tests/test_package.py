@@ -64,3 +64,27 @@ def test_public_api_documented(module):
     undocumented = [n for n in public if not (getattr(mod, n).__doc__ or "").strip() or "\n" in getattr(mod, n).__doc__.strip()]
     assert not undocumented, f"adaptnb.{module}: no one-line docstring for {undocumented}"
     assert not [n for n in public if n not in shown], f"nbs/{MODULE_NOTEBOOKS[module]}.ipynb: no show_doc for {[n for n in public if n not in shown]}"
+
+
+LAYERS = ["core", "command", "data", "score", "heads", "train", "interpolate", "decide", "flow", "llm", "deploy",
+          "widgets", "cli"]
+
+
+def test_layers_point_one_way():
+    "No module imports a module above it, lazily or not; no domain module imports adaptnb.cli"
+    import ast
+    bad = []
+    for i, name in enumerate(LAYERS):
+        tree = ast.parse((ROOT / "adaptnb" / f"{name}.py").read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                mods = [node.module or ""] if node.level == 0 else [f"adaptnb.{node.module}" if node.module else "adaptnb"]
+            elif isinstance(node, ast.Import):
+                mods = [a.name for a in node.names]
+            else:
+                continue
+            for m in mods:
+                parts = m.split(".")
+                if parts[0] == "adaptnb" and len(parts) > 1 and parts[1] in LAYERS and LAYERS.index(parts[1]) > i:
+                    bad.append(f"adaptnb.{name} imports {m} (line {node.lineno})")
+    assert not bad, "imports that point up the layers: " + "; ".join(bad)

@@ -27,7 +27,7 @@ def test_run_updates_plot_table_and_history(tmp_path):
     from adaptnb.widgets import load_history, default_device
     d = _dash(tmp_path, steps=6)
     assert not d.explore_lambda() and "no run yet" in d.lambda_box.children[1].value
-    d.lr.value, d.seed.value, d.probe_first.value = 1e-4, 1, True
+    d.lr.value, d.seed.value, d.init_heads.value = 1e-4, 1, "probe"
     v0 = d.plot.widget.value
     d.start_button.click()
     d.start_button.click(); assert not d.start()          # Start twice: nothing more starts
