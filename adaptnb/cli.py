@@ -6,7 +6,7 @@
 from __future__ import annotations
 import importlib, sys
 from pathlib import Path
-from .core import DEFAULT_MODEL, AdaptnbError, save_json
+from .core import DEFAULT_MODEL, AdaptnbError, check, save_json
 from .command import add_task_options, emit, parser, task_list, task_options
 
 # %% auto #0
@@ -140,7 +140,7 @@ def _score_parser():
     p.add_argument(
         "--tasks", required=True, help="comma-separated tasks: embedded names, csv:PATH, jsonl:PATH, hf:NAME"
     )
-    p.add_argument("--split", default="test", choices=["train", "valid", "test"], help="split to score (default: test)")
+    p.add_argument("--split", default="test", help="split to score: train, valid or test (default: test)")
     p.add_argument("--batch-size", type=int, default=64, help="texts per batch (default: 64)")
     p.add_argument("--max-length", type=int, default=128, help="tokens per text (default: 128)")
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best there is)")
@@ -153,11 +153,12 @@ def _score_parser():
 def score_cli(argv: list[str]) -> int:
     "`adaptnb score`: per-task loss L_i, S(M), normalised S, accuracy"
     from adaptnb.core import MultiTaskModel
-    from adaptnb.data import load_tasks
+    from adaptnb.data import SPLITS, load_tasks
     from adaptnb.heads import init_heads
     from adaptnb.score import plot_score, score
 
     a = _score_parser().parse_args(argv)
+    check(a.split in SPLITS, f"there is no split {a.split!r}: use one of {list(SPLITS)}")
     tasks = load_tasks(task_list(a.tasks), **task_options(a))
     model = MultiTaskModel.from_pretrained(a.model)
     kw = dict(batch_size=a.batch_size, max_length=a.max_length, device=a.device)

@@ -294,7 +294,7 @@ def resolve_model(
     check(p.is_dir(), f"{p} is a file, not a model folder: pass a folder, or 'default'")
     if (p / "config.json").exists() and not RunDir(p).holds_run:
         return str(p)
-    if RunDir(p).kind is None:
+    if RunDir(p).kind is None and not (RunDir(p).model / MODEL_FILE).exists():
         raise AdaptnbError(
             f"{p} is not a model folder (no {MODEL_FILE} or config.json) nor a run folder: pass "
             "'default', a folder written by `adaptnb finetune`/`run` or by save_pretrained"

@@ -15,10 +15,10 @@ import datasets
 from .core import AdaptnbError, Record, check, check_task_name, is_int
 
 # %% auto #0
-__all__ = ['SPLITS', 'EMBEDDED', 'CleanReport', 'Splits', 'Task', 'normalise_text', 'clean_pool', 'stratified_split',
-           'sample_rows', 'cap_train', 'make_task', 'task_from_lists', 'task_from_pandas', 'task_from_file',
-           'task_from_hf', 'EmbeddedTask', 'load_embedded', 'load_task', 'load_tasks', 'Audit', 'audit', 'audit_table',
-           'plot_audit', 'encode', 'length_batches', 'collate', 'iter_batches']
+__all__ = ['SPLITS', 'EMBEDDED', 'CleanReport', 'Splits', 'Task', 'normalise_text', 'clean_pool', 'stratified_split', 'cap_train',
+           'make_task', 'task_from_lists', 'task_from_pandas', 'task_from_file', 'task_from_hf', 'EmbeddedTask',
+           'load_embedded', 'load_task', 'load_tasks', 'Audit', 'audit', 'audit_table', 'plot_audit', 'encode',
+           'length_batches', 'collate', 'iter_batches']
 
 # %% ../nbs/01_data.ipynb #a89448ab
 @dataclass
@@ -158,18 +158,6 @@ def stratified_split(
         out["valid"].append(ix[n_te : n_te + n_va])
         out["train"].append(ix[n_te + n_va :])
     return {s: np.sort(np.concatenate(v)).astype(int) for s, v in out.items()}
-
-# %% ../nbs/01_data.ipynb #04ec0ac5
-def sample_rows(
-    ds: datasets.Dataset,  # the rows to sample from
-    n: int | None,  # how many to keep (None or more than there are: all)
-    seed: int = 0,  # the sample's seed
-) -> datasets.Dataset:
-    "At most `n` random rows of `ds`, in their original order; the same seed gives the same rows"
-    check(n is None or is_int(n, 1), f"n must be a positive integer or None, got {n!r}")
-    if n is None or len(ds) <= n:
-        return ds
-    return ds.select(np.sort(np.random.default_rng(seed).permutation(len(ds))[:n]).tolist())
 
 # %% ../nbs/01_data.ipynb #f2e12cac
 def cap_train(task: Task, max_per_class: int, seed: int = 0) -> Task:

@@ -19,7 +19,7 @@ from adaptnb.core import (
     DEFAULT_MODEL,
     load_tokenizer,
 )
-from .data import Task, audit, sample_rows, collate, encode
+from .data import Task, audit, collate, encode
 from .heads import fit_probe
 from .score import features
 
@@ -158,8 +158,12 @@ class TaskAssessment(Record):
 
 def _subsample(task: Task, sample: int, seed: int) -> Task:
     "The task with at most `sample` train and `sample // 2` valid rows (a seeded random subset)"
-    train = sample_rows(task.train, sample, seed)
-    return dataclasses.replace(task, train=train, valid=sample_rows(task.valid, max(sample // 2, 1), seed + 1))
+    rng = np.random.default_rng(seed)
+
+    def pick(ds, k):
+        return ds.select(np.sort(rng.permutation(len(ds))[:k]).tolist()) if len(ds) > k else ds
+
+    return dataclasses.replace(task, train=pick(task.train, sample), valid=pick(task.valid, max(sample // 2, 1)))
 
 
 def assess_task(

@@ -93,7 +93,9 @@ def quantize_model(
     return model
 
 # %% ../nbs/09_deploy.ipynb #1d955a61
-def body_tensors(body: nn.Module) -> dict[str, torch.Tensor]:
+def body_tensors(
+    body: nn.Module,  # the encoder (fp32 or int8)
+) -> dict[str, torch.Tensor]:
     "The encoder's weights as a flat dict of plain tensors (int8 layers as int8 + scale + zero point)"
     QL = _qlinear_type()
     qmods = {n: m for n, m in body.named_modules() if isinstance(m, QL)}
@@ -1040,7 +1042,9 @@ def _deploy_parser():
     return add_task_options(p)
 
 
-def deploy_cli(argv: list[str]) -> int:
+def deploy_cli(
+    argv: list[str],  # the command's arguments
+) -> int:
     "`adaptnb deploy RUN_DIR --out ARTIFACT`: export a run as an artifact with a model card, behind the gate"
     a = _deploy_parser().parse_args(argv)
     tasks = load_tasks(task_list(a.tasks), **task_options(a)) if a.tasks else None
@@ -1089,7 +1093,9 @@ def _read_texts(a) -> list[str]:
     return texts
 
 
-def predict_cli(argv: list[str]) -> int:
+def predict_cli(
+    argv: list[str],  # the command's arguments
+) -> int:
     "`adaptnb predict ARTIFACT TEXT...`: one JSON line per text with its label and probabilities"
     p = parser(
         "predict",

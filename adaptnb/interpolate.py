@@ -26,12 +26,17 @@ __all__ = ['GRANULARITIES', 'OPTIMIZERS', 'OBJECTIVES', 'GRID', 'is_head_key', '
            'probed_task_vector', 'interpolate_cli']
 
 # %% ../nbs/05_interpolate.ipynb #d255de56
-def is_head_key(name: str) -> bool:
+def is_head_key(
+    name: str,  # a weight's name in a MultiTaskModel
+) -> bool:
     "Is `name` a task head's weight (`heads.TASK.…`) rather than a shared body weight?"
     return name.startswith("heads.")
 
 # %% ../nbs/05_interpolate.ipynb #06423936
-def named_weights(x, where: str = "model") -> dict[str, torch.Tensor]:
+def named_weights(
+    x,  # a model or a state dict
+    where: str = "model",  # what `x` is, for error messages
+) -> dict[str, torch.Tensor]:
     "The named floating-point weights of a model (its parameters) or of a state dict"
     if isinstance(x, nn.Module):
         return {n: p.detach() for n, p in x.named_parameters()}
@@ -49,7 +54,9 @@ def named_weights(x, where: str = "model") -> dict[str, torch.Tensor]:
 
 # %% ../nbs/05_interpolate.ipynb #9ea2cbd0
 def first_mismatch(
-    a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor], heads_may_differ: bool = True
+    a: Mapping[str, torch.Tensor],  # the first set of named weights
+    b: Mapping[str, torch.Tensor],  # the second
+    heads_may_differ: bool = True,  # heads (`heads.TASK.…`) that only one side has are no mismatch
 ) -> str | None:
     "A phrase naming the first key or shape in which two sets of named weights differ, or None when they agree"
     for k in a:
@@ -64,7 +71,10 @@ def first_mismatch(
     return None
 
 # %% ../nbs/05_interpolate.ipynb #1822d354
-def split_delta(w0: torch.Tensor, wt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+def split_delta(
+    w0: torch.Tensor,  # a weight of θ0
+    wt: torch.Tensor,  # the same weight in θt
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     "θt − θ0 as (τ, residual): τ = fl(θt − θ0) and the exact rounding error r, so that (θ0 + τ) + r == θt"
     d = wt - w0
     r = wt - (w0 + d)
@@ -98,7 +108,12 @@ class TaskVector:
         self.residual = {k: v.detach() for k, v in (residual or {}).items() if k in self.delta}
 
     @classmethod
-    def between(cls, base, tuned, name: str = "task") -> TaskVector:
+    def between(
+        cls,
+        base,  # θ0: a model or a state dict
+        tuned,  # θt: a model or a state dict of the same architecture
+        name: str = "task",  # the vector's name
+    ) -> TaskVector:
         "θt − θ0 for two models (or state dicts) of one architecture; heads that only the base has are left out"
         w0, wt = named_weights(base, "base"), named_weights(tuned, "tuned")
         msg = first_mismatch(w0, wt)
@@ -122,7 +137,13 @@ class TaskVector:
         return cls({k: d for k, (d, _) in parts.items()}, name, {k: r for k, (_, r) in parts.items() if r is not None})
 
     @classmethod
-    def from_lora(cls, peft_model, adapter: str = "default", prefix: str = "", name: str = "lora") -> TaskVector:
+    def from_lora(
+        cls,
+        peft_model,  # a peft model holding the adapter
+        adapter: str = "default",  # the adapter's name
+        prefix: str = "",  # prepended to each weight name (e.g. "body." for a MultiTaskModel)
+        name: str = "lora",  # the vector's name
+    ) -> TaskVector:
         "The task vector of a LoRA adapter: ΔW = (α/r)·B·A for each adapted weight, under the base model's weight names"
         from peft.tuners.lora import LoraLayer
 
@@ -198,7 +219,11 @@ class TaskVector:
                     "they come from different architectures"
                 )
 
-    def apply_to(self, theta0, lam: float = 1.0):
+    def apply_to(
+        self,
+        theta0,  # θ0: a model or a state dict (left unchanged)
+        lam: float = 1.0,  # λ
+    ):
         "θ0 + λτ: a new state dict for a state dict, a new model for a model (θ0 itself is left unchanged)"
         lam = _finite_number(lam, "λ")
         w0 = named_weights(theta0, "θ0")
@@ -238,7 +263,9 @@ class TaskVector:
         return f"TaskVector({self.name!r}, {len(self)} tensors, {self.numel/1e6:.2f}M numbers, ‖τ‖ = {self.norm():.4g})"
 
 # %% ../nbs/05_interpolate.ipynb #01f1fec2
-def layer_group(name: str) -> str:
+def layer_group(
+    name: str,  # a weight's name
+) -> str:
     "The layer a weight belongs to: 'embeddings', 'layer.N', 'other' or 'head.TASK'"
     if is_head_key(name):
         return "head." + name.split(".")[1]
@@ -248,7 +275,9 @@ def layer_group(name: str) -> str:
     return "embeddings" if "embed" in name else "other"
 
 # %% ../nbs/05_interpolate.ipynb #82c2aca2
-def group_order(g: str):
+def group_order(
+    g: str,  # a layer group, from layer_group
+):
     "Sort key putting layer groups in the order data flows through them"
     if g == "embeddings":
         return (0, 0, "")
@@ -278,7 +307,10 @@ def check_lambda_options(
         check(x in choices, f"unknown {what} {x!r}: use one of {', '.join(choices)}")
 
 # %% ../nbs/05_interpolate.ipynb #9962740a
-def as_lambda_tensor(lam, shape: tuple[int, int] | None = None) -> torch.Tensor:
+def as_lambda_tensor(
+    lam,  # a number, a (nested) list of numbers or a tensor
+    shape: tuple[int, int] | None = None,  # the shape to give it (a single number fills it)
+) -> torch.Tensor:
     "λ as a float tensor of `shape` (a single number fills it), checked to be finite"
     if not isinstance(lam, torch.Tensor):
         try:
@@ -540,7 +572,9 @@ def evaluate_lambda(
     return mean_task_loss(per_task), per_task
 
 # %% ../nbs/05_interpolate.ipynb #b751f05f
-def check_bounds(bounds) -> tuple[float, float] | None:
+def check_bounds(
+    bounds,  # (low, high) or None
+) -> tuple[float, float] | None:
     "None, or (low, high) with finite low < high"
     if bounds is None:
         return None
@@ -937,7 +971,9 @@ def _interpolate_summary(a, interp, lam, res, sc, tasks, data) -> list[str]:
     return lines + ["(test split: S and per-task loss)"]
 
 # %% ../nbs/05_interpolate.ipynb #d2288d2f
-def interpolate_cli(argv: list[str]) -> int:
+def interpolate_cli(
+    argv: list[str],  # the command's arguments
+) -> int:
     "`adaptnb interpolate`: θ(λ) = θ0 + λ(θt − θ0), λ learned or from the grid, scored at 0, 1 and λ"
     a = _interpolate_parser().parse_args(argv)
     check_lambda_options(a.granularity, a.optimizer, a.objective)

@@ -142,8 +142,8 @@ def test_task_outputs_rows_order_and_dtype(model, news):
 # ---- causal LM: the answer NLL, prompt tasks and SmolLM2 ----------------------------------------------------------
 import datasets
 import torch.nn.functional as F
-from adaptnb.llm import (answer_nll, prompt_task, prompt_task_from_rows, encode_prompts, collate_prompts, prompt_batches,
-                         causal_task_score, causal_task_loss, causal_score, causal_lm_source, load_causal_lm, _choice_nll)
+from adaptnb.llm import (answer_nll, prompt_task, prompt_task_from_rows, encode_prompts, prompt_batches, causal_task_loss,
+                         causal_score, causal_lm_source, load_causal_lm, _choice_nll)
 
 
 @pytest.fixture(scope="module")

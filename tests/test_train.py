@@ -7,7 +7,8 @@ from safetensors.torch import load_file
 
 from adaptnb.core import AdaptnbError, MultiTaskModel
 from adaptnb.data import load_task
-from adaptnb.train import TrainConfig, fit, load_run, NonFiniteLoss, latest_checkpoint
+from adaptnb.train import TrainConfig, fit, NonFiniteLoss, latest_checkpoint
+load_run = MultiTaskModel.from_pretrained  # the one loader reads a run folder
 
 ENV = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", ADAPTNB_NO_PROGRESS="1", PYTHONUNBUFFERED="1")
 TINY = dict(max_length=32, batch_size=8, eval_max=16, eval_batch_size=32)
@@ -121,7 +122,7 @@ def test_cli_finetune_and_retrain(tmp_path):
     m = json.loads(r.stdout)
     assert m["method"] == "lora" and m["task"] == "news_topic" and m["steps"] == 3 and m["train_seconds"] > 0
     assert set(m["test"]) >= {"loss", "accuracy", "macro_f1"} and json.loads((out/"metrics.json").read_text())["test"] == m["test"]
-    assert (out/"config.json").exists() and (out/"log.jsonl").exists() and latest_checkpoint(out/"checkpoint") is not None
+    assert (out/"train_config.json").exists() and (out/"log.jsonl").exists() and latest_checkpoint(out/"checkpoint") is not None
     body = load_run(out).body
     assert not any("lora" in n for n, _ in body.named_parameters())   # merged back
     r = _cli("finetune", "--task", "news_topic", "--max-steps", "3", "--out", str(out))
@@ -162,8 +163,7 @@ def test_torchrun_two_processes_match_one(tmp_path):
 
 
 # ---- LoRA on a causal LM (SmolLM2-135M, offline) -----------------------------------------------------------------
-from adaptnb.score import load_causal_lm, prompt_task, causal_task_loss
-from adaptnb.train import causal_lora_config, finetune_causal_lm
+from adaptnb.llm import load_causal_lm, prompt_task, causal_task_loss, causal_lora_config, finetune_causal_lm
 from adaptnb.interpolate import TaskVector
 
 @pytest.fixture(scope="module")
