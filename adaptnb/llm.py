@@ -14,7 +14,7 @@ import datasets
 from .core import AdaptnbError, MultiTaskModel, Record, check, eval_mode, get_device, is_int, seed_everything
 from .data import SPLITS, Splits, Task, length_batches, load_task
 from .score import Score, TaskScore, aggregate, sample_rows, task_score
-from .train import NonFiniteLoss, TrainConfig, _scheduler, check_config, count_params, linear_names
+from .train import NonFiniteLoss, TrainConfig, _scheduler, check_config, count_params, lora_config
 
 # %% auto #0
 __all__ = ['PROMPTS', 'SMOLLM2_GGUF', 'answer_nll', 'PromptTask', 'prompt_task_from_rows', 'prompt_task', 'causal_lm_source',
@@ -591,9 +591,7 @@ def _check_causal_run(model, tokenizer, task, cfg) -> TrainConfig:
         not hasattr(model, "peft_config"),
         "this model already carries LoRA adapters: pass the base model (or peft_model.unload())",
     )
-    have = linear_names(model)
-    missing = [t for t in cfg.lora_targets if t.split(".")[-1] not in have]
-    check(not missing, f"LoRA target module(s) {missing} not in the model: its linear layers are {have}")
+    lora_config(cfg, model)  # checks the targets
     check(len(task.train) > 0, f"prompt task {task.name!r} has an empty train split: give it training rows")
     return cfg
 
@@ -601,18 +599,10 @@ def _check_causal_run(model, tokenizer, task, cfg) -> TrainConfig:
 def _lora_model(model, cfg: TrainConfig, copy: bool):
     "A peft LoRA model around `model` (or a copy of it)"
     import copy as _copy
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
 
     base = _copy.deepcopy(model) if copy else model
-    lc = LoraConfig(
-        r=cfg.lora_r,
-        lora_alpha=cfg.lora_alpha,
-        lora_dropout=cfg.lora_dropout,
-        target_modules=list(cfg.lora_targets),
-        bias="none",
-        task_type="CAUSAL_LM",
-    )
-    return get_peft_model(base, lc)
+    return get_peft_model(base, lora_config(cfg, base, task_type="CAUSAL_LM"))
 
 
 def _causal_step(pm, opt, sched, cfg: TrainConfig, b: dict, dev, step: int) -> float:

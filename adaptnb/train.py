@@ -33,10 +33,10 @@ from .score import mean_task_loss, sample_rows, task_outputs, task_score
 from .heads import HEAD_INITS, fit_probe, init_heads
 
 # %% auto #0
-__all__ = ['METHODS', 'DEFAULT_LR', 'SCHEDULES', 'TrainConfig', 'check_config', 'linear_names', 'prepare_method', 'merge_lora',
-           'count_params', 'TaskStream', 'evaluate_split', 'model_fingerprint', 'save_checkpoint', 'latest_checkpoint',
-           'load_checkpoint', 'Callback', 'ProgressBar', 'CSVLog', 'EarlyStopping', 'NotebookPlot', 'NonFiniteLoss',
-           'TrainResult', 'Run', 'fit', 'plot_history', 'finetune_cli', 'retrain_cli']
+__all__ = ['METHODS', 'DEFAULT_LR', 'SCHEDULES', 'TrainConfig', 'check_config', 'linear_names', 'lora_config', 'prepare_method',
+           'merge_lora', 'count_params', 'TaskStream', 'evaluate_split', 'model_fingerprint', 'save_checkpoint',
+           'latest_checkpoint', 'load_checkpoint', 'Callback', 'ProgressBar', 'CSVLog', 'EarlyStopping', 'NotebookPlot',
+           'NonFiniteLoss', 'TrainResult', 'Run', 'fit', 'plot_history', 'finetune_cli', 'retrain_cli']
 
 # %% ../nbs/04_train.ipynb #84776ed1
 METHODS = ("full", "freeze", "lora", "retrain")
@@ -197,6 +197,21 @@ def linear_names(body: nn.Module) -> list[str]:
     return sorted({n.split(".")[-1] for n, m in body.named_modules() if isinstance(m, nn.Linear) and n})
 
 
+def lora_config(
+    cfg: TrainConfig,  # lora_r, lora_alpha, lora_dropout, lora_targets
+    module: nn.Module,  # the model whose linear layers the targets must name
+    **kw,  # more `peft.LoraConfig` options, e.g. task_type="CAUSAL_LM"
+):
+    "The `peft.LoraConfig` of `cfg`, after checking that `module` has every target layer"
+    from peft import LoraConfig
+
+    have = linear_names(module)
+    missing = [t for t in cfg.lora_targets if t.split(".")[-1] not in have]
+    check(not missing, f"LoRA target module(s) {missing} not in the model: its linear layers are {have}")
+    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=list(cfg.lora_targets), bias="none", **kw)
+
+
 def prepare_method(model: MultiTaskModel, cfg: TrainConfig, tasks: list[Task]) -> MultiTaskModel:
     "Set up `model` for `cfg.method`: re-initialise (retrain), freeze, or wrap in LoRA; add heads for `tasks`"
     from transformers import AutoModel
@@ -228,19 +243,9 @@ def prepare_method(model: MultiTaskModel, cfg: TrainConfig, tasks: list[Task]) -
         for p in model.body.parameters():
             p.requires_grad_(id(p) in keep)
     elif cfg.method == "lora":
-        from peft import LoraConfig, get_peft_model
+        from peft import get_peft_model
 
-        have = linear_names(model.body)
-        missing = [t for t in cfg.lora_targets if t.split(".")[-1] not in have]
-        check(not missing, f"LoRA target module(s) {missing} not in the model: its linear layers are {have}")
-        lc = LoraConfig(
-            r=cfg.lora_r,
-            lora_alpha=cfg.lora_alpha,
-            lora_dropout=cfg.lora_dropout,
-            target_modules=list(cfg.lora_targets),
-            bias="none",
-        )
-        model.body = get_peft_model(model.body, lc)
+        model.body = get_peft_model(model.body, lora_config(cfg, model.body))
     trained = {t.name for t in tasks}
     for name, h in model.heads.items():
         h.requires_grad_(name in trained)  # other tasks' heads are only evaluated
@@ -1047,7 +1052,7 @@ def _train_parser(name: str, retrain: bool):
     )
     if not retrain:
         p.add_argument(
-            "--method", default="full", choices=["full", "freeze", "lora"], help="full | freeze | lora (default: full)"
+            "--method", default="full", help="full | freeze | lora (default: full)"
         )
     p.add_argument("--out", required=True, help="run folder: config, logs, checkpoint, model/, metrics.json")
     p.add_argument("--watch", default=None, help="retained task(s) to evaluate during training, comma-separated")
@@ -1066,7 +1071,7 @@ def _train_cli(argv: list[str], name: str, retrain: bool) -> int:
     tasks = load_tasks(task_list(a.task), **opts)
     watch = load_tasks(task_list(a.watch), what="watch", **opts) if a.watch else []
     method = "retrain" if retrain else a.method
-    cfg = TrainConfig(**config_kwargs(TrainConfig, a), method=method, out=a.out, resume=a.resume, seed=a.seed)
+    cfg = TrainConfig(**(config_kwargs(TrainConfig, a) | dict(method=method, out=a.out, resume=a.resume, seed=a.seed)))
     _check_out(RunDir(a.out), a.resume)
     model = MultiTaskModel.from_pretrained(a.model, from_scratch=retrain)  # heads: `cfg.init_heads`, in fit
     res = fit(model, tasks, cfg, watch=watch)
