@@ -45,7 +45,7 @@ def test_finetune_then_probed_task_vector_keeps_the_head_invariant(tmp_path):
     from adaptnb.interpolate import named_weights, probed_task_vector
     task = load_task("movie_sentiment", max_per_class=10)
     # the body learns; the head's learning rate is so small that the tuned head is the head training started from
-    cfg = TrainConfig(method="full", max_steps=2, batch_size=8, max_length=32, lr=1e-4, head_lr=1e-12, eval_every=2,
+    cfg = TrainConfig(method="full", max_steps=2, batch_size=8, max_length=32, lr=1e-4, head_lr=1e-12, eval_every=2, keep_best=False,
                       seed=0, out=str(tmp_path / "run"))
     fit(MultiTaskModel.from_pretrained("default"), [task], cfg, init_heads="probe")
     tuned = MultiTaskModel.from_pretrained(str(tmp_path / "run"))
