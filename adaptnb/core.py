@@ -356,6 +356,7 @@ class MultiTaskModel(nn.Module):
         check(pooling in ("mean", "cls"), f"unknown pooling {pooling!r}: use 'mean' or 'cls'")
         self.body, self.pooling, self.tokenizer, self.base = body, pooling, tokenizer, str(base)
         self.heads, self.labels = nn.ModuleDict(), {}
+        self.temperatures: dict[str, float] = {}  # task -> calibration temperature of its head (none: 1)
         for t, labels in (heads or {}).items():
             self.add_head(t, labels)
 
@@ -407,6 +408,7 @@ def _add_head(
         if bias is not None:
             head.bias.copy_(bias)
     self.heads[task], self.labels[task] = head, labels
+    self.temperatures.pop(task, None)  # a new head has no calibration yet
     return head
 
 
@@ -430,7 +432,8 @@ def _mt_save(
     }
     if heads:
         save_file(heads, str(path / "heads.safetensors"))
-    meta = {"format": "adaptnb.MultiTaskModel/1", "base": self.base, "pooling": self.pooling, "labels": self.labels}
+    meta = {"format": "adaptnb.MultiTaskModel/1", "base": self.base, "pooling": self.pooling, "labels": self.labels,
+            "temperatures": self.temperatures}
     save_json(meta, path / MODEL_FILE)
     return path
 
@@ -459,6 +462,7 @@ def _mt_load(
     sd = load_file(str(path / "heads.safetensors")) if meta["labels"] else {}
     for t, labels in meta["labels"].items():
         m.add_head(t, labels, sd[f"{t}.weight"], sd[f"{t}.bias"])
+    m.temperatures = {t: float(v) for t, v in meta.get("temperatures", {}).items()}
     return m.to(get_device(device)) if device is not None else m
 
 
