@@ -328,6 +328,7 @@ class RunInfo(Record):
     retain: list | None = None  # the retained tasks of the requirement
     seed: int | None = None  # the run's seed
     score_after_note: str | None = None  # set when the scores predate compression
+    verdict: Any = None  # the flow's verdict: which candidate won, or that the base stays
 
 # %% ../nbs/09_deploy.ipynb #097d2091
 def _maybe_json(p: Path):
@@ -342,12 +343,15 @@ def _train_info(rd: RunDir) -> RunInfo:
 
 
 def _flow_info(rd: RunDir) -> RunInfo:
-    "What a flow run folder says: run.json (adaptnb.flow.RunResult) and its training run in train/"
-    r, info = RunResult.load(rd.run), _train_info(rd.train)
-    if info.metrics is None and r.train is not None:
-        info.metrics = {k: v for k, v in to_jsonable(r.train).items() if k != "history"}
+    "What a flow run folder says: run.json (adaptnb.flow.RunResult) and the winner's training run in train/<winner>/"
+    r = RunResult.load(rd.run)
+    info = _train_info(RunDir(rd.train.root / r.verdict.winner))
+    won = r.train.get(r.verdict.winner)
+    if info.metrics is None and won is not None:
+        info.metrics = {k: v for k, v in to_jsonable(won).items() if k != "history"}
     info.audit = r.audit or info.audit
     info.score_before, info.score_after, info.lam, info.decision = r.score_base, r.score_final, r.lambda_, r.decision
+    info.verdict = r.verdict
     info.retain = [t.name or t.task for t in r.requirement.retain] or None
     info.seed = r.requirement.seed
     return info
@@ -461,6 +465,11 @@ def _card_metrics(meta: dict) -> list[str]:
         L += ["", f"Retained tasks checked: {rises}; threshold {g.get('max_loss_rise', 0.1):.0%}."]
     if meta.get("lambda") is not None:
         L += ["", f"Interpolation λ (θ = θ0 + λ(θt − θ0)): {meta['lambda']}"]
+    if meta.get("verdict"):
+        L += ["", f"Verdict of the run: {meta['verdict']['text']}"]
+    if meta.get("temperatures"):
+        temps = ", ".join(f"{t} {T:.3f}" for t, T in meta["temperatures"].items())
+        L += ["", f"Temperatures (fit on valid, folded into the heads, so predictions use them): {temps}."]
     return L
 
 
@@ -635,14 +644,27 @@ def _verdict(spec: Gate, info: RunInfo) -> GateResult:
         both = set(_score_dict(info.score_before)["tasks"]) & set(_score_dict(info.score_after)["tasks"])
         retain = [t for t in info.retain if t in both] or None
     g = gate(info.score_before, info.score_after, spec.max_loss_rise, retain)
+    stays = info.verdict is not None and _field(info.verdict, "base_stays")
+    if stays:
+        g.checked, g.passed = True, False
+        g.reasons.insert(
+            0,
+            "the run's verdict is that the base stays (no candidate beat it on valid by more than its standard "
+            "error), so there is no adapted model to ship",
+        )
     if not g.passed:
+        fix = "" if stays and len(g.reasons) == 1 else f", or raise max_loss_rise (now {spec.max_loss_rise})"
         check(
             spec.force,
-            f"export refused, {g.message()}. Pass Gate(force=True) (adaptnb deploy --force) to export "
-            f"anyway, or raise max_loss_rise (now {spec.max_loss_rise})",
+            f"export refused, {g.message()}. Pass Gate(force=True) (adaptnb deploy --force) to export anyway{fix}",
         )
         g.forced = True
     return g
+
+
+def _field(x, name: str):
+    "A field of a record or of its JSON form"
+    return x.get(name) if isinstance(x, dict) else getattr(x, name)
 
 # %% ../nbs/09_deploy.ipynb #c7089ffd
 def _manifest(
@@ -666,6 +688,7 @@ def _manifest(
         "base": model.base,
         "pooling": model.pooling,
         "labels": model.labels,
+        "temperatures": dict(shipped.temperatures),
         "max_length": int(max_length),
         **lay,
         "compression": compression,
@@ -868,6 +891,7 @@ def load_artifact(
             f"{root / HEADS} has no head for task {t!r}: the artifact is inconsistent; re-export",
         )
         m.add_head(t, labels, hs[f"{t}.weight"], hs[f"{t}.bias"])
+    m.temperatures = {t: float(T) for t, T in (meta.get("temperatures") or {}).items()}
     return m.to(dev).eval(), meta
 
 # %% ../nbs/09_deploy.ipynb #34b1632e

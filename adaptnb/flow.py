@@ -12,16 +12,18 @@ from pathlib import Path
 import numpy as np
 from .core import AdaptnbError, MultiTaskModel, Record, RunDir, check, save_json, seed_everything, to_jsonable
 from .data import Audit, Task, audit, load_task, plot_audit
-from .score import Score, plot_scores, score
-from .heads import init_heads
+from .score import Interpretation, Paired, Predictions, Score, paired_diff, plot_scores, predictions
+from .heads import calibrate, init_heads
 from .train import TrainConfig, TrainResult, fit, plot_history
 from .decide import Decision, Thresholds, assess, decide, scratch_model, task_tokenizer
 from .command import emit, parser
 
 # %% auto #0
-__all__ = ['SPEC_KEYS', 'BUDGET_KEYS', 'METRICS', 'DEMO_SPEC', 'TaskRef', 'Requirement', 'load_requirement', 'Partition',
-           'partition', 'branch_model', 'branch_train_config', 'check_targets', 'RunResult', 'Stages', 'run', 'report',
-           'decide_cli', 'run_cli', 'demo_cli']
+__all__ = ['SPEC_KEYS', 'BUDGET_KEYS', 'METRICS', 'CANDIDATES', 'TRAINED', 'MIN_STEPS', 'DEMO_SPEC', 'TaskRef', 'Requirement',
+           'load_requirement', 'Partition', 'partition', 'Plan', 'plan_candidates', 'candidate_config',
+           'candidate_tasks', 'candidate_start', 'Candidate', 'compare_valid', 'choose', 'score_test', 'Verdict',
+           'verdict', 'check_targets', 'RunResult', 'Stages', 'run', 'report', 'decide_cli', 'summary', 'run_cli',
+           'demo_cli']
 
 # %% ../nbs/07_flow.ipynb #933a69fc
 SPEC_KEYS = {
@@ -51,6 +53,7 @@ class TaskRef(Record):
     text_col: str = "text"  # the text column of a csv:/jsonl:/hf: task
     label_col: str = "label"  # the label column
     name: str | None = None  # a name for the task (default: from the reference)
+    train_data: bool = True  # whether its train split may be trained on (false: a retained task checked only)
 
 # %% ../nbs/07_flow.ipynb #688e9f5e
 @dataclass
@@ -83,10 +86,15 @@ def _task_ref(x, where: str) -> TaskRef:
     check(
         isinstance(x, dict) and "task" in x, f"{where}: each task is a name or a mapping with a 'task' key, got {x!r}"
     )
-    extra = set(x) - {"task", "text_col", "label_col", "name"}
+    extra = set(x) - {"task", "text_col", "label_col", "name", "train_data"}
     check(
         not extra,
-        f"{where}: unknown key(s) {sorted(extra)} in task entry {x!r}: allowed are task, text_col, label_col, name",
+        f"{where}: unknown key(s) {sorted(extra)} in task entry {x!r}: allowed are task, text_col, label_col, name, "
+        "train_data",
+    )
+    check(
+        isinstance(x.get("train_data", True), bool),
+        f"{where}: train_data must be true or false, got {x.get('train_data')!r}",
     )
     return TaskRef(**x)
 
@@ -202,38 +210,334 @@ def partition(
     return part
 
 # %% ../nbs/07_flow.ipynb #032fc76a
-def branch_model(
-    decision: Decision,  # what `decide` chose
-    part: Partition,  # the requirement's tasks
-    base: MultiTaskModel,  # the pretrained model, with its probe heads (not changed)
-) -> tuple[MultiTaskModel, list[Task]]:
-    "The model a branch starts from, and the tasks it trains"
-    if decision.action == "finetune":
-        return copy.deepcopy(base), [t for t in part.tasks if t.name in decision.train_tasks]
-    req = part.requirement
-    tok = task_tokenizer(part.tasks, base.tokenizer) if decision.tokenizer == "task" else base.tokenizer
-    return scratch_model(req.model, tok, req.seed), list(part.tasks)
+CANDIDATES = {
+    "probe": "the base with a linear probe head per task; the body does not move",
+    "lp-ft": "LP-FT: fine-tuned from the probe heads on the new tasks, early stopping on their valid loss",
+    "joint": "joint multi-task training on the retained and new tasks (rehearsal), from the probe heads",
+    "lambda": "θ0 + λ(θt − θ0) from lp-ft, one global λ learned on valid",
+    "lambda-layer": "θ0 + λ(θt − θ0) from lp-ft, one λ per layer learned on valid",
+    "retrain": "the same architecture from random weights, trained on every task",
+}
+TRAINED = ("lp-ft", "joint", "retrain")  # the candidates that share the step budget
+MIN_STEPS = 8  # the fewest optimiser steps a trained candidate may get
+
+
+@dataclass
+class Plan(Record):
+    "Which candidates the flow makes, the steps (and minutes) each trained one gets, and why any is left out"
+
+    names: list  # the candidates made, in order
+    steps: dict  # trained candidate -> optimiser steps
+    minutes: dict  # trained candidate -> minutes (empty without a minutes budget)
+    skipped: dict  # candidate -> why it is not made
+    method: str  # the fine-tuning method of lp-ft and joint
+    how: str  # the budget's share, in words for the report
 
 # %% ../nbs/07_flow.ipynb #4da71e1b
-def branch_train_config(
-    decision: Decision,  # what `decide` chose
-    req: Requirement,  # the spec's settings: lr, batch size, text length, seed, minutes
+def _no_data(part: Partition) -> list[str]:
+    "The retained tasks whose training data the spec says is not available"
+    return [t.name for t, r in zip(part.retain, part.requirement.retain) if not r.train_data]
+
+
+def _skipped(D: Decision, part: Partition, fixed: str | None) -> dict:
+    "Each candidate that is not made, with the reason"
+    out, retained = {}, [t.name for t in part.retain]
+    if fixed == "retrain":
+        for n in ("lp-ft", "joint", "lambda", "lambda-layer"):
+            out[n] = "the spec fixes method 'retrain'"
+    if not retained:
+        for n in ("joint", "lambda", "lambda-layer"):
+            out.setdefault(n, "the spec retains no task: there is nothing to keep")
+    elif _no_data(part):
+        out.setdefault(
+            "joint",
+            f"the retained task(s) {', '.join(_no_data(part))} have no training data available (train_data: false), "
+            "so retention rests on λ",
+        )
+    if D.action != "retrain" and fixed != "retrain":
+        out["retrain"] = "the assessment found the pretrained features useful, and the spec does not ask to retrain"
+    elif _no_data(part):
+        out["retrain"] = f"retraining cannot keep {', '.join(_no_data(part))} without its training data"
+    return out
+
+
+def plan_candidates(
+    D: Decision,  # what `decide` chose: the action, the method and the step budget
+    part: Partition,  # the requirement's tasks
+) -> Plan:
+    "The candidates to make and the equal share of the budget each trained one gets"
+    req = part.requirement
+    skipped = _skipped(D, part, req.method)
+    names = [n for n in CANDIDATES if n not in skipped]
+    trained = [n for n in names if n in TRAINED]
+    k = len(trained)
+    check(
+        D.steps // k >= MIN_STEPS,
+        f"the budget gives {D.steps} steps to share among {k} trained candidate(s) ({', '.join(trained)}), under the "
+        f"{MIN_STEPS} each needs: give budget {{max_steps: {k * MIN_STEPS}}} or more",
+    )
+    steps = {n: D.steps // k for n in trained}
+    minutes = {n: req.budget["minutes"] / k for n in trained} if "minutes" in req.budget else {}
+    method = D.method if D.method != "retrain" else "full"
+    share = ", ".join(f"{n} {s}" for n, s in steps.items())
+    how = (
+        f"The budget of {D.steps} steps ({D.assessment.budget_basis}) is shared equally among the {k} candidate(s) "
+        f"that train: {share} steps{' and ' + format(minutes[trained[0]], '.2g') + ' min each' if minutes else ''}. "
+        "The probes, the temperatures and λ are fits on frozen features or on a valid sample, not counted."
+    )
+    return Plan(names, steps, minutes, skipped, method, how)
+
+# %% ../nbs/07_flow.ipynb #7f7d0784
+def candidate_config(
+    name: str,  # a trained candidate: lp-ft, joint or retrain
+    plan: Plan,  # the candidates' plan
+    req: Requirement,  # the spec's settings: lr, batch size, text length, seed
     out=None,  # the training run's folder
     **kw,  # any other `TrainConfig` field
 ) -> TrainConfig:
-    "The `TrainConfig` of the decided branch under the spec's budget"
+    "The `TrainConfig` of a trained candidate: its share of the budget, early stopping, the best checkpoint kept"
+    steps = plan.steps[name]
     d = dict(
-        method=decision.method,
+        method="retrain" if name == "retrain" else plan.method,
         lr=req.lr,
-        max_steps=decision.steps,
-        max_minutes=req.budget.get("minutes"),
+        max_steps=steps,
+        max_minutes=plan.minutes.get(name),
         batch_size=req.batch_size,
         max_length=req.max_length,
         seed=req.seed,
-        eval_every=max(1, decision.steps // 4),
+        eval_every=max(1, steps // 8),
+        patience=3,
+        metric="S",
+        keep_best=True,
         out=None if out is None else str(out),
     )
     return TrainConfig(**(d | kw))
+
+
+def candidate_tasks(
+    name: str,  # a trained candidate: lp-ft, joint or retrain
+    part: Partition,  # the requirement's tasks
+) -> list[Task]:
+    "The tasks a trained candidate trains: the new ones (lp-ft), or the retained ones with data too (joint, retrain)"
+    check(name in TRAINED, f"unknown trained candidate {name!r}: use one of {list(TRAINED)}")
+    if name == "lp-ft":
+        return list(part.new)
+    return [t for t in part.retain if t.name not in _no_data(part)] + list(part.new)
+
+
+def candidate_start(
+    name: str,  # a trained candidate: lp-ft, joint or retrain
+    D: Decision,  # the decision (its tokenizer choice, for retrain)
+    part: Partition,  # the requirement's tasks
+    base: MultiTaskModel,  # the pretrained model with its probe heads (not changed)
+) -> MultiTaskModel:
+    "The model a trained candidate starts from: a copy of the probed base, or the random twin (retrain)"
+    check(name in TRAINED, f"unknown trained candidate {name!r}: use one of {list(TRAINED)}")
+    if name != "retrain":
+        return copy.deepcopy(base)
+    tok = task_tokenizer(part.tasks, base.tokenizer) if D.tokenizer == "task" else base.tokenizer
+    return scratch_model(part.requirement.model, tok, part.requirement.seed)
+
+# %% ../nbs/07_flow.ipynb #36d29855
+@dataclass
+class Candidate(Record):
+    "One model the flow compares: how it was made, what it cost, and its valid and test scores"
+
+    name: str  # one of CANDIDATES
+    what: str  # how it was made, in a line
+    seconds: float  # wall time to make it (training, λ or the probes)
+    moved: int  # parameters changed from the pretrained base (trained, or blended)
+    steps: int = 0  # optimiser steps taken
+    temperatures: dict = field(default_factory=dict)  # task -> T fit on valid
+    valid_raw: Score | None = None  # valid split, before calibration
+    valid: Score | None = None  # valid split, calibrated
+    test_raw: Score | None = None  # test split, before calibration
+    test: Score | None = None  # test split, calibrated
+    vs_base_valid: Paired | None = None  # S − S(base) on valid, with its paired se
+    vs_base_test: Paired | None = None  # S − S(base) on test, with its paired se
+    lam: float | list | None = None  # the learned λ of a λ candidate
+
+    def __post_init__(self):
+        for f in ("valid_raw", "valid", "test_raw", "test"):
+            if isinstance(getattr(self, f), dict):
+                setattr(self, f, Score.from_dict(getattr(self, f)))
+        for f in ("vs_base_valid", "vs_base_test"):
+            if isinstance(getattr(self, f), dict):
+                setattr(self, f, Paired.from_dict(getattr(self, f)))
+
+    @property
+    def beats_base(self) -> bool:
+        "Whether its valid S is below the base's by more than one paired standard error"
+        p = self.vs_base_valid
+        return p is not None and p.diff < -p.se
+
+    def row(self) -> dict:
+        "The candidates table's row"
+        v, t = self.vs_base_valid, self.vs_base_test
+        return {
+            "candidate": self.name,
+            "steps": self.steps,
+            "params moved": f"{self.moved:,}",
+            "seconds": f"{self.seconds:.1f}",
+            "valid S raw": self.valid_raw.S if self.valid_raw else None,
+            "valid S": self.valid.S if self.valid else None,
+            "valid ΔS ± se": "—" if self.name == "probe" or v is None else f"{v.diff:+.4f} ± {v.se:.4f}",
+            "test S raw": self.test_raw.S if self.test_raw else None,
+            "test S": self.test.S if self.test else None,
+            "test ΔS ± se": "—" if self.name == "probe" or t is None else f"{t.diff:+.4f} ± {t.se:.4f}",
+            "T": ", ".join(f"{x:.2f}" for x in self.temperatures.values()),
+        }
+
+# %% ../nbs/07_flow.ipynb #49a61971
+def _calibrated(model: MultiTaskModel, tasks: list[Task], max_length: int, progress: bool):
+    "Predict valid, fit a temperature per head, fold it in: (raw valid predictions, calibrated ones, temperatures)"
+    P = predictions(model, tasks, "valid", max_length=max_length, progress=progress)
+    temps = calibrate(model, P)
+    return P, P.scaled(temps), temps
+
+
+def compare_valid(
+    cands: list[Candidate],  # the candidates, `probe` (the base) first
+    models: dict,  # candidate name -> its model (calibrated in place)
+    tasks: list[Task],  # every task of the requirement
+    max_length: int = 128,  # tokens per text
+    progress: bool = False,  # show progress bars
+) -> dict:
+    "Calibrate each candidate on valid and compare it with the base; fills each Candidate's valid fields"
+    check(cands and cands[0].name == "probe", "the first candidate must be the base ('probe')")
+    preds = {}
+    for c in cands:
+        raw, cal, c.temperatures = _calibrated(models[c.name], tasks, max_length, progress)
+        c.valid_raw, c.valid, preds[c.name] = raw.score(), cal.score(), cal
+    for c in cands:
+        c.vs_base_valid = paired_diff(preds[c.name], preds["probe"])
+    return preds
+
+
+def choose(
+    cands: list[Candidate],  # the candidates, with their valid fields
+) -> Candidate:
+    "The candidate with the lowest valid S among those that beat the base by more than a paired se; else the base"
+    better = [c for c in cands if c.name != "probe" and c.beats_base]
+    return min(better, key=lambda c: c.valid.S) if better else cands[0]
+
+
+def score_test(
+    cands: list[Candidate],  # the candidates, calibrated
+    models: dict,  # candidate name -> its (calibrated) model
+    tasks: list[Task],  # every task of the requirement
+    max_length: int = 128,  # tokens per text
+    progress: bool = False,  # show progress bars
+) -> dict:
+    "The test split, read once for every candidate: calibrated and raw scores and the paired ΔS against the base"
+    preds = {}
+    for c in cands:
+        P = preds[c.name] = predictions(models[c.name], tasks, "test", max_length=max_length, progress=progress)
+        c.test, c.test_raw = P.score(), P.scaled({t: 1 / T for t, T in c.temperatures.items()}).score()
+    for c in cands:
+        c.vs_base_test = paired_diff(preds[c.name], preds["probe"])
+    return preds
+
+# %% ../nbs/07_flow.ipynb #e2dade20
+@dataclass
+class Verdict(Record):
+    "Which candidate won (or that the base stays), by how much on valid and test, per task, and what would help"
+
+    winner: str  # the winning candidate; "probe" when the base stays
+    base_stays: bool  # no candidate beat the base on valid by more than its paired se
+    S_before: float  # the base's test S (probe heads, calibrated)
+    S_after: float  # the winner's test S
+    S_diff: float  # S_after − S_before on test
+    S_diff_se: float  # its paired standard error
+    valid_diff: float  # the winner's ΔS on valid
+    valid_diff_se: float  # its paired standard error
+    n_test: int  # test examples, over all tasks
+    tasks: dict = field(default_factory=dict)  # task -> accuracy and loss, before and after
+    advice: list = field(default_factory=list)  # what would help
+    text: str = ""  # the verdict in words
+
+
+def _task_changes(b: Score, w: Score) -> dict:
+    "Each task's accuracy and loss before (the base) and after (the winner)"
+    return {
+        t: {
+            "accuracy_before": b.tasks[t].accuracy,
+            "accuracy_after": w.tasks[t].accuracy,
+            "loss_before": b.tasks[t].loss,
+            "loss_after": w.tasks[t].loss,
+        }
+        for t in w.tasks
+    }
+
+
+def _verdict_text(v: Verdict, best: Candidate) -> str:
+    "The verdict in words, with the numbers and standard errors"
+    if v.base_stays:
+        near = (
+            f" (the closest, {best.name}: valid ΔS {best.vs_base_valid.diff:+.4f} ± {best.vs_base_valid.se:.4f})"
+            if best.name != "probe"
+            else ""
+        )
+        return (
+            f"The base stays: no candidate beat it on valid by more than its standard error{near}. "
+            f"model/ is the base with its probe heads; test S {v.S_before:.4f}."
+        )
+    s = (
+        f"{v.winner} won: test S {'fell' if v.S_diff < 0 else 'rose'} from {v.S_before:.4f} to {v.S_after:.4f} "
+        f"(ΔS {v.S_diff:+.4f} ± {v.S_diff_se:.4f} paired se, n = {v.n_test} test examples); "
+        f"on valid it beat the base by {-v.valid_diff:.4f} ± {v.valid_diff_se:.4f}."
+    )
+    if v.S_diff > 0:
+        s += " On test it did worse than the base: the gain on valid did not hold."
+    elif v.S_diff > -2 * v.S_diff_se:
+        s += " On test the gain is within noise (less than two standard errors)."
+    return s
+
+# %% ../nbs/07_flow.ipynb #07372cac
+def _advice(cands: list[Candidate], trains: dict, v: Verdict) -> list[str]:
+    "What would help, read off the training runs and the standard errors"
+    out = []
+    for n, tr in trains.items():
+        if tr.best_step == tr.steps > 0 and not (tr.stopped or "").startswith("early stop"):
+            out.append(f"more steps: {n} was still improving at its last step ({tr.steps}); a larger budget should help.")
+        elif 0 < tr.best_step <= tr.steps // 2:
+            out.append(
+                f"more data: {n} was best at step {tr.best_step} of {tr.steps} and then overfit its training data;"
+                " more training examples (or a lower learning rate) should help."
+            )
+        elif tr.best_step == 0:
+            out.append(f"another method: {n} never improved on its start; try another method or learning rate.")
+    if v.base_stays:
+        out.append("a larger valid split would tell smaller gains from noise: the paired se decides.")
+    elif v.S_diff > -2 * v.S_diff_se:
+        out.append("a larger test set would settle the test difference, which is within two standard errors.")
+    return out
+
+
+def verdict(
+    cands: list[Candidate],  # every candidate, with valid and test fields; the base first
+    winner: Candidate,  # what `choose` picked
+    trains: dict | None = None,  # trained candidate -> its TrainResult, for the advice
+) -> Verdict:
+    "The verdict on the candidates, in numbers and in words"
+    base = cands[0]
+    others = [c for c in cands if c.name != "probe"]
+    best = min(others, key=lambda c: c.vs_base_valid.diff) if others else base
+    v = Verdict(
+        winner.name,
+        winner.name == "probe",
+        base.test.S,
+        winner.test.S,
+        winner.vs_base_test.diff,
+        winner.vs_base_test.se,
+        winner.vs_base_valid.diff,
+        winner.vs_base_valid.se,
+        sum(t.n for t in winner.test.tasks.values()),
+        _task_changes(base.test, winner.test),
+    )
+    v.advice = _advice(cands, trains or {}, v)
+    v.text = _verdict_text(v, best)
+    return v
 
 # %% ../nbs/07_flow.ipynb #a25b60f8
 def check_targets(
@@ -253,12 +557,17 @@ def check_targets(
 
 # %% ../nbs/07_flow.ipynb #69418af4
 def _train_summary(tr: TrainResult | dict | None) -> dict | None:
-    "The `train` entry of run.json: the run's metrics, evaluation history, folder and parameter counts"
+    "A training run's entry in run.json: its metrics, evaluation history, folder and parameter counts"
     if tr is None or isinstance(tr, dict):
         return tr
     return dict(
         tr.metrics(), history=tr.history, out=tr.out, trainable_params=tr.trainable_params, total_params=tr.total_params
     )
+
+
+def _contract(x):
+    "A record in its documented JSON form"
+    return x.to_contract() if hasattr(x, "to_contract") else to_jsonable(x)
 
 
 @dataclass
@@ -269,16 +578,25 @@ class RunResult(Record):
     requirement: Requirement  # what was asked
     tasks: list  # each task's `info()`
     audit: list  # an `Audit` per task
-    score_base: Score  # the base with probe heads, test split
     decision: Decision  # the assessment and the decision, as `decide` returned them
-    train: TrainResult | dict | None  # the branch's training run (its JSON summary once loaded)
-    interpolate: dict | None  # λ: the learned value, trajectory, grid and test scores at λ = 0, 1, learned
-    score_final: Score  # the result, test split
-    targets: dict  # each target, met or not
-    seconds: dict  # wall time per stage
-    plots: list  # the PNG files written
-    lambda_: float | list | None = None  # the learned λ (None: not learned)
+    plan: Plan  # the candidates made and the budget's share
+    candidates: list  # a `Candidate` per model compared, the base (`probe`) first
+    verdict: Verdict  # which candidate won, or that the base stays
+    score_base: Score  # the base with probe heads, calibrated, test split
+    score_final: Score  # the winner (what model/ holds), test split
+    train: dict = field(default_factory=dict)  # trained candidate -> its TrainResult (its JSON summary once loaded)
+    interpolate: dict | None = None  # λ: each λ candidate's learned value and trajectory, and the grid
+    targets: dict = field(default_factory=dict)  # each target, met or not, by the winner
+    seconds: dict = field(default_factory=dict)  # wall time per stage
+    plots: list = field(default_factory=list)  # the PNG files written
+    lambda_: float | list | None = None  # the winner's λ, when it is a blend
     notes: list = field(default_factory=list)  # what happened that the decision did not foresee
+
+    def candidate(self, name: str) -> Candidate:
+        "The candidate called `name`"
+        found = [c for c in self.candidates if c.name == name]
+        check(found, f"the run made no candidate {name!r}: it made {[c.name for c in self.candidates]}")
+        return found[0]
 
     def to_dict(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -286,27 +604,27 @@ class RunResult(Record):
             score_base=self.score_base.to_contract(),
             score_final=self.score_final.to_contract(),
             decision=self.decision.to_contract(),
-            train=_train_summary(self.train),
+            train={k: _train_summary(v) for k, v in self.train.items()},
             requirement=self.requirement.to_dict(),
+            candidates=[{f.name: _contract(getattr(c, f.name)) for f in dataclasses.fields(c)} for c in self.candidates],
         )
         d["lambda"] = d.pop("lambda_")
         return to_jsonable(d)
 
     @classmethod
     def from_dict(cls, d: dict):
+        typed = ("requirement", "audit", "score_base", "score_final", "decision", "plan", "candidates", "verdict")
         return cls(
-            **{
-                f.name: d.get(f.name)
-                for f in dataclasses.fields(cls)
-                if f.name not in ("requirement", "audit", "score_base", "score_final", "decision", "lambda_", "notes")
-            },
+            **{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d and f.name not in typed},
             requirement=Requirement.from_dict(d["requirement"]),
             audit=[Audit.from_dict(a) for a in d["audit"]],
+            decision=Decision.from_dict(d["decision"]),
+            plan=Plan.from_dict(d["plan"]),
+            candidates=[Candidate.from_dict(c) for c in d["candidates"]],
+            verdict=Verdict.from_dict(d["verdict"]),
             score_base=Score.from_dict(d["score_base"]),
             score_final=Score.from_dict(d["score_final"]),
-            decision=Decision.from_dict(d["decision"]),
             lambda_=d.get("lambda"),
-            notes=d.get("notes", []),
         )
 
 # %% ../nbs/07_flow.ipynb #ea69208f
@@ -315,7 +633,7 @@ class Stages:
 
     def __init__(
         self,
-        n: int,  # how many stages there are
+        n: int,  # how many stages there are (it may be set again once the plan is known)
         show: bool = True,  # print them
     ):
         self.n, self.k, self.show, self.seconds, self.current = n, 0, show, {}, None
@@ -372,64 +690,26 @@ def _audit_stage(part: Partition, base: MultiTaskModel, rd: RunDir) -> list[Audi
     return audits
 
 
-def _base_stage(part: Partition, base: MultiTaskModel, progress: bool) -> Score:
-    "Give the base a linear probe head per task (LP, the start of LP-FT) and score it on the test split"
-    req = part.requirement
+def _probe_stage(part: Partition, base: MultiTaskModel) -> Candidate:
+    "Give the base a linear probe head per task (LP, the start of LP-FT): candidate `probe`"
+    req, t0 = part.requirement, time.perf_counter()
     init_heads(base, part.tasks, how="probe", max_length=req.max_length, seed=req.seed)
-    return score(base, part.tasks, max_length=req.max_length, seed=req.seed, progress=progress)
+    moved = sum(p.numel() for h in base.heads.values() for p in h.parameters())
+    return Candidate("probe", CANDIDATES["probe"], time.perf_counter() - t0, moved)
 
 
-def _train_stage(
-    D: Decision, part: Partition, base: MultiTaskModel, rd: RunDir, stop
-) -> tuple[MultiTaskModel, TrainResult]:
-    "Train the decided branch into train/; plot its curves"
-    model, tasks = branch_model(D, part, base)
-    tr = fit(model, tasks, branch_train_config(D, part.requirement, rd.train.root), stop=stop)
-    _plot(plot_history(tr.history, tr.losses, title=f"{D.action} ({D.method}): training"), rd.plot("training"))
-    return model, tr
-
-# %% ../nbs/07_flow.ipynb #c9ba2c5a
-def _lambda_stage(
-    base: MultiTaskModel, tuned: MultiTaskModel, part: Partition, rd: RunDir, steps: int, progress: bool
-) -> tuple[MultiTaskModel, dict]:
-    "λ learned over all the requirement's tasks (valid split), the grid for the plot, and test scores at λ = 0, 1, learned"
-    from adaptnb.interpolate import (
-        Interpolation,
-        grid_lambda,
-        learn_lambda,
-        objective_data,
-        plot_lambda,
-        probed_task_vector,
-    )
-
-    req = part.requirement
-    b = copy.deepcopy(base)  # Interpolation freezes the model it holds as θ0
-    interp = Interpolation(b, probed_task_vector(b, tuned, part.tasks, req.max_length, req.seed), "global")
-    data = objective_data(b.tokenizer, part.tasks, "valid", 64, req.max_length, 32, req.seed)
-    grid = grid_lambda(interp, data=data, lambdas=[i / 5 for i in range(6)], progress=progress)
-    res = learn_lambda(interp, data=data, optimizer="adam", alpha=0.1, steps=steps, init=1.0, progress=progress)
-    plot_lambda(grid, res, path=rd.plot("lambda"), title="S(M) on valid along θ0 + λ(θt − θ0)")
-    models = {"0": interp.materialize(0.0), "1": interp.materialize(1.0), "learned": interp.materialize(res.lam)}
-    at = {k: score(m, part.tasks, max_length=req.max_length, seed=req.seed, progress=False) for k, m in models.items()}
-    summary = dict(
-        res.to_contract(),
-        at={k: s.to_contract() for k, s in at.items()},
-        method="learned",
-        tasks=[t.name for t in part.tasks],
-        n=data.n,
-        grid={"lambdas": grid.lambdas, "S": grid.values, "best_lambda": grid.best_lambda},
-    )
-    return models["learned"], summary
-
-# %% ../nbs/07_flow.ipynb #c63cbd30
-def _lambda_plan(D: Decision, tr: TrainResult) -> tuple[bool, list[str], str]:
-    "Whether to learn λ, the notes to add, and what the stage line says"
-    if not D.learn_lambda:
-        return False, [], "skipped: " + ("nothing is retained" if D.action == "finetune" else "retrained from scratch")
-    if tr.best_step == 0:
-        note = "training never improved on its start (best step 0), so there is no θt − θ0 to blend: λ is not learned."
-        return False, [note], "skipped: training never improved"
-    return True, [], "over retained and new tasks"
+def _train_candidate(
+    name: str, plan: Plan, D: Decision, part: Partition, base: MultiTaskModel, rd: RunDir, stop
+) -> tuple[MultiTaskModel, TrainResult, Candidate]:
+    "Train one candidate into train/<name>/; plot its curves"
+    t0 = time.perf_counter()
+    model, tasks = candidate_start(name, D, part, base), candidate_tasks(name, part)
+    cfg = candidate_config(name, plan, part.requirement, rd.train.root / name)
+    tr = fit(model, tasks, cfg, stop=stop)
+    title = f"{name} ({cfg.method}): training"
+    _plot(plot_history(tr.history, tr.losses, title=title), rd.plot(f"training-{name}"))
+    what = f"{CANDIDATES[name]}; {cfg.method}, best step {tr.best_step} of {tr.steps}"
+    return model, tr, Candidate(name, what, time.perf_counter() - t0, tr.trainable_params, tr.steps)
 
 # %% ../nbs/07_flow.ipynb #8fe2cb82
 def _decide_stage(
@@ -446,6 +726,61 @@ def _decide_stage(
     return D
 
 # %% ../nbs/07_flow.ipynb #8649acef
+def _lambda_candidates(
+    base: MultiTaskModel, tuned: MultiTaskModel, part: Partition, rd: RunDir, steps: int, progress: bool
+) -> tuple[dict, list[Candidate], dict]:
+    "θ(λ) from lp-ft, λ learned global and per layer on valid: their models, Candidates and the λ summary"
+    from adaptnb.interpolate import (
+        Interpolation,
+        grid_lambda,
+        learn_lambda,
+        objective_data,
+        plot_lambda,
+        probed_task_vector,
+    )
+
+    req, models, cands, summary = part.requirement, {}, [], {}
+    b = copy.deepcopy(base)  # Interpolation freezes the model it holds as θ0
+    tv = probed_task_vector(b, tuned, part.tasks, req.max_length, req.seed)
+    data = objective_data(b.tokenizer, part.tasks, "valid", 128, req.max_length, 32, req.seed)
+    for name, gran in (("lambda", "global"), ("lambda-layer", "layer")):
+        t0 = time.perf_counter()
+        interp = Interpolation(b, tv, gran)
+        res = learn_lambda(interp, data=data, optimizer="adam", alpha=0.1, steps=steps, init=1.0, progress=progress)
+        models[name] = interp.materialize(res.lam)
+        summary[name] = dict(res.to_contract(), granularity=gran, n=data.n)
+        if gran == "global":
+            grid = grid_lambda(interp, data=data, lambdas=[i / 5 for i in range(6)], progress=progress)
+            plot_lambda(grid, res, path=rd.plot("lambda"), title="S(M) on valid along θ0 + λ(θt − θ0)")
+            summary["grid"] = {"lambdas": grid.lambdas, "S": grid.values, "best_lambda": grid.best_lambda}
+        lam = res.to_contract()["lambda"]
+        n = sum(data.n.values())
+        what = f"{CANDIDATES[name]}; λ = {_fmt_lambda(lam)}, {steps} Adam steps on {n} valid examples"
+        cands.append(Candidate(name, what, time.perf_counter() - t0, tv.numel, 0, lam=lam))
+    return models, cands, summary
+
+# %% ../nbs/07_flow.ipynb #9902e0ad
+def _make_candidates(
+    plan: Plan, D: Decision, part: Partition, base: MultiTaskModel, rd: RunDir, st: Stages, stop, lambda_steps, progress
+) -> tuple[dict, list[Candidate], dict, dict | None, list[str]]:
+    "Train the planned candidates and learn λ: their models, Candidates, training runs, λ summary and notes"
+    models, cands, trains, interp, notes = {}, [], {}, None, []
+    for name in [n for n in plan.names if n in TRAINED]:
+        tasks = ", ".join(t.name for t in candidate_tasks(name, part))
+        st(f"train {name}", f"{plan.method if name != 'retrain' else 'retrain'}, {plan.steps[name]} steps on {tasks}")
+        models[name], trains[name], c = _train_candidate(name, plan, D, part, base, rd, stop)
+        cands.append(c)
+    if "lambda" in plan.names:
+        if trains["lp-ft"].best_step == 0:
+            notes.append("lp-ft never improved on its start (best step 0): there is no θt − θ0 to blend, so no λ.")
+        else:
+            st("learn λ", "global and per layer, over retained and new tasks (valid sample)")
+            m, c, interp = _lambda_candidates(base, models["lp-ft"], part, rd, lambda_steps, progress)
+            models.update(m)
+            cands += c
+    return models, cands, trains, interp, notes
+
+# %% ../nbs/07_flow.ipynb #c9392d4f
 def run(
     spec,  # the requirement: a YAML file or text, a mapping, a Requirement or a Partition
     out,  # the run folder to write
@@ -454,9 +789,9 @@ def run(
     overwrite: bool = False,  # replace a run already in `out`
     progress: bool = True,  # print the stages and show progress bars
     stop: threading.Event | None = None,  # set it to stop training early (the run still finishes)
-    lambda_steps: int = 12,  # Adam steps of the λ search
+    lambda_steps: int = 12,  # Adam steps of each λ search
 ) -> RunResult:
-    "The whole flow for a requirement; writes the run folder `out`"
+    "The whole flow for a requirement: candidates made, compared on valid, the winner shipped; writes `out`"
     st = Stages(8, progress)
     st("partition", "load and validate the spec's tasks")
     part = spec if isinstance(spec, Partition) else partition(spec)
@@ -465,48 +800,56 @@ def run(
     st("audit", ", ".join(t.name for t in part.tasks))
     base = MultiTaskModel.from_pretrained(req.model)
     audits = _audit_stage(part, base, rd)
-    st("score the base", "linear probes on the frozen pretrained model, test split")
-    s0 = _base_stage(part, base, progress)
+    st("probe the base", "a linear probe head per task on the frozen pretrained model: candidate 'probe'")
+    probe = _probe_stage(part, base)
     D = _decide_stage(part, base, sample, thresholds, progress, st)
-    st("train", f"{D.action} ({D.method}), {D.steps} steps on {', '.join(D.train_tasks)}")
-    model, tr = _train_stage(D, part, base, rd, stop)
-    learn, notes, what = _lambda_plan(D, tr)
-    st("learn λ", what)
-    interp = None
-    if learn:
-        model, interp = _lambda_stage(base, model, part, rd, lambda_steps, progress)
-    st("score the result", "test split")
-    s1 = score(model, part.tasks, max_length=req.max_length, seed=req.seed, progress=progress)
-    lam = interp["lambda"] if interp else None
+    plan = plan_candidates(D, part)
+    st.n = 7 + len(plan.steps) + ("lambda" in plan.names)
+    models, cands, trains, interp, notes = _make_candidates(plan, D, part, base, rd, st, stop, lambda_steps, progress)
+    models["probe"], cands = base, [probe] + cands
+    st("compare on valid", f"calibrate and compare {len(cands)} candidates with the base ({', '.join(models)})")
+    compare_valid(cands, models, part.tasks, req.max_length, progress)
+    win = choose(cands)
+    st("score on test", f"every candidate, once; the winner on valid is {win.name}")
+    test_preds = score_test(cands, models, part.tasks, req.max_length, progress)
+    v = verdict(cands, win, trains)
     res = RunResult(
         str(rd.root),
         req,
         [t.info() for t in part.tasks],
         audits,
-        s0,
         D,
-        tr,
+        plan,
+        cands,
+        v,
+        probe.test,
+        win.test,
+        trains,
         interp,
-        s1,
-        check_targets(req.targets, s1),
-        st.total(),
+        check_targets(req.targets, win.test),
+        {},
         [],
-        lam,
-        notes,
+        win.lam,
+        notes + [f"{n} not made: {why}." for n, why in plan.skipped.items()],
     )
-    return _finish(rd, model, res, progress)
+    return _finish(rd, models[win.name], res, part, test_preds[win.name], st, progress)
 
-# %% ../nbs/07_flow.ipynb #9902e0ad
-def _finish(rd: RunDir, model: MultiTaskModel, res: RunResult, progress: bool) -> RunResult:
-    "Save the final model, the score plot, run.json and report.md"
+# %% ../nbs/07_flow.ipynb #010a0f4f
+def _finish(
+    rd: RunDir, model: MultiTaskModel, res: RunResult, part: Partition, P: Predictions, st: Stages, progress: bool
+) -> RunResult:
+    "Save the winner, the plots (scores, each new task's confusion matrix), run.json and report.md"
     model.save(rd.model)
     plot = plot_scores(
-        {"base": res.score_base, "final": res.score_final}, title="S(M) before and after: test loss per task"
+        {c.name: c.test for c in res.candidates}, title="test loss per task, every candidate (calibrated)"
     )
     _plot(plot, rd.plot("scores"))
+    for t in part.new:
+        Interpretation(P, t).plot_confusion_matrix(path=rd.plot(f"confusion-{t.name}"))
+    res.seconds = st.total()
     res.plots = sorted(p.name for p in rd.root.glob("*.png"))
     res.save(rd.run)
-    rd.report.write_text(report(res), encoding="utf-8")
+    rd.report.write_text(report(res, {t.name: Interpretation(P, t) for t in part.new}), encoding="utf-8")
     if progress:
         print(f"done in {res.seconds['total']:.0f} s: {rd.run}, {rd.report}, {', '.join(res.plots)}", flush=True)
     return res
@@ -517,7 +860,7 @@ def _md_table(rows: list[dict]) -> str:
     if not rows:
         return ""
     cols = list(dict.fromkeys(k for r in rows for k in r))
-    cell = lambda v: f"{v:.4f}" if isinstance(v, float) else ("" if v is None else str(v))
+    cell = lambda v: f"{v:.4f}" if isinstance(v, float) else ("" if v is None else str(v).replace("|", "\\|"))
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     return "\n".join(lines + ["| " + " | ".join(cell(r.get(c)) for c in cols) + " |" for r in rows])
 
@@ -528,9 +871,53 @@ def _fmt_lambda(lam) -> str:
         return "—"
     return f"{lam:.3f}" if isinstance(lam, (int, float)) else "[" + ", ".join(f"{x:.2f}" for x in np.ravel(lam)) + "]"
 
-# %% ../nbs/07_flow.ipynb #1a0f9f10
-def _report_head(res: RunResult) -> list[str]:
-    "The title, the requirement and the data table"
+# %% ../nbs/07_flow.ipynb #cfff2577
+def _report_verdict(res: RunResult, interp: dict | None) -> list[str]:
+    "The verdict in words, the change on each task, what would help, the candidates, and the winner's mistakes"
+    v, req = res.verdict, res.requirement
+    tasks = [
+        {
+            "task": t,
+            "accuracy before": x["accuracy_before"],
+            "accuracy after": x["accuracy_after"],
+            "Δ accuracy": x["accuracy_after"] - x["accuracy_before"],
+            "loss before": x["loss_before"],
+            "loss after": x["loss_after"],
+            "n": res.score_final.tasks[t].n,
+        }
+        for t, x in v.tasks.items()
+    ]
+    L = [f"# Run: {req.name}", "", "## Verdict", "", f"**{v.text}**", "", _md_table(tasks), ""]
+    L += ["What would help:", ""] + [f"- {a}" for a in v.advice or ["nothing stands out."]] + [""]
+    L += [
+        "## Candidates (S on valid decides; test read once, at the end)",
+        "",
+        _md_table([c.row() for c in res.candidates]),
+        "",
+        "ΔS is the candidate's S minus the base's (`probe`), with the paired standard error of the per-example "
+        "differences; S is calibrated (one temperature T per head, fit on valid); *raw* is before calibration.",
+        "",
+        res.plan.how,
+        "",
+    ]
+    L += [f"- {c.name}: {c.what}" for c in res.candidates] + [f"- {n} (not made): {w}" for n, w in res.plan.skipped.items()]
+    L += ["", "![scores](scores.png)", ""]
+    for t, I in (interp or {}).items():
+        L += [
+            f"## What {v.winner} gets wrong on {t} (test split)",
+            "",
+            f"![confusion {t}](confusion-{t}.png)",
+            "",
+            "Highest-loss test examples:",
+            "",
+            _md_table(I.top_losses(5).reset_index().to_dict("records")),
+            "",
+        ]
+    return L
+
+
+def _report_data(res: RunResult) -> list[str]:
+    "The requirement and the data table"
     req, A = res.requirement, res.decision.assessment
     data = [
         {
@@ -545,14 +932,12 @@ def _report_head(res: RunResult) -> list[str]:
         for a in res.audit
     ]
     return [
-        f"# Run: {req.name}",
+        "## Data",
         "",
         (
             f"Retain: {', '.join(A.retain) or '—'}. New: {', '.join(A.new)}. Model: `{req.model}`. Budget: {req.budget}"
             f" ({res.decision.steps} steps), batch {req.batch_size}, max length {req.max_length}, seed {req.seed}."
         ),
-        "",
-        "## Data",
         "",
         _md_table(data),
         "",
@@ -594,84 +979,58 @@ def _report_decision(res: RunResult) -> list[str]:
         + [f"- Note: {n}" for n in res.notes]
     )
 
-# %% ../nbs/07_flow.ipynb #762b2aa5
+# %% ../nbs/07_flow.ipynb #1a0f9f10
 def _report_training(res: RunResult) -> list[str]:
-    "What training did, and λ"
-    t = _train_summary(res.train)
-    stopped = f", {t['stopped']}" if t.get("stopped") else ""
-    L = [
-        "",
-        "## Training",
-        "",
-        (
-            f"{t['method']} on {t['task']}: {t['steps']} steps in {t['train_seconds']:.1f} s, best step"
-            f" {t['best_step']}{stopped}; {t['trainable_params']:,} of {t['total_params']:,} parameters trained."
-        ),
-        "",
-        "![training](training.png)",
-    ]
-    if res.interpolate:
-        at = [
-            {"at": k, "S": v["S"], **{f"loss {n}": x["loss"] for n, x in v["tasks"].items()}}
-            for k, v in res.interpolate["at"].items()
-        ]
+    "What each training run did, and λ"
+    L = ["", "## Training", ""]
+    for name, tr in res.train.items():
+        t = _train_summary(tr)
+        stopped = f", {t['stopped']}" if t.get("stopped") else ""
         L += [
-            "",
-            "## λ: θ = θ0 + λ(θt − θ0)",
-            "",
-            f"Learned λ = {_fmt_lambda(res.lambda_)} ({res.interpolate.get('granularity', 'global')}).",
-            "",
-            _md_table(at),
-            "",
-            "![lambda](lambda.png)",
+            (
+                f"- **{name}**: {t['method']} on {t['task']}: {t['steps']} steps in {t['train_seconds']:.1f} s, best"
+                f" step {t['best_step']}{stopped}; {t['trainable_params']:,} of {t['total_params']:,} parameters"
+                f" trained. ![training {name}](training-{name}.png)"
+            )
         ]
+    if res.interpolate:
+        L += ["", "## λ: θ = θ0 + λ(θt − θ0), from lp-ft", ""]
+        L += [
+            f"- {k}: λ = {_fmt_lambda(v['lambda'])} ({v['granularity']}, {v['n']} valid examples)"
+            for k, v in res.interpolate.items()
+            if k != "grid"
+        ]
+        L += ["", "![lambda](lambda.png)"]
     return L
 
 
-def _report_scores(res: RunResult) -> list[str]:
-    "Test scores before and after, the targets, and the time per stage"
-    b, f = res.score_base, res.score_final
-    rows = [
-        {
-            "task": n,
-            "loss before": b.tasks[n].loss,
-            "loss after": f.tasks[n].loss,
-            "accuracy before": b.tasks[n].accuracy,
-            "accuracy after": f.tasks[n].accuracy,
-        }
-        for n in f.tasks
-    ]
-    L = [
-        "",
-        "## Scores on the test split: before and after",
-        "",
-        _md_table(rows + [{"task": "S(M)", "loss before": b.S, "loss after": f.S}]),
-        "",
-        "![scores](scores.png)",
-    ]
+def _report_targets(res: RunResult) -> list[str]:
+    "The targets, met or not by the winner, and the time per stage"
+    L = []
     if res.targets:
         rows = [
             {"task": n, "metric": m, "target": v["target"], "value": v["value"], "met": "yes" if v["met"] else "NO"}
             for n, ms in res.targets.items()
             for m, v in ms.items()
         ]
-        L += ["", "## Targets", "", _md_table(rows)]
+        L += ["", "## Targets (the winner, test split)", "", _md_table(rows)]
     return L + ["", "## Time", "", _md_table([{"stage": k, "seconds": v} for k, v in res.seconds.items()]), ""]
 
-# %% ../nbs/07_flow.ipynb #8f702c4e
+# %% ../nbs/07_flow.ipynb #762b2aa5
 def report(
     res: RunResult,  # the run's record
+    interp: dict | None = None,  # new task -> the winner's `Interpretation` on test (its mistakes are shown)
 ) -> str:
-    "The run as a markdown report: requirement, audit, assessment, decision with reasons, training, λ, scores, targets"
-    return "\n".join(_report_head(res) + _report_decision(res) + _report_training(res) + _report_scores(res))
+    "The run as a markdown report: the verdict first, the candidates, the winner's mistakes, then every table behind"
+    parts = _report_verdict(res, interp) + _report_data(res) + _report_decision(res)
+    return "\n".join(parts + _report_training(res) + _report_targets(res))
 
 # %% ../nbs/07_flow.ipynb #c7ba5c5a
 DEMO_SPEC = {
     "name": "demo: keep news topics, add movie sentiment",
     "retain": ["news_topic"],
     "new": ["movie_sentiment"],
-    "budget": {"max_steps": 120},
-    "max_per_class": 300,
+    "budget": {"max_steps": 1200},
     "max_length": 64,
     "batch_size": 16,
     "seed": 0,
@@ -734,23 +1093,40 @@ def decide_cli(argv: list[str]) -> int:
     return 0
 
 
-def _run_and_emit(spec, a) -> int:
-    "Run the flow for the parsed command line; print the before/after table"
-    th = _threshold_overrides(a.set)
-    res = run(spec, a.out, sample=a.sample, thresholds=th, overwrite=a.overwrite, progress=a.json != "-")
+def summary(
+    res: RunResult,  # the run's record
+) -> str:
+    "The command's summary: the verdict, each task before and after, the candidates, the decision and the folder"
     b, f = res.score_base, res.score_final
-    lines = [f"{'task':<24}{'loss before':>12}{'loss after':>12}{'acc before':>12}{'acc after':>11}"]
+    lines = [res.verdict.text, ""]
+    lines += [f"{'task':<24}{'loss before':>12}{'loss after':>12}{'acc before':>12}{'acc after':>11}"]
     lines += [
         f"{n:<24}{b.tasks[n].loss:>12.4f}{f.tasks[n].loss:>12.4f}{b.tasks[n].accuracy:>12.3f}"
         f"{f.tasks[n].accuracy:>11.3f}"
         for n in f.tasks
     ]
+    lines += [f"{'S(M)':<24}{b.S:>12.4f}{f.S:>12.4f}", ""]
+    lines += [f"{'candidate':<14}{'valid S':>9}{'valid ΔS ± se':>20}{'test S':>9}{'test ΔS ± se':>20}{'s':>7}"]
+    for c in res.candidates:
+        v, t = c.vs_base_valid, c.vs_base_test
+        lines.append(
+            f"{c.name + (' *' if c.name == res.verdict.winner else ''):<14}{c.valid.S:>9.4f}"
+            f"{f'{v.diff:+.4f} ± {v.se:.4f}':>20}{c.test.S:>9.4f}{f'{t.diff:+.4f} ± {t.se:.4f}':>20}{c.seconds:>7.0f}"
+        )
     lines += [
-        f"{'S(M)':<24}{b.S:>12.4f}{f.S:>12.4f}",
-        f"decision: {res.decision.action} ({res.decision.method}), λ = {_fmt_lambda(res.lambda_)}",
-        f"run folder: {res.out} ({res.seconds['total']:.0f} s)",
+        "",
+        f"decision: {res.decision.action} ({res.decision.method}); winner: {res.verdict.winner}"
+        f"{', λ = ' + _fmt_lambda(res.lambda_) if res.lambda_ is not None else ''}",
+        f"run folder: {res.out} ({res.seconds['total']:.0f} s); report: {Path(res.out) / 'report.md'}",
     ]
-    emit(res.to_dict(), a.json, "\n".join(lines))
+    return "\n".join(lines)
+
+
+def _run_and_emit(spec, a) -> int:
+    "Run the flow for the parsed command line; print the summary"
+    th = _threshold_overrides(a.set)
+    res = run(spec, a.out, sample=a.sample, thresholds=th, overwrite=a.overwrite, progress=a.json != "-")
+    emit(res.to_dict(), a.json, summary(res))
     return 0
 
 

@@ -16,8 +16,9 @@ from .data import SPLITS, Task, collate, encode, length_batches, load_task, load
 
 # %% auto #0
 __all__ = ['CACHE_SIZE', 'TaskScore', 'Score', 'example_losses', 'task_score', 'mean_task_loss', 'aggregate', 'check_tokenizer',
-           'body_fingerprint', 'features', 'sample_rows', 'task_outputs', 'evaluate_task', 'task_loss', 'score',
-           'plot_score', 'plot_scores']
+           'body_fingerprint', 'features', 'sample_rows', 'task_logits', 'task_outputs', 'evaluate_task', 'task_loss',
+           'score', 'plot_score', 'plot_scores', 'Predictions', 'predictions', 'Paired', 'paired_losses', 'paired_diff',
+           'Interpretation']
 
 # %% ../nbs/02_score.ipynb #a4c46503
 @dataclass
@@ -293,6 +294,32 @@ def _check_head(model: MultiTaskModel, task: Task):
     _label_map(model, task)
 
 # %% ../nbs/02_score.ipynb #c0ac0244
+def task_logits(
+    model: MultiTaskModel,  # a model with a head for `task`
+    task: Task,  # the task
+    split: str = "valid",  # train, valid or test
+    batch_size: int = 64,  # texts per batch
+    max_length: int = 128,  # tokens per text; longer texts are cut
+    rows: list[int] | None = None,  # row indices of the split to evaluate, in this order; None: every row
+    device=None,  # where the body runs (default: the best there is)
+    dtype: torch.dtype | None = None,  # autocast dtype; None: the device's default, torch.float32: no autocast
+    cache: bool = True,  # reuse cached features
+    progress: bool = False,  # show a progress bar
+) -> tuple[torch.Tensor, np.ndarray]:
+    "Logits (n, C), float32 on the CPU, and labels (in the head's indexing) of `task`'s head on `rows` of a split"
+    _check_head(model, task)
+    ds = task.split(split)
+    if rows is not None:
+        rows = [int(i) for i in rows]
+        check(all(0 <= i < len(ds) for i in rows), f"rows must index the {len(ds)} rows of the {split!r} split")
+        ds = ds.select(rows)
+    X = features(model, ds, batch_size, max_length, device=device, dtype=dtype, cache=cache, progress=progress)
+    head = model.heads[task.name]
+    with torch.inference_mode():
+        logits = head(X.to(head.weight.device, head.weight.dtype)).float().cpu()
+    return logits, _label_map(model, task)[np.asarray(ds["label"], dtype=np.int64)]
+
+# %% ../nbs/02_score.ipynb #435dd371
 def task_outputs(
     model: MultiTaskModel,  # a model with a head for `task`
     task: Task,  # the task
@@ -306,17 +333,7 @@ def task_outputs(
     progress: bool = False,  # show a progress bar
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     "Per-example losses, predictions and labels (in the head's indexing) of `task`'s head on `rows` of a split"
-    _check_head(model, task)
-    ds = task.split(split)
-    if rows is not None:
-        rows = [int(i) for i in rows]
-        check(all(0 <= i < len(ds) for i in rows), f"rows must index the {len(ds)} rows of the {split!r} split")
-        ds = ds.select(rows)
-    X = features(model, ds, batch_size, max_length, device=device, dtype=dtype, cache=cache, progress=progress)
-    head = model.heads[task.name]
-    with torch.inference_mode():
-        logits = head(X.to(head.weight.device, head.weight.dtype)).float().cpu()
-    y = _label_map(model, task)[np.asarray(ds["label"], dtype=np.int64)]
+    logits, y = task_logits(model, task, split, batch_size, max_length, rows, device, dtype, cache, progress)
     return example_losses(logits, y), logits.argmax(1).numpy(), y
 
 # %% ../nbs/02_score.ipynb #cbf991e3
@@ -464,3 +481,188 @@ def plot_scores(
     ax.set_title(title or f"{metric} per task")
     ax.legend(fontsize=8)
     return _finish(fig, path)
+
+# %% ../nbs/02_score.ipynb #368b4d59
+@dataclass
+class Predictions:
+    "One model's logits and the true labels on one split of each task: what scores, comparisons and calibration read"
+
+    logits: dict  # task name -> (n, C) float32 tensor
+    labels: dict  # task name -> (n,) int array, in the head's indexing
+    names: dict  # task name -> the head's label names
+    split: str = "test"  # the split predicted
+    model: str = ""  # the model's name
+
+    def losses(self, task: str) -> np.ndarray:
+        "Per-example cross-entropy of one task"
+        return example_losses(self.logits[task], self.labels[task])
+
+    def preds(self, task: str) -> np.ndarray:
+        "Predicted class indices of one task"
+        return self.logits[task].argmax(1).numpy()
+
+    def task_score(self, task: str) -> TaskScore:
+        "One task's `TaskScore`"
+        return task_score(self.losses(task), self.preds(task), self.labels[task], len(self.names[task]))
+
+    def score(self) -> Score:
+        "S(M) and each task's numbers, as `score` gives them"
+        return aggregate({t: self.task_score(t) for t in self.logits}, self.split, self.model)
+
+    def scaled(
+        self,
+        temperatures: dict,  # task name -> T; logits are divided by it (missing tasks: T = 1)
+    ) -> Predictions:
+        "The predictions of the same heads with their logits divided by a temperature per task"
+        lg = {t: x / float(temperatures.get(t, 1.0)) for t, x in self.logits.items()}
+        return Predictions(lg, self.labels, self.names, self.split, self.model)
+
+# %% ../nbs/02_score.ipynb #c1e764e0
+def predictions(
+    model: MultiTaskModel,  # a model with a head for every task
+    tasks,  # Tasks or task references, or a single one
+    split: str = "test",  # train, valid or test
+    batch_size: int = 64,  # texts per batch
+    max_length: int = 128,  # tokens per text; longer texts are cut
+    device=None,  # where the body runs (default: the best there is)
+    dtype: torch.dtype | None = None,  # autocast dtype; None: the device's default, torch.float32: no autocast
+    cache: bool = True,  # reuse cached features
+    progress: bool = False,  # show progress bars
+) -> Predictions:
+    "Each task's logits and labels on a split, in one pass of the body per task"
+    check(split in SPLITS, f"there is no split {split!r}: use one of {list(SPLITS)}")
+    tasks = load_tasks(tasks)
+    check(len(tasks) > 0, "no task to predict: give one or more tasks")
+    kw = dict(batch_size=batch_size, max_length=max_length, device=device, dtype=dtype, cache=cache, progress=progress)
+    out = {t.name: task_logits(model, t, split, **kw) for t in tasks}
+    for t, (lg, _) in out.items():
+        check(len(lg) > 0, f"task {t!r} has an empty {split!r} split: predict a split that holds examples")
+    return Predictions(
+        {t: v[0] for t, v in out.items()},
+        {t: v[1] for t, v in out.items()},
+        {t.name: list(model.labels[t.name]) for t in tasks},
+        split,
+        getattr(model, "base", ""),
+    )
+
+# %% ../nbs/02_score.ipynb #0a66e3a2
+@dataclass
+class Paired(Record):
+    "S(A) − S(B) on the same examples, with the standard error of the per-example differences, per task and combined"
+
+    diff: float  # S(A) − S(B): negative when A is better (S is a loss)
+    se: float  # its standard error, from the per-example differences
+    tasks: dict = field(default_factory=dict)  # task -> {"diff", "se", "n"}
+
+    @property
+    def z(self) -> float:
+        "The difference in standard errors"
+        return self.diff / self.se if self.se > 0 else (0.0 if self.diff == 0 else math.copysign(math.inf, self.diff))
+
+    def __str__(self):
+        return f"ΔS = {self.diff:+.4f} ± {self.se:.4f} (paired se, {self.z:+.1f} se)"
+
+
+def paired_losses(
+    a: dict,  # task -> per-example losses of model A
+    b: dict,  # task -> per-example losses of model B, on the same examples in the same order
+) -> Paired:
+    "ΔS = S(A) − S(B) and its paired standard error, from per-example losses on the same examples"
+    check(set(a) == set(b) and a, f"the two models must be scored on the same tasks, got {sorted(a)} and {sorted(b)}")
+    tasks = {}
+    for t in a:
+        d = np.asarray(a[t], dtype=np.float64) - np.asarray(b[t], dtype=np.float64)
+        check(d.ndim == 1 and len(d) > 0, f"task {t!r}: the two models were not scored on the same examples")
+        se = float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else 0.0
+        tasks[t] = {"diff": float(d.mean()), "se": se, "n": int(len(d))}
+    k = len(tasks)
+    diff = float(np.mean([v["diff"] for v in tasks.values()]))
+    return Paired(diff, float(math.sqrt(sum(v["se"] ** 2 for v in tasks.values())) / k), tasks)
+
+
+def paired_diff(
+    a: Predictions,  # model A's predictions
+    b: Predictions,  # model B's, on the same split of the same tasks
+) -> Paired:
+    "ΔS = S(A) − S(B) with its paired standard error: how much A is better (negative) or worse than B"
+    check(a.split == b.split, f"compare the models on one split, got {a.split!r} and {b.split!r}")
+    for t in a.labels:
+        check(
+            t in b.labels and np.array_equal(a.labels[t], b.labels[t]),
+            f"task {t!r}: the two predictions are not of the same examples: predict both on the same split",
+        )
+    return paired_losses({t: a.losses(t) for t in a.logits}, {t: b.losses(t) for t in b.logits})
+
+# %% ../nbs/02_score.ipynb #b11eb552
+class Interpretation:
+    "One task's predictions on a split, with its texts: the confusion matrix and the highest-loss examples"
+
+    def __init__(
+        self,
+        P: Predictions,  # the model's predictions (any number of tasks)
+        task: Task,  # the task to interpret (its texts are read from `P.split`)
+    ):
+        check(task.name in P.logits, f"the predictions hold no task {task.name!r} (they have {sorted(P.logits)})")
+        self.P, self.task, self.names = P, task, P.names[task.name]
+        self.texts = task.split(P.split)["text"]
+        self.losses, self.preds, self.labels = P.losses(task.name), P.preds(task.name), P.labels[task.name]
+
+    @classmethod
+    def from_model(
+        cls,
+        model: MultiTaskModel,  # a model with a head for `task`
+        task: Task,  # the task
+        split: str = "test",  # the split to interpret
+        max_length: int = 128,  # tokens per text
+    ):
+        "Predict `task`'s split with `model`, then interpret it"
+        return cls(predictions(model, [task], split, max_length=max_length), task)
+
+    def confusion_matrix(self):
+        "Counts of (true label, predicted label) as a DataFrame"
+        import pandas as pd
+        from sklearn.metrics import confusion_matrix
+
+        cm = confusion_matrix(self.labels, self.preds, labels=range(len(self.names)))
+        return pd.DataFrame(cm, index=pd.Index(self.names, name="true"), columns=pd.Index(self.names, name="predicted"))
+
+    def plot_confusion_matrix(
+        self,
+        ax=None,  # a matplotlib Axes to draw on (default: a new figure)
+        path=None,  # save the figure to this file, and close it
+        title: str | None = None,  # the title (default: the task, split and accuracy)
+    ):
+        "The confusion matrix as a picture (scikit-learn's `ConfusionMatrixDisplay`)"
+        from sklearn.metrics import ConfusionMatrixDisplay
+
+        k = len(self.names)
+        fig, ax = _ax(ax, (2.2 + 0.55 * k, 1.8 + 0.5 * k))
+        disp = ConfusionMatrixDisplay(self.confusion_matrix().to_numpy(), display_labels=self.names)
+        disp.plot(ax=ax, colorbar=False, cmap="Blues", xticks_rotation=30 if k > 2 else "horizontal")
+        acc = float((self.preds == self.labels).mean())
+        ax.set_title(title or f"{self.task.name}, {self.P.split} split: accuracy {acc:.3f} (n = {len(self.labels)})")
+        return _finish(fig, path)
+
+    def top_losses(
+        self,
+        k: int = 10,  # how many examples
+        width: int | None = 120,  # cut texts to this many characters (None: whole)
+    ):
+        "The `k` examples with the highest loss: text, true label, predicted label, its probability, the loss"
+        import pandas as pd
+
+        check(is_int(k, 1), f"k must be a positive integer, got {k!r}")
+        p = torch.softmax(self.P.logits[self.task.name].double(), 1).numpy()
+        ix = np.argsort(-self.losses, kind="stable")[:k]
+        cut = lambda s: s if width is None or len(s) <= width else s[: width - 1] + "…"
+        rows = [
+            {
+                "text": cut(self.texts[i]),
+                "true": self.names[self.labels[i]],
+                "predicted": self.names[self.preds[i]],
+                "p(predicted)": float(p[i, self.preds[i]]),
+                "loss": float(self.losses[i]),
+            }
+            for i in ix
+        ]
+        return pd.DataFrame(rows, index=pd.Index(ix, name="row"))
