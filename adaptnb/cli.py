@@ -4,10 +4,10 @@
 
 # %% ../nbs/11_cli.ipynb #d4ce6672
 from __future__ import annotations
-import importlib, sys
+import importlib, os, sys, tempfile, traceback
 from pathlib import Path
 from .core import DEFAULT_MODEL, AdaptnbError, check, save_json
-from .command import add_task_options, emit, parser, task_list, task_options
+from .command import add_task_options, emit, parser, seed_arg, task_list, task_options
 
 # %% auto #0
 __all__ = ['COMMANDS', 'main', 'tasks_cli', 'audit_cli', 'score_cli']
@@ -37,7 +37,7 @@ def _usage() -> str:
     w = max(map(len, COMMANDS))
     lines = [f"  {n:<{w}}  {d}" for n, (_, _, d) in COMMANDS.items()]
     return (
-        "usage: adaptnb COMMAND [options]   (adaptnb COMMAND --help for a command's options)\n\ncommands:\n"
+        "usage: adaptnb [--debug] COMMAND [options]   (adaptnb COMMAND --help for a command's options)\n\ncommands:\n"
         + "\n".join(lines)
     )
 
@@ -51,11 +51,50 @@ def _command(name: str):
         raise AdaptnbError(f"the command {name!r} is not available in this build ({e})")
 
 
+def _quiet_libraries():
+    "No loading and saving progress bars from the Hugging Face libraries: a command prints its own summary"
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1" and "transformers" in sys.modules:
+        sys.modules["transformers"].utils.logging.disable_progress_bar()  # imported before this call, in-process
+
+# %% ../nbs/11_cli.ipynb #8aa5bb23
+def _one_line(e: BaseException) -> str:
+    "An exception's message on one line"
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def _save_traceback(argv: list[str]) -> str:
+    "Write the traceback being handled to a new file in the temp folder; its path, or why there is none"
+    try:
+        fd, path = tempfile.mkstemp(prefix=f"adaptnb-{argv[0]}-", suffix=".log")
+        with os.fdopen(fd, "w") as f:
+            f.write(f"adaptnb {' '.join(argv)}\n\n{traceback.format_exc()}")
+        return f"the full traceback is in {path}"
+    except OSError:
+        return "no traceback file could be written either"
+
+
+def _unexpected(argv: list[str], e: Exception, debug: bool) -> int:
+    "The last resort: one line naming what failed and where its traceback is (also printed with --debug)"
+    if debug:
+        traceback.print_exc()
+    where, name = _save_traceback(argv), argv[0]
+    if isinstance(e, OSError):  # the machine's, not the input's: a full disk, a permission, a missing device
+        print(f"adaptnb {name}: error: {_one_line(e)}: check the path, its permissions and the free disk space "
+              f"({where})", file=sys.stderr)
+        return 2
+    print(f"adaptnb {name}: internal error ({type(e).__name__}: {_one_line(e)[:300]}): {where}; rerun with --debug "
+          "to print it, and please report it", file=sys.stderr)
+    return 1
+
+# %% ../nbs/11_cli.ipynb #28326e6d
 def main(
-    argv: list[str] | None = None,  # the arguments (default: `sys.argv[1:]`)
+    argv: list[str] | None = None,  # the arguments (default: `sys.argv[1:]`); `--debug` anywhere prints tracebacks
 ) -> int:
-    "Entry point of the `adaptnb` command"
+    "Entry point of the `adaptnb` command: exit 0, 2 for a usage or input error (one line), 1 for a bug (one line)"
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("ADAPTNB_DEBUG") == "1"
+    argv = [a for a in argv if a != "--debug"]
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
         return 0
@@ -66,16 +105,22 @@ def main(
         return 0
     name = argv[0]
     if name not in COMMANDS:
-        print(f"adaptnb: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        print(f"adaptnb: error: unknown command {name!r}: use one of {', '.join(COMMANDS)} (adaptnb --help)",
+              file=sys.stderr)
         return 2
+    _quiet_libraries()
     try:
         return int(_command(name)(argv[1:]) or 0)
     except AdaptnbError as e:
-        print(f"adaptnb {name}: error: {e}", file=sys.stderr)
+        if debug:
+            traceback.print_exc()
+        print(f"adaptnb {name}: error: {_one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"adaptnb {name}: interrupted; finished work is on disk", file=sys.stderr)
         return 130
+    except Exception as e:  # noqa: BLE001 -- a bug, or a failure nothing above foresaw: still one line
+        return _unexpected(argv, e, debug)
 
 # %% ../nbs/11_cli.ipynb #2fbfa09d
 def tasks_cli(argv: list[str]) -> int:
@@ -84,7 +129,7 @@ def tasks_cli(argv: list[str]) -> int:
 
     p = parser("tasks", "List the embedded tasks (cleaned and split with --seed).")
     p.add_argument("--json", default=None, help="write the list as JSON to this file (- for standard output)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the splits (default: 0)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="seed of the splits (default: 0)")
     a = p.parse_args(argv)
     infos = [load_embedded(n, seed=a.seed).info() for n in EMBEDDED]
     lines = [f"{'task':<22}{'lang':<7}{'classes':>8}{'train':>8}{'valid':>7}{'test':>7}  source"]

@@ -6,10 +6,11 @@ task options, and the summary/JSON output. It imports nothing but `core`, so eve
 # %% ../nbs/00a_command.ipynb #368b6f59
 from __future__ import annotations
 import argparse, dataclasses, json, typing
-from .core import AdaptnbError, to_jsonable, save_json
+from pathlib import Path
+from .core import AdaptnbError, check, check_out_dir, to_jsonable, save_json
 
 # %% auto #0
-__all__ = ['parser', 'add_config_options', 'config_kwargs', 'add_task_options', 'task_options', 'task_list', 'emit']
+__all__ = ['parser', 'add_config_options', 'config_kwargs', 'seed_arg', 'add_task_options', 'task_options', 'task_list', 'emit']
 
 # %% ../nbs/00a_command.ipynb #3f49b2ea
 class _Parser(argparse.ArgumentParser):
@@ -23,6 +24,26 @@ class _Parser(argparse.ArgumentParser):
             return super().parse_known_args(args, namespace)
         except argparse.ArgumentError as e:
             self.error(str(e))
+
+    def parse_args(self, args=None, namespace=None):
+        return _check_out_files(super().parse_args(args, namespace))
+
+    def parse_intermixed_args(self, args=None, namespace=None):
+        return _check_out_files(super().parse_intermixed_args(args, namespace))
+
+
+_OUT_FILES = {"json": "result.json", "plot": "plot.png"}  # options naming a file that a command writes at its end
+
+
+def _check_out_files(ns: argparse.Namespace) -> argparse.Namespace:
+    "A file that a command writes when it ends must be writable before it starts"
+    for k, example in _OUT_FILES.items():
+        v = getattr(ns, k, None)
+        if isinstance(v, str) and v not in ("", "-"):
+            p = Path(v).expanduser()
+            check(not p.is_dir(), f"--{k} {p} is a folder: give a file name, e.g. --{k} {p / example}")
+            check_out_dir(p.parent, f"--{k}")
+    return ns
 
 
 def parser(
@@ -84,6 +105,19 @@ def config_kwargs(
     return {k: v for k, v in vars(args).items() if k in names and v is not None}
 
 # %% ../nbs/00a_command.ipynb #97e0dbec
+def seed_arg(
+    s: str,  # the option's text
+) -> int:
+    "The value of a `--seed` option: an integer in [0, 2**32)"
+    try:
+        v = int(s)
+    except ValueError:
+        v = -1
+    if not 0 <= v < 2**32:
+        raise argparse.ArgumentTypeError(f"{s!r} is not a seed, an integer in [0, 2**32): use e.g. --seed 0")
+    return v
+
+
 def add_task_options(
     p: argparse.ArgumentParser,  # the parser to add to
 ) -> argparse.ArgumentParser:
@@ -96,7 +130,7 @@ def add_task_options(
         default=None,
         help="subsample each class to at most this many examples (quick runs)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed for splits, sampling and training (default: 0)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="seed for splits, sampling and training (default: 0)")
     return p
 
 # %% ../nbs/00a_command.ipynb #4a60c47d
@@ -130,5 +164,8 @@ def emit(
     if json_path == "-":
         print(json.dumps(to_jsonable(obj), indent=2, ensure_ascii=False))
     elif json_path:
-        save_json(obj, json_path)
+        try:
+            save_json(obj, json_path)
+        except OSError as e:
+            raise AdaptnbError(f"could not write --json {json_path} ({e.strerror}): choose another path, or free space")
         print(f"wrote {json_path}")

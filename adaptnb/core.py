@@ -14,9 +14,9 @@ from torch import nn
 
 # %% auto #0
 __all__ = ['MODEL_FILE', 'DEFAULT_MODEL', 'TASK_NAME_RE', 'AdaptnbError', 'check', 'is_int', 'get_device', 'autocast_dtype',
-           'autocast', 'eval_mode', 'seed_everything', 'atomic_write', 'to_jsonable', 'save_json', 'load_json',
-           'Record', 'RunDir', 'default_model_path', 'looks_like_hub_id', 'resolve_model', 'load_tokenizer',
-           'check_task_name', 'MultiTaskModel']
+           'autocast', 'eval_mode', 'check_seed', 'seed_everything', 'atomic_write', 'to_jsonable', 'save_json',
+           'load_json', 'Record', 'RunDir', 'check_out_dir', 'default_model_path', 'looks_like_hub_id', 'resolve_model',
+           'load_tokenizer', 'model_config', 'check_max_length', 'check_task_name', 'MultiTaskModel']
 
 # %% ../nbs/00_core.ipynb #85b4f815
 class AdaptnbError(ValueError):
@@ -110,12 +110,19 @@ def eval_mode(
             m.training = was
 
 # %% ../nbs/00_core.ipynb #cfe6f8f0
+def check_seed(
+    seed,  # the value to check
+) -> int:
+    "`seed` as an int, or an `AdaptnbError` unless it is an integer in [0, 2**32)"
+    check(is_int(seed, 0) and seed < 2**32, f"seed must be an integer in [0, 2**32), got {seed!r}: use e.g. seed=0")
+    return int(seed)
+
+
 def seed_everything(
     seed: int,  # an integer in [0, 2**32)
 ) -> int:
     "Seed Python, NumPy and torch (all devices) with `seed`; return it"
-    check(is_int(seed, 0) and seed < 2**32, f"seed must be an integer in [0, 2**32), got {seed!r}")
-    seed = int(seed)
+    seed = check_seed(seed)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # seeds every CUDA device too
@@ -260,6 +267,24 @@ RunDir.holds_run = property(
 )
 RunDir.model_dir = _model_dir
 
+# %% ../nbs/00_core.ipynb #889ca7e2
+def check_out_dir(
+    path: str | Path,  # a folder a command will write (it need not exist yet)
+    option: str = "--out",  # the option that named it, for the message
+) -> Path:
+    "Check that `path` is a folder, or can be made one, before any work starts; create nothing"
+    p = Path(path).expanduser()
+    check(not p.exists() or p.is_dir(), f"{option} {p} exists and is a file, not a folder: choose another {option}")
+    if p.exists():
+        return p
+    parent = next(q for q in p.absolute().parents if q.exists())
+    check(parent.is_dir(), f"{option} {p} cannot be created: {parent} is a file, not a folder; choose another {option}")
+    try:  # the one sure test of creating a folder there is to create one
+        os.rmdir(tempfile.mkdtemp(dir=parent, prefix=".adaptnb-probe-"))
+    except OSError as e:
+        raise AdaptnbError(f"{option} {p} cannot be created in {parent} ({e.strerror}): choose another {option}")
+    return p
+
 # %% ../nbs/00_core.ipynb #06b18bee
 DEFAULT_MODEL = "default"
 
@@ -305,7 +330,7 @@ def resolve_model(
 def _hub_error(ref, e) -> AdaptnbError:
     "The one-line error for a model that could not be loaded"
     return AdaptnbError(
-        f"could not load model {ref!r} ({type(e).__name__}: {str(e).splitlines()[0][:200]}): "
+        f"could not load model {ref!r} ({type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}): "
         "use 'default', a local model folder, or a hub id on a machine with a network"
     )
 
@@ -325,6 +350,32 @@ def load_tokenizer(
         return AutoTokenizer.from_pretrained(_hf_folder(resolve_model(ref)))
     except (OSError, ValueError) as e:
         raise _hub_error(ref, e)
+
+# %% ../nbs/00_core.ipynb #bd0af90e
+def model_config(
+    ref: str | Path = DEFAULT_MODEL,  # any model reference (see `resolve_model`)
+):
+    "The `transformers` config of a model, read without its weights (to check options before loading it)"
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(_hf_folder(resolve_model(ref)))
+    except (OSError, ValueError) as e:
+        raise _hub_error(ref, e)
+
+
+def check_max_length(
+    max_length: int,  # tokens per text asked for
+    config,  # the model's `transformers` config
+    option: str = "--max-length",  # the option that set it, for the message
+) -> int:
+    "Check that `max_length` tokens fit in the model's position embeddings"
+    n = getattr(config, "max_position_embeddings", None)
+    check(
+        n is None or max_length <= n,
+        f"{option} {max_length} is more tokens than the model's {n} positions: use {option} {n} or less",
+    )
+    return max_length
 
 # %% ../nbs/00_core.ipynb #420f5c63
 TASK_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]*$")

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 import datasets
-from .core import AdaptnbError, Record, check, check_task_name, is_int
+from .core import AdaptnbError, Record, check, check_seed, check_task_name, is_int
 
 # %% auto #0
 __all__ = ['SPLITS', 'EMBEDDED', 'CleanReport', 'Splits', 'Task', 'normalise_text', 'clean_pool', 'stratified_split', 'cap_train',
@@ -138,10 +138,12 @@ def stratified_split(
         len(fractions) == 3 and fractions[0] > 0 and all(f >= 0 for f in fractions) and abs(sum(fractions) - 1) < 1e-6,
         f"split fractions must be three numbers >= 0 (train > 0) that sum to 1, got {fractions}",
     )
-    if max_per_class is not None:
-        check(int(max_per_class) >= 3, f"max_per_class must be at least 3 (one example per split), got {max_per_class}")
+    check(
+        max_per_class is None or is_int(max_per_class, 3),
+        f"max_per_class must be an integer of at least 3 (one example per split), got {max_per_class!r}",
+    )
     y = np.asarray(labels)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed))
     need = 1 + sum(f > 0 for f in fractions[1:])
     out = {s: [] for s in SPLITS}
     for c in np.unique(y):

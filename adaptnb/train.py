@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_train.ipynb #131cabfc
 from __future__ import annotations
-import dataclasses, hashlib, json, math, os, random, shutil, threading, time
+import dataclasses, hashlib, json, math, os, random, re, shutil, sys, threading, time
 from contextlib import nullcontext as _null
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from adaptnb.core import (
     AdaptnbError,
     MultiTaskModel,
@@ -20,9 +21,13 @@ from adaptnb.core import (
     atomic_write,
     autocast_dtype,
     check,
+    check_max_length,
+    check_seed,
+    check_out_dir,
     get_device,
     is_int,
     load_json,
+    model_config,
     save_json,
     seed_everything,
     to_jsonable,
@@ -35,8 +40,9 @@ from .heads import HEAD_INITS, fit_probe, init_heads
 # %% auto #0
 __all__ = ['METHODS', 'DEFAULT_LR', 'SCHEDULES', 'TrainConfig', 'check_config', 'linear_names', 'lora_config', 'prepare_method',
            'merge_lora', 'count_params', 'TaskStream', 'evaluate_split', 'model_fingerprint', 'save_checkpoint',
-           'latest_checkpoint', 'load_checkpoint', 'Callback', 'ProgressBar', 'CSVLog', 'EarlyStopping', 'NotebookPlot',
-           'NonFiniteLoss', 'TrainResult', 'Run', 'fit', 'plot_history', 'finetune_cli', 'retrain_cli']
+           'DamagedCheckpoint', 'checkpoints', 'latest_checkpoint', 'read_checkpoint', 'load_checkpoint', 'Callback',
+           'ProgressBar', 'CSVLog', 'EarlyStopping', 'NotebookPlot', 'NonFiniteLoss', 'TrainResult', 'Run', 'fit',
+           'plot_history', 'finetune_cli', 'retrain_cli']
 
 # %% ../nbs/04_train.ipynb #84776ed1
 METHODS = ("full", "freeze", "lora", "retrain")
@@ -159,6 +165,7 @@ def check_config(
         cfg.eval_max is None or is_int(cfg.eval_max, 1),
         f"eval_max must be a positive integer or None, got {cfg.eval_max!r}",
     )
+    check_seed(cfg.seed)
     check(
         cfg.metric in ("S", "train_loss") or cfg.metric.startswith("loss:"),
         f"unknown metric {cfg.metric!r}: use 'S', 'train_loss' or 'loss:TASK'",
@@ -372,91 +379,165 @@ def _set_rng_state(s: dict):
     if "cuda" in s and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(s["cuda"])
 
+# %% ../nbs/04_train.ipynb #a68e54ea
+def _step_of(d: Path) -> int:
+    "The step of a checkpoint folder named `step-NNNNNNNN` (-1 for any other name)"
+    m = re.fullmatch(r"step-(\d+)", d.name)
+    return int(m.group(1)) if m else -1
 
-def save_checkpoint(
-    ckdir: Path,
-    step: int,
-    model,
-    optimizer,
-    scheduler,
-    state: dict,
-    accelerator=None,
-    keep: int = 1,
-    best: dict | None = None,
-) -> Path:
-    "Write a complete checkpoint for `step` under `ckdir` atomically (with the best weights so far) and point latest.json at it"
-    main = accelerator is None or accelerator.is_main_process
-    rank = 0 if accelerator is None else accelerator.process_index
-    name = f"step-{step:08d}"
-    tmp = ckdir / f".{name}.tmp"
-    final = ckdir / name
-    if main:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
+
+def _barrier(accelerator):
     if accelerator is not None:
         accelerator.wait_for_everyone()
-    torch.save(_rng_state(), tmp / f"rng_{rank}.pt")
-    if main:
-        _save_tensors(model.state_dict(), tmp / "model.safetensors")
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-        prev = latest_checkpoint(ckdir)
-        if best is not None:
-            _save_tensors(best, tmp / "best.safetensors")
-        elif prev is not None and (prev / "best.safetensors").exists():
-            try:
-                os.link(prev / "best.safetensors", tmp / "best.safetensors")
-            except OSError:
-                shutil.copy2(prev / "best.safetensors", tmp / "best.safetensors")
-        save_json(dict(state, step=step), tmp / "state.json")
-    if accelerator is not None:
-        accelerator.wait_for_everyone()
-    if main:
-        for f in tmp.iterdir():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        atomic_write(ckdir / "latest.json", json.dumps({"step": step, "dir": name}))
-        for old in sorted(ckdir.glob("step-*"))[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
-    if accelerator is not None:
-        accelerator.wait_for_everyone()
+
+
+def _write_files(tmp: Path, model, optimizer, scheduler, state: dict, best: dict | None, prev: Path | None):
+    "The main process's files of a checkpoint, written and flushed into the temporary folder `tmp`"
+    _save_tensors(model.state_dict(), tmp / "model.safetensors")
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+    if best is not None:
+        _save_tensors(best, tmp / "best.safetensors")
+    elif prev is not None and (prev / "best.safetensors").exists():
+        try:
+            os.link(prev / "best.safetensors", tmp / "best.safetensors")
+        except OSError:
+            shutil.copy2(prev / "best.safetensors", tmp / "best.safetensors")
+    save_json(state, tmp / "state.json")
+    for f in tmp.iterdir():
+        with open(f, "rb") as fh:
+            os.fsync(fh.fileno())
+
+
+def _publish(ckdir: Path, tmp: Path, step: int, keep: int) -> Path:
+    "Rename `tmp` into place, point latest.json at it, then drop all but the `keep` newest checkpoints"
+    final = ckdir / f"step-{step:08d}"
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    atomic_write(ckdir / "latest.json", json.dumps({"step": step, "dir": final.name}))
+    found = [d for d in ckdir.glob("step-*") if _step_of(d) >= 0]
+    older = sorted((d for d in found if _step_of(d) <= step), key=_step_of)[:-keep]
+    newer = [d for d in found if _step_of(d) > step]  # left behind by a run resumed from an older checkpoint
+    for old in older + newer:
+        shutil.rmtree(old, ignore_errors=True)
     return final
 
 
-def latest_checkpoint(ckdir: str | Path) -> Path | None:
-    "The folder of the newest complete checkpoint under `ckdir`, or None"
+def _write_error(ckdir: Path, step: int, e: Exception) -> AdaptnbError:
+    "The one-line error for a checkpoint that could not be written (the disk is full, say); the previous one is intact"
+    prev = latest_checkpoint(ckdir)
+    kept = (f"the previous checkpoint ({prev.name}) is intact and resume=True (--resume) continues from it"
+            if prev else "no earlier checkpoint was written")
+    why = (str(e).splitlines() or [type(e).__name__])[0][:200]
+    return AdaptnbError(f"could not write checkpoint step-{step:08d} in {ckdir} ({why}): free disk space, then "
+                        f"resume; {kept}")
+
+# %% ../nbs/04_train.ipynb #5d106a7d
+def save_checkpoint(
+    ckdir: Path,  # the run's checkpoint folder
+    step: int,  # the optimiser step the checkpoint is taken at
+    model,  # the model whose weights to keep
+    optimizer,  # its optimiser
+    scheduler,  # its learning-rate schedule
+    state: dict,  # the run's state besides the tensors (history, best metric, fingerprint...)
+    accelerator=None,  # under several processes, each writes its RNG state and the first writes the rest
+    keep: int = 2,  # how many checkpoints to keep: the previous one is the fallback if the newest is damaged
+    best: dict | None = None,  # the best weights so far, when they changed since the last checkpoint
+) -> Path:
+    "Write a complete checkpoint for `step` under `ckdir` atomically and point latest.json at it"
+    main = accelerator is None or accelerator.is_main_process
+    rank = 0 if accelerator is None else accelerator.process_index
+    tmp = ckdir / f".step-{step:08d}.tmp"
+    try:
+        if main:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        _barrier(accelerator)
+        torch.save(_rng_state(), tmp / f"rng_{rank}.pt")
+        if main:
+            _write_files(tmp, model, optimizer, scheduler, dict(state, step=step), best, latest_checkpoint(ckdir))
+        _barrier(accelerator)
+        final = _publish(ckdir, tmp, step, keep) if main else ckdir / f"step-{step:08d}"
+    except (OSError, RuntimeError, SafetensorError) as e:  # a full disk, a file-size limit, an I/O error
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise _write_error(ckdir, step, e) from e
+    _barrier(accelerator)
+    return final
+
+# %% ../nbs/04_train.ipynb #59d11d59
+class DamagedCheckpoint(AdaptnbError):
+    "A checkpoint folder that cannot be read back whole"
+
+
+def checkpoints(
+    ckdir: str | Path,  # a run's checkpoint folder
+) -> list[Path]:
+    "The checkpoint folders under `ckdir`, newest first: the one latest.json names, then the others by step"
     ckdir = Path(ckdir)
-    if not (ckdir / "latest.json").exists():
-        return None
-    d = ckdir / load_json(ckdir / "latest.json")["dir"]
-    return d if (d / "state.json").exists() else None
+    found = sorted((d for d in ckdir.glob("step-*") if d.is_dir() and _step_of(d) >= 0), key=_step_of, reverse=True)
+    try:
+        named = ckdir / json.loads((ckdir / "latest.json").read_text())["dir"]
+    except (OSError, ValueError, KeyError, TypeError):  # no pointer, or a damaged one: the folders say what there is
+        named = None
+    return [named] + [d for d in found if d != named] if named in found else found
 
 
-def load_checkpoint(d: Path, model, optimizer, scheduler, accelerator=None) -> dict:
-    "Restore weights, optimiser, scheduler and this process's RNG from checkpoint folder `d`; return its state"
+def latest_checkpoint(
+    ckdir: str | Path,  # a run's checkpoint folder
+) -> Path | None:
+    "The folder of the newest complete checkpoint under `ckdir` (one with its state.json), or None"
+    return next((d for d in checkpoints(ckdir) if (d / "state.json").exists()), None)
+
+# %% ../nbs/04_train.ipynb #b2d3ffdd
+def read_checkpoint(
+    d: Path,  # a checkpoint folder
+    rank: int = 0,  # the process whose RNG state to read
+) -> dict:
+    "Every part of checkpoint `d` read into memory: state, model, optimizer, scheduler, rng and best (or None)"
     from safetensors.torch import load_file
 
-    state = load_json(d / "state.json")
-    fp = model_fingerprint(model)
+    best, rng = d / "best.safetensors", d / f"rng_{rank}.pt"
+    try:
+        ck = {
+            "state": json.loads((d / "state.json").read_text()),
+            "model": load_file(str(d / "model.safetensors")),
+            "optimizer": torch.load(d / "optimizer.pt", weights_only=False),
+            "scheduler": torch.load(d / "scheduler.pt", weights_only=False),
+            "rng": torch.load(rng, weights_only=False) if rng.exists() else None,
+            "best": load_file(str(best)) if best.exists() else None,
+        }
+        lacks = {"step", "fingerprint"} - set(ck["state"])
+        if lacks:  # a state.json that parses but lacks what resuming reads
+            raise KeyError(f"state.json has no {sorted(lacks)}")
+    except Exception as e:  # a missing, truncated or garbled file, whatever its reader raises
+        why = (str(e).splitlines() or [""])[0][:160]
+        raise DamagedCheckpoint(f"checkpoint {d.name} in {d.parent} is damaged ({type(e).__name__}: {why})")
+    return ck
+
+
+def load_checkpoint(
+    d: Path,  # a checkpoint folder
+    model,  # the model to restore (its fingerprint must match the checkpoint's)
+    optimizer,  # its optimiser
+    scheduler,  # its learning-rate schedule
+    accelerator=None,  # restores this process's RNG state
+) -> dict:
+    "Restore weights, optimiser, scheduler and RNG from checkpoint `d`; return its state, with `best_weights`"
+    ck = read_checkpoint(d, 0 if accelerator is None else accelerator.process_index)
+    state, fp = ck["state"], model_fingerprint(model)
     check(
         state.get("fingerprint") == fp,
         f"the checkpoint in {d} was written for a different model ({state.get('fingerprint', {}).get('base')!r}, heads"
         f" {state.get('fingerprint', {}).get('heads')}) than this one ({fp['base']!r}, heads {fp['heads']}): resume"
         " with the same model and tasks, or start a new run in another folder",
     )
-    sd = load_file(str(d / "model.safetensors"))
-    model.load_state_dict(sd)
-    optimizer.load_state_dict(torch.load(d / "optimizer.pt", weights_only=False))
-    scheduler.load_state_dict(torch.load(d / "scheduler.pt", weights_only=False))
-    rank = 0 if accelerator is None else accelerator.process_index
-    rf = d / f"rng_{rank}.pt"
-    if rf.exists():
-        _set_rng_state(torch.load(rf, weights_only=False))
-    return state
+    model.load_state_dict(ck["model"])
+    optimizer.load_state_dict(ck["optimizer"])
+    scheduler.load_state_dict(ck["scheduler"])
+    if ck["rng"] is not None:
+        _set_rng_state(ck["rng"])
+    return dict(state, best_weights=ck["best"])
 
 # %% ../nbs/04_train.ipynb #ee00df39
 class Callback:
@@ -631,16 +712,19 @@ class Run:
 
 
 def _check_out(rd: RunDir | None, resume: bool):
-    "A run folder may only be reused to resume the run in it"
+    "A run folder can be created, and is reused only to resume the run in it, from a checkpoint it holds"
     if rd is None:
         return
-    check(
-        not rd.root.exists() or rd.root.is_dir(), f"output {rd.root} exists and is not a folder: choose another --out"
-    )
+    check_out_dir(rd.root, "--out")
     check(
         resume or not rd.holds_run,
         f"output folder {rd.root} already holds a run: pass resume=True (--resume) to continue "
         "it, or choose a new folder",
+    )
+    check(
+        not resume or checkpoints(rd.checkpoints),
+        f"nothing to resume: {rd.root} holds no checkpoint (checkpoint/step-*); start the run without resume=True "
+        f"(--resume), in a new folder if {rd.root} already holds a run",
     )
 
 
@@ -756,15 +840,33 @@ def _setup(self: Run):
 Run.setup = _setup
 
 # %% ../nbs/04_train.ipynb #9f8e4d86
+def _load_newest(self: Run) -> tuple[Path, dict]:
+    "Load the newest checkpoint that reads back whole; say which damaged ones it passed over"
+    damaged = []
+    for d in checkpoints(self.dir.checkpoints):
+        try:
+            st = load_checkpoint(d, self.model, self.optimizer, self.scheduler, self.accelerator)
+        except DamagedCheckpoint as e:
+            damaged.append(str(e))
+            continue
+        if damaged and self.is_main:
+            print(f"adaptnb: {'; '.join(damaged)}: resuming from {d.name} instead", file=sys.stderr)
+        return d, st
+    raise AdaptnbError(
+        f"no checkpoint in {self.dir.checkpoints} can be read back ({'; '.join(damaged)}): start the run again "
+        "in a new folder"
+    )
+
+
 def _resume(self: Run):
-    "Continue from the newest checkpoint when `cfg.resume` asks; write the run's config"
+    "Continue from the newest good checkpoint when `cfg.resume` asks; write the run's config"
     cfg, rd = self.cfg, self.dir
     if rd is None:
         return
     if self.is_main:
         rd.checkpoints.mkdir(parents=True, exist_ok=True)
-    if cfg.resume and (d := latest_checkpoint(rd.checkpoints)) is not None:
-        st = load_checkpoint(d, self.model, self.optimizer, self.scheduler, self.accelerator)
+    if cfg.resume:
+        d, st = self._load_newest()
         check(
             st["method"] == cfg.method,
             f"the checkpoint in {d} is from method {st['method']!r}, not {cfg.method!r}: resume with the same method",
@@ -772,10 +874,9 @@ def _resume(self: Run):
         self.step, self.history, self.losses = st["step"], st["history"], st["losses"]
         self.best, self.best_step, self.bad_evals = st["best"], st["best_step"], st["bad_evals"]
         self.seconds_before = st["train_seconds"]
-        if (d / "best.safetensors").exists():
-            from safetensors.torch import load_file
-
-            self.best_sd = load_file(str(d / "best.safetensors"), device=str(self.accelerator.device))
+        if st["best_weights"] is not None:
+            self.best_sd = {k: v.to(self.accelerator.device) for k, v in st["best_weights"].items()}
+            self.best_dirty = True  # written anew with the next checkpoint, never linked from a damaged newer one
     if self.is_main:
         meta = dict(
             tasks=self.task_names,
@@ -786,7 +887,7 @@ def _resume(self: Run):
         save_json(dict(cfg.to_dict(), **meta), rd.train_config)
 
 
-Run.resume = _resume
+Run._load_newest, Run.resume = _load_newest, _resume
 
 # %% ../nbs/04_train.ipynb #c2849f45
 def _state(self: Run) -> dict:
@@ -995,6 +1096,7 @@ def fit(
         isinstance(model, MultiTaskModel),
         f"fit needs a MultiTaskModel, got {type(model).__name__}: use MultiTaskModel.from_pretrained('default')",
     )
+    check_max_length(cfg.max_length, model.body.config, "max_length")
     tasks = load_tasks(tasks, what="tasks")
     check(len(tasks) > 0, "no task to train: pass one Task or a list of them")
     watch = [t for t in load_tasks(watch, what="watch") if t.name not in {t.name for t in tasks}]
@@ -1065,14 +1167,16 @@ def _train_parser(name: str, retrain: bool):
 
 
 def _train_cli(argv: list[str], name: str, retrain: bool) -> int:
-    "Parse, load the tasks and the model, fit, print the summary"
+    "Check the options, the run folder and the model's limits; load the tasks and the model; fit; print the summary"
     a = _train_parser(name, retrain).parse_args(argv)
-    opts = task_options(a)
-    tasks = load_tasks(task_list(a.task), **opts)
-    watch = load_tasks(task_list(a.watch), what="watch", **opts) if a.watch else []
     method = "retrain" if retrain else a.method
     cfg = TrainConfig(**(config_kwargs(TrainConfig, a) | dict(method=method, out=a.out, resume=a.resume, seed=a.seed)))
     _check_out(RunDir(a.out), a.resume)
+    check_max_length(cfg.max_length, model_config(a.model))  # before the weights are read
+    opts = task_options(a)
+    tasks = load_tasks(task_list(a.task), **opts)
+    watch = load_tasks(task_list(a.watch), what="watch", **opts) if a.watch else []
+    seed_everything(cfg.seed)  # the random body of `retrain` is drawn here; fit draws the heads after seeding again
     model = MultiTaskModel.from_pretrained(a.model, from_scratch=retrain)  # heads: `cfg.init_heads`, in fit
     res = fit(model, tasks, cfg, watch=watch)
     if os.environ.get("RANK", "0") != "0":

@@ -1,0 +1,114 @@
+"""Faults of a training run's checkpoints, each in real `adaptnb` processes: `--resume` with nothing to resume, a
+damaged newest checkpoint, and a disk that fills (a file-size limit, `RLIMIT_FSIZE`) while a checkpoint is written.
+
+One uninterrupted run is the reference: every recovery must end with its weights, bit for bit."""
+import hashlib, json, os, subprocess, sys, textwrap
+from pathlib import Path
+import pytest
+
+from adaptnb.train import checkpoints, latest_checkpoint, read_checkpoint
+
+ENV = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", ADAPTNB_NO_PROGRESS="1", PYTHONUNBUFFERED="1")
+ARGS = ["--task", "news_topic", "--max-per-class", "20", "--max-steps", "8", "--checkpoint-every", "4",
+        "--eval-every", "4", "--batch-size", "8", "--max-length", "32"]
+WEIGHTS = ("model/body/model.safetensors", "model/heads.safetensors")
+
+
+def _cli(*args) -> subprocess.CompletedProcess:
+    "`adaptnb ARGS...` in a fresh process"
+    return subprocess.run([sys.executable, "-m", "adaptnb.cli", *args], env=ENV, capture_output=True, text=True,
+                          timeout=600)
+
+
+def _digests(out: Path) -> dict:
+    "sha256 of the trained model's weight files"
+    return {f: hashlib.sha256((out / f).read_bytes()).hexdigest() for f in WEIGHTS}
+
+
+def _tree(d: Path) -> dict:
+    "Every file under `d` with its size and modification time"
+    return {str(p.relative_to(d)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(d.rglob("*"))}
+
+
+def _step(ck: Path) -> int:
+    return json.loads((ck / "state.json").read_text())["step"]
+
+
+def _one_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr[-3000:]
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    "An uninterrupted 8-step run with checkpoints at steps 4 and 8, and the digests of its weights"
+    out = tmp_path_factory.mktemp("faults") / "ref"
+    r = _cli("finetune", *ARGS, "--out", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert [_step(d) for d in checkpoints(out / "checkpoint")] == [8, 4]  # the previous checkpoint is kept
+    return out, _digests(out)
+
+
+def test_resume_with_no_checkpoint_is_an_error_and_leaves_the_folder(tmp_path):
+    "A run killed before its first checkpoint: --resume says there is nothing to resume and changes nothing"
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "train_config.json").write_text("{}\n")
+    (out / "log.jsonl").write_text('{"step": 0}\n')
+    before = _tree(out)
+    r = _cli("finetune", *ARGS, "--out", str(out), "--resume")
+    line = _one_line(r.stderr)
+    assert r.returncode == 2 and "nothing to resume" in line and "holds no checkpoint" in line and "--resume" in line
+    assert _tree(out) == before
+
+
+def test_damaged_latest_checkpoint_falls_back_to_the_previous(reference):
+    "The newest checkpoint's weights cut short: resume says so, continues from the previous one, ends as the reference"
+    out, digests = reference
+    newest = latest_checkpoint(out / "checkpoint")
+    assert _step(newest) == 8
+    f = newest / "model.safetensors"
+    f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    r = _cli("finetune", *ARGS, "--out", str(out), "--resume")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "step-00000008" in r.stderr and "is damaged" in r.stderr and "resuming from step-00000004" in r.stderr
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 8
+    assert _digests(out) == digests  # the same weights as the run that was never damaged
+    assert read_checkpoint(latest_checkpoint(out / "checkpoint"))["state"]["step"] == 8  # written anew, whole
+
+
+FULL_DISK = textwrap.dedent('''
+    import json, resource, signal, sys, threading, time
+    from pathlib import Path
+    from adaptnb.cli import main
+
+    out = Path(sys.argv[1])
+    def fill_disk_after_first_checkpoint():
+        "Once step 4's checkpoint is in place, no file may grow past 1 MB: the next checkpoint cannot be written"
+        latest = out / "checkpoint" / "latest.json"
+        while not (latest.exists() and json.loads(latest.read_text())["step"] == 4):
+            time.sleep(0.01)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2**20, resource.RLIM_INFINITY))
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead of killing us
+    threading.Thread(target=fill_disk_after_first_checkpoint, daemon=True).start()
+    sys.exit(main(["finetune", *sys.argv[2:], "--out", str(out)]))
+''')
+
+
+def test_disk_full_during_a_checkpoint_keeps_the_previous_one(reference, tmp_path):
+    "The disk fills while step 8's checkpoint is written: one line, step 4 stays valid, and resume ends as the reference"
+    _, digests = reference
+    out, script = tmp_path / "full", tmp_path / "full_disk.py"
+    script.write_text(FULL_DISK)
+    r = subprocess.run([sys.executable, str(script), str(out), *ARGS], env=ENV, capture_output=True, text=True,
+                       timeout=600)
+    line = _one_line(r.stderr)
+    assert r.returncode == 2 and "could not write checkpoint step-00000008" in line, line
+    assert "the previous checkpoint (step-00000004) is intact" in line
+    ck = out / "checkpoint"
+    assert [p.name for p in checkpoints(ck)] == ["step-00000004"] and not list(ck.glob(".*.tmp"))  # no half checkpoint
+    assert read_checkpoint(latest_checkpoint(ck))["state"]["step"] == 4 and not (out / "metrics.json").exists()
+    r = _cli("finetune", *ARGS, "--out", str(out), "--resume")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert _digests(out) == digests
