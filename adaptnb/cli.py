@@ -6,8 +6,17 @@
 from __future__ import annotations
 import importlib, os, sys, tempfile, traceback
 from pathlib import Path
-from .core import DEFAULT_MODEL, AdaptnbError, check, save_json
-from .command import add_task_options, emit, parser, seed_arg, task_list, task_options
+from adaptnb.core import (
+    DEFAULT_MODEL,
+    AdaptnbError,
+    check,
+    check_max_length,
+    check_out_dir,
+    get_device,
+    model_config,
+    save_json,
+)
+from .command import add_task_options, emit, parser, positive_int, seed_arg, task_list, task_options
 
 # %% auto #0
 __all__ = ['COMMANDS', 'main', 'tasks_cli', 'audit_cli', 'score_cli']
@@ -157,6 +166,8 @@ def audit_cli(argv: list[str]) -> int:
     p.add_argument("--out", default=None, help="folder for audit.json and audit.png")
     p.add_argument("--json", default=None, help="write the audits as JSON to this file (- for standard output)")
     a = add_task_options(p).parse_args(argv)
+    if a.out:
+        check_out_dir(a.out, "--out")
     tok = load_tokenizer(a.model)
     audits = [audit(t, tok) for t in load_tasks(task_list(a.tasks), **task_options(a))]
     with pd.option_context("display.width", 160, "display.max_columns", 20):
@@ -186,8 +197,8 @@ def _score_parser():
         "--tasks", required=True, help="comma-separated tasks: embedded names, csv:PATH, jsonl:PATH, hf:NAME"
     )
     p.add_argument("--split", default="test", help="split to score: train, valid or test (default: test)")
-    p.add_argument("--batch-size", type=int, default=64, help="texts per batch (default: 64)")
-    p.add_argument("--max-length", type=int, default=128, help="tokens per text (default: 128)")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="texts per batch (default: 64)")
+    p.add_argument("--max-length", type=positive_int, default=128, help="tokens per text (default: 128)")
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best there is)")
     p.add_argument("--refit", action="store_true", help="fit fresh probe heads even where the model has heads")
     p.add_argument("--json", default=None, help="write the score as JSON to this file (- for standard output)")
@@ -204,6 +215,8 @@ def score_cli(argv: list[str]) -> int:
 
     a = _score_parser().parse_args(argv)
     check(a.split in SPLITS, f"there is no split {a.split!r}: use one of {list(SPLITS)}")
+    get_device(a.device)
+    check_max_length(a.max_length, model_config(a.model))  # before the weights are read
     tasks = load_tasks(task_list(a.tasks), **task_options(a))
     model = MultiTaskModel.from_pretrained(a.model)
     kw = dict(batch_size=a.batch_size, max_length=a.max_length, device=a.device)

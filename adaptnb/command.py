@@ -10,7 +10,8 @@ from pathlib import Path
 from .core import AdaptnbError, check, check_out_dir, to_jsonable, save_json
 
 # %% auto #0
-__all__ = ['parser', 'add_config_options', 'config_kwargs', 'seed_arg', 'add_task_options', 'task_options', 'task_list', 'emit']
+__all__ = ['parser', 'add_config_options', 'config_kwargs', 'seed_arg', 'positive_int', 'add_task_options', 'task_options',
+           'task_list', 'emit']
 
 # %% ../nbs/00a_command.ipynb #3f49b2ea
 class _Parser(argparse.ArgumentParser):
@@ -115,6 +116,19 @@ def seed_arg(
         v = -1
     if not 0 <= v < 2**32:
         raise argparse.ArgumentTypeError(f"{s!r} is not a seed, an integer in [0, 2**32): use e.g. --seed 0")
+    return v
+
+
+def positive_int(
+    s: str,  # the option's text
+) -> int:
+    "The value of an option that counts something (a batch size, tokens): an integer of at least 1"
+    try:
+        v = int(s)
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{s!r} is not a positive integer: use 1 or more")
     return v
 
 

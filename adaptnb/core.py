@@ -63,6 +63,11 @@ def get_device(
         dev.type != "cuda" or torch.cuda.is_available(),
         f"device {device!r} asked for, but torch sees no CUDA GPU: use 'cpu'",
     )
+    n = torch.cuda.device_count() if dev.type == "cuda" else 0
+    check(
+        dev.type != "cuda" or dev.index is None or dev.index < n,
+        f"device {device!r} asked for, but torch sees {n} CUDA GPU(s): use 'cuda:0' to 'cuda:{n - 1}', or 'cpu'",
+    )
     check(
         dev.type != "mps" or torch.backends.mps.is_available(),
         f"device {device!r} asked for, but MPS is not available: use 'cpu'",
@@ -358,8 +363,13 @@ def model_config(
     "The `transformers` config of a model, read without its weights (to check options before loading it)"
     from transformers import AutoConfig
 
+    src = resolve_model(ref)
+    if (Path(src) / MODEL_FILE).exists():  # a saved MultiTaskModel: its own file, then its body's config
+        load_json(Path(src) / MODEL_FILE)
+        check((Path(src) / "body" / "config.json").exists(), f"{src} holds no body/config.json: the model folder is "
+              "incomplete or damaged; save the model again")
     try:
-        return AutoConfig.from_pretrained(_hf_folder(resolve_model(ref)))
+        return AutoConfig.from_pretrained(_hf_folder(src))
     except (OSError, ValueError) as e:
         raise _hub_error(ref, e)
 
@@ -504,13 +514,25 @@ def _mt_load(
     path = Path(path)
     check((path / MODEL_FILE).exists(), f"{path} holds no {MODEL_FILE}: it is not a saved MultiTaskModel")
     meta = load_json(path / MODEL_FILE)
+    check(
+        isinstance(meta, dict) and isinstance(meta.get("labels"), dict) and meta.get("pooling") in ("mean", "cls"),
+        f"{path / MODEL_FILE} lacks the labels or the pooling of a saved MultiTaskModel: the folder is damaged; "
+        "save the model again",
+    )
     try:
         body = AutoModel.from_pretrained(path / "body", use_safetensors=True)
     except (OSError, ValueError) as e:
         raise AdaptnbError(f"could not load the body in {path / 'body'} ({e}): the folder is incomplete or damaged")
     tok = AutoTokenizer.from_pretrained(path / "body") if (path / "body" / "tokenizer_config.json").exists() else None
     m = cls(body, pooling=meta["pooling"], tokenizer=tok, base=meta.get("base", DEFAULT_MODEL))
-    sd = load_file(str(path / "heads.safetensors")) if meta["labels"] else {}
+    try:
+        sd = load_file(str(path / "heads.safetensors")) if meta["labels"] else {}
+    except Exception as e:  # missing, truncated or garbled: whatever safetensors raises
+        raise AdaptnbError(f"could not read {path / 'heads.safetensors'} ({type(e).__name__}): the folder is "
+                           "incomplete or damaged; save the model again")
+    missing = [t for t in meta["labels"] if f"{t}.weight" not in sd or f"{t}.bias" not in sd]
+    check(not missing, f"{path / 'heads.safetensors'} has no weights for the head(s) {missing}: the folder is "
+          "incomplete or damaged; save the model again")
     for t, labels in meta["labels"].items():
         m.add_head(t, labels, sd[f"{t}.weight"], sd[f"{t}.bias"])
     m.temperatures = {t: float(v) for t, v in meta.get("temperatures", {}).items()}

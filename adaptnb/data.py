@@ -131,7 +131,11 @@ def clean_pool(texts: list, labels: list, where: str = "data") -> tuple[list[str
 
 # %% ../nbs/01_data.ipynb #06a02661
 def stratified_split(
-    labels: list, fractions=(0.8, 0.1, 0.1), seed: int = 0, max_per_class: int | None = None
+    labels: list,  # one label (or label code) per row
+    fractions=(0.8, 0.1, 0.1),  # train/valid/test shares
+    seed: int = 0,  # seed of the shuffle
+    max_per_class: int | None = None,  # keep at most this many rows per class
+    label_names: list | None = None,  # the class names, when `labels` are codes (for messages)
 ) -> dict[str, np.ndarray]:
     "Row indices of stratified train/valid/test splits of `labels`, deterministic from `seed`"
     check(
@@ -140,7 +144,7 @@ def stratified_split(
     )
     check(
         max_per_class is None or is_int(max_per_class, 3),
-        f"max_per_class must be an integer of at least 3 (one example per split), got {max_per_class!r}",
+        f"max_per_class must be an integer of at least 3 (one example per split), got {max_per_class!r}: use 3 or more",
     )
     y = np.asarray(labels)
     rng = np.random.default_rng(check_seed(seed))
@@ -150,7 +154,7 @@ def stratified_split(
         ix = rng.permutation(np.flatnonzero(y == c))[:max_per_class]
         if len(ix) < need:
             raise AdaptnbError(
-                f"class {c!r} has only {len(ix)} example(s): each class needs at least {need} (one per split); add data"
+                f"class {label_names[c] if label_names else c.item()!r} has only {len(ix)} example(s): each class needs at least {need} (one per split); add data"
                 " or drop the class"
             )
         n_te = max(1, round(fractions[2] * len(ix))) if fractions[2] > 0 else 0
@@ -209,8 +213,8 @@ def _auto_splits(texts, codes, names, where, fractions, seed, max_per_class) -> 
           f"conflicting labels, {rep.duplicates} duplicates): check the text column")
     present = sorted(set(c))
     check(len(present) >= 2, f"{where}: only one label ({names[present[0]]!r}) is present after cleaning: "
-          "a classifier needs two or more")
-    idx = stratified_split(c, fractions, seed, max_per_class)
+          "a classifier needs two or more; add examples of another class")
+    idx = stratified_split(c, fractions, seed, max_per_class, label_names=names)
     return {s: ([t[i] for i in ix], [c[i] for i in ix]) for s, ix in idx.items()}, rep
 
 
@@ -268,7 +272,8 @@ def _given_splits(texts, codes, splits, where, seed, max_per_class) -> tuple[dic
         parts = _cap_classes(parts, max_per_class, seed)
     rep.n_out = sum(len(p[0]) for p in parts.values())
     check(len(set(parts["train"][1])) >= 2,
-          f"{where}: the train split holds only one label after cleaning: a classifier needs two or more")
+          f"{where}: the train split holds only one label after cleaning: a classifier needs two or more; add "
+          "training examples of another class")
     return parts, rep
 
 # %% ../nbs/01_data.ipynb #42e35451
@@ -323,7 +328,8 @@ def task_from_pandas(
     for col, opt in ((text_col, "text_col"), (label_col, "label_col")):
         check(
             col in df.columns,
-            f"{where}: no column {col!r} (columns: {list(df.columns)}): pass {opt}= with the right name",
+            f"{where}: no column {col!r} (columns: {list(df.columns)}): pass {opt}= (--{opt.replace('_', '-')}) with "
+            "the right name",
         )
     splits = df[split_col].tolist() if split_col and split_col in df.columns else None
     return make_task(name, df[text_col].tolist(), df[label_col].tolist(), splits=splits, **kw)
@@ -334,28 +340,66 @@ def _name_from_path(p: Path) -> str:
     return n if n[:1].isalpha() else f"t_{n}"
 
 
+_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "json"}
+
+
+def _file_format(p: Path, fmt: str | None) -> str:
+    "'csv', 'tsv', 'jsonl' or 'json': `fmt` when given, else the file's extension says (before a .gz or .bz2)"
+    suf = p.suffixes[-2] if p.suffix in (".bz2", ".gz") and len(p.suffixes) > 1 else p.suffix
+    fmt = fmt or _FORMATS.get(suf)
+    check(fmt in _FORMATS.values(), f"{p}: unknown file type {suf!r}: use .csv, .tsv or .jsonl (or csv:PATH, jsonl:PATH)")
+    return fmt
+
+
+def _check_text(p: Path):
+    "An uncompressed data file must hold UTF-8 text: say which byte is not, and how to convert the file"
+    if p.suffix in (".bz2", ".gz"):
+        return
+    data = p.read_bytes()
+    check(data.strip(), f"{p} is empty: give a file with a header row (e.g. text,label) and one labelled text per row")
+    check(
+        not data.startswith((b"\xff\xfe", b"\xfe\xff")),
+        f"{p} is not UTF-8 but UTF-16 text: save it as UTF-8 (e.g. iconv -f utf-16 -t utf-8)",
+    )
+    check(b"\0" not in data, f"{p} is not UTF-8 text (it holds NUL bytes: a binary file?): save it as UTF-8 text")
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise AdaptnbError(
+            f"{p} is not UTF-8 text (byte 0x{data[e.start]:02x} on line {line}): save it as UTF-8 "
+            "(e.g. iconv -f latin1 -t utf-8)"
+        )
+
+
+def _read_frame(p: Path, fmt: str, text_col: str) -> pd.DataFrame:
+    "The table in a data file of format `fmt`, the texts kept as strings"
+    try:
+        if fmt in ("csv", "tsv"):
+            return pd.read_csv(p, sep="\t" if fmt == "tsv" else ",", dtype={text_col: object})
+        return pd.read_json(p, lines=fmt == "jsonl", dtype={text_col: object})
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as e:
+        why = (str(e).splitlines() or [""])[0][:160]
+        raise AdaptnbError(
+            f"{p} could not be parsed as {fmt.upper()} ({type(e).__name__}: {why}): check that it is valid {fmt.upper()}"
+        )
+
+
 def task_from_file(
-    path: str | Path, name: str | None = None, text_col: str = "text", label_col: str = "label", **kw
+    path: str | Path,  # a .csv, .tsv, .jsonl or .json file (or one of them compressed, .gz or .bz2)
+    name: str | None = None,  # the task's name (default: from the file name)
+    text_col: str = "text",  # the column of the texts
+    label_col: str = "label",  # the column of the labels
+    fmt: str | None = None,  # 'csv', 'tsv', 'jsonl' or 'json' (default: the extension says)
+    **kw,  # more `make_task` options: seed, max_per_class, ...
 ) -> Task:
-    "A `Task` from a CSV or JSONL file (kind by extension: .csv, .tsv, .jsonl, .json)"
+    "A `Task` from a CSV, TSV or JSONL file of UTF-8 text"
     p = Path(path).expanduser()
     check(p.exists(), f"file {p} does not exist: check the path")
     check(p.is_file(), f"{p} is a folder, not a data file: give a .csv or .jsonl file")
-    suf = "".join(p.suffixes[-2:]) if p.suffix in (".bz2", ".gz") else p.suffix
-    try:
-        if suf.startswith((".csv", ".tsv")):
-            df = pd.read_csv(p, sep="\t" if suf.startswith(".tsv") else ",", dtype={text_col: object})
-        elif suf.startswith((".jsonl", ".json")):
-            df = pd.read_json(p, lines=suf.startswith(".jsonl"), dtype={text_col: object})
-        else:
-            raise AdaptnbError(f"{p}: unknown file type {suf!r}: use .csv, .tsv or .jsonl (or csv:PATH / jsonl:PATH)")
-    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as e:
-        if isinstance(e, AdaptnbError):
-            raise
-        raise AdaptnbError(
-            f"{p} could not be parsed ({type(e).__name__}: {str(e).splitlines()[0][:160]}): check that it is valid"
-            f" {suf[1:].upper()}"
-        )
+    fmt = _file_format(p, fmt)
+    _check_text(p)
+    df = _read_frame(p, fmt, text_col)
     return task_from_pandas(df, name or _name_from_path(p), text_col, label_col, source=kw.pop("source", str(p)), **kw)
 
 # %% ../nbs/01_data.ipynb #e698b084
@@ -550,7 +594,7 @@ def load_task(
     kind, _, rest = ref.partition(":")
     if kind in ("csv", "jsonl", "tsv") and rest:
         check(Path(rest).expanduser().exists(), f"file {rest} (from {ref!r}) does not exist: check the path")
-        return task_from_file(rest, name, text_col, label_col, **kw)
+        return task_from_file(rest, name, text_col, label_col, fmt=kind, **kw)
     if kind == "hf" and rest:
         parts = rest.split("/")
         local = Path(rest).expanduser().exists()

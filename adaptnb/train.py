@@ -114,32 +114,81 @@ class TrainConfig(Record):
         return self.head_lr if self.head_lr is not None else max(self.peak_lr, min(10 * self.peak_lr, 2e-3))
 
 # %% ../nbs/04_train.ipynb #e4b68246
+def _positive(v) -> bool:
+    "`v` is a finite number above 0 (not a bool)"
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+
+
 def _check_optimisation(cfg: TrainConfig):
     "The method, the learning rates, the batch, the budget and the schedule"
     check(cfg.method in METHODS, f"unknown method {cfg.method!r}: use one of {', '.join(METHODS)}")
     for k in ("lr", "head_lr"):
         v = getattr(cfg, k)
-        check(
-            v is None or (isinstance(v, (int, float)) and math.isfinite(v) and v > 0),
-            f"{k} must be a positive number, got {v!r}: try 1e-4 (full), 1e-3 (lora)",
-        )
+        check(v is None or _positive(v), f"{k} must be a positive number, got {v!r}: try 1e-4 (full), 1e-3 (lora)")
     check(is_int(cfg.batch_size, 1), f"batch size must be a positive integer, got {cfg.batch_size!r}: try 32")
-    check(is_int(cfg.grad_accum, 1), f"grad_accum must be a positive integer, got {cfg.grad_accum!r}")
+    check(is_int(cfg.grad_accum, 1), f"grad_accum must be a positive integer, got {cfg.grad_accum!r}: use 1 or more")
     check(
         cfg.max_steps is None or is_int(cfg.max_steps, 1),
-        f"max_steps must be a positive integer, got {cfg.max_steps!r}",
+        f"max_steps must be a positive integer, got {cfg.max_steps!r}: use 1 or more, or give epochs instead",
     )
+    check(cfg.epochs is None or _positive(cfg.epochs), f"epochs must be positive, got {cfg.epochs!r}: use e.g. 1 or 0.5")
     check(
-        cfg.epochs is None or (isinstance(cfg.epochs, (int, float)) and cfg.epochs > 0),
-        f"epochs must be positive, got {cfg.epochs!r}",
+        cfg.max_minutes is None or _positive(cfg.max_minutes),
+        f"max_minutes must be positive, got {cfg.max_minutes!r}: use e.g. 10, or leave it out for no time limit",
     )
-    check(cfg.max_minutes is None or cfg.max_minutes > 0, f"max_minutes must be positive, got {cfg.max_minutes!r}")
     check(cfg.schedule in SCHEDULES, f"unknown schedule {cfg.schedule!r}: use one of {', '.join(SCHEDULES)}")
     check(
-        0 <= cfg.warmup and (cfg.warmup < 1 or is_int(cfg.warmup)),
-        f"warmup is a fraction of the steps in [0, 1) or a whole number of steps, got {cfg.warmup!r}",
+        isinstance(cfg.warmup, (int, float)) and 0 <= cfg.warmup and (cfg.warmup < 1 or is_int(cfg.warmup)),
+        f"warmup is a fraction of the steps in [0, 1) or a whole number of steps, got {cfg.warmup!r}: use e.g. 0.06",
     )
-    check(cfg.weight_decay >= 0, f"weight_decay must be >= 0, got {cfg.weight_decay!r}")
+    check(
+        isinstance(cfg.weight_decay, (int, float)) and cfg.weight_decay >= 0,
+        f"weight_decay must be >= 0, got {cfg.weight_decay!r}: use e.g. 0.01",
+    )
+    check(
+        isinstance(cfg.max_grad_norm, (int, float)) and cfg.max_grad_norm >= 0,
+        f"max_grad_norm must be >= 0, got {cfg.max_grad_norm!r}: use e.g. 1.0, or 0 for no clipping",
+    )
+
+
+def _check_schedule(cfg: TrainConfig):
+    "Evaluation, checkpoints and early stopping, and what picks the best weights"
+    for k, unit in (("eval_every", "steps"), ("checkpoint_every", "steps"), ("patience", "evaluations")):
+        v = getattr(cfg, k)
+        check(v is None or is_int(v, 1), f"{k} must be a positive integer ({unit}), got {v!r}: use 1 or more")
+    check(is_int(cfg.eval_batch_size, 1), f"eval_batch_size must be a positive integer, got {cfg.eval_batch_size!r}")
+    check(
+        cfg.eval_max is None or is_int(cfg.eval_max, 1),
+        f"eval_max must be a positive integer or None, got {cfg.eval_max!r}: use e.g. 2000",
+    )
+    check(
+        isinstance(cfg.metric, str) and (cfg.metric in ("S", "train_loss") or cfg.metric.startswith("loss:")),
+        f"unknown metric {cfg.metric!r}: use 'S', 'train_loss' or 'loss:TASK'",
+    )
+
+
+def _check_method_options(cfg: TrainConfig):
+    "freeze's and LoRA's options, precision and head initialisation"
+    check(is_int(cfg.freeze_layers, 0), f"freeze_layers must be an integer >= 0, got {cfg.freeze_layers!r}: use e.g. 4")
+    check(
+        is_int(cfg.lora_r, 1) and _positive(cfg.lora_alpha),
+        f"lora_r must be a positive integer and lora_alpha positive, got {cfg.lora_r!r}, {cfg.lora_alpha!r}: "
+        "use e.g. lora_r 8, lora_alpha 16",
+    )
+    check(
+        isinstance(cfg.lora_dropout, (int, float)) and 0 <= cfg.lora_dropout < 1,
+        f"lora_dropout must be in [0, 1), got {cfg.lora_dropout!r}: use e.g. 0.1",
+    )
+    check(
+        isinstance(cfg.lora_targets, (list, tuple))
+        and len(cfg.lora_targets) > 0
+        and all(isinstance(t, str) for t in cfg.lora_targets),
+        f"lora_targets must be a non-empty list of module names, got {cfg.lora_targets!r}: use e.g. query,value",
+    )
+    check(
+        cfg.precision in ("auto", "bf16", "fp32"), f"unknown precision {cfg.precision!r}: use 'auto', 'bf16' or 'fp32'"
+    )
+    check(cfg.init_heads in HEAD_INITS, f"unknown init_heads {cfg.init_heads!r}: use one of {list(HEAD_INITS)}")
 
 
 def check_config(
@@ -148,43 +197,10 @@ def check_config(
     "Raise `AdaptnbError` for a configuration that cannot run; return it"
     check(isinstance(cfg, TrainConfig), f"cfg must be a TrainConfig, got {type(cfg).__name__}")
     _check_optimisation(cfg)
-    check(is_int(cfg.max_length, 8), f"max_length must be an integer >= 8, got {cfg.max_length!r}")
-    check(
-        cfg.eval_every is None or is_int(cfg.eval_every, 1),
-        f"eval_every must be a positive integer (steps), got {cfg.eval_every!r}",
-    )
-    check(
-        cfg.checkpoint_every is None or is_int(cfg.checkpoint_every, 1),
-        f"checkpoint_every must be a positive integer (steps), got {cfg.checkpoint_every!r}",
-    )
-    check(
-        cfg.patience is None or is_int(cfg.patience, 1),
-        f"patience must be a positive integer (evaluations), got {cfg.patience!r}",
-    )
-    check(
-        cfg.eval_max is None or is_int(cfg.eval_max, 1),
-        f"eval_max must be a positive integer or None, got {cfg.eval_max!r}",
-    )
+    check(is_int(cfg.max_length, 8), f"max_length must be an integer >= 8, got {cfg.max_length!r}: use e.g. 128")
+    _check_schedule(cfg)
     check_seed(cfg.seed)
-    check(
-        cfg.metric in ("S", "train_loss") or cfg.metric.startswith("loss:"),
-        f"unknown metric {cfg.metric!r}: use 'S', 'train_loss' or 'loss:TASK'",
-    )
-    check(is_int(cfg.freeze_layers, 0), f"freeze_layers must be an integer >= 0, got {cfg.freeze_layers!r}")
-    check(
-        is_int(cfg.lora_r, 1) and cfg.lora_alpha > 0,
-        f"lora_r must be a positive integer and lora_alpha positive, got {cfg.lora_r!r}, {cfg.lora_alpha!r}",
-    )
-    check(
-        isinstance(cfg.lora_targets, (list, tuple))
-        and len(cfg.lora_targets) > 0
-        and all(isinstance(t, str) for t in cfg.lora_targets),
-        f"lora_targets must be a non-empty list of module names, got {cfg.lora_targets!r}",
-    )
-    check(
-        cfg.precision in ("auto", "bf16", "fp32"), f"unknown precision {cfg.precision!r}: use 'auto', 'bf16' or 'fp32'"
-    )
-    check(cfg.init_heads in HEAD_INITS, f"unknown init_heads {cfg.init_heads!r}: use one of {list(HEAD_INITS)}")
+    _check_method_options(cfg)
     return cfg
 
 # %% ../nbs/04_train.ipynb #efe01d7d
@@ -711,20 +727,38 @@ class Run:
             getattr(c, name, lambda *a: None)(self, *args)
 
 
-def _check_out(rd: RunDir | None, resume: bool):
-    "A run folder can be created, and is reused only to resume the run in it, from a checkpoint it holds"
+def _check_out(rd: RunDir | None, cfg: TrainConfig):
+    "A run folder can be created, and is reused only to resume its run, by the same method, from a checkpoint"
     if rd is None:
         return
     check_out_dir(rd.root, "--out")
     check(
-        resume or not rd.holds_run,
+        cfg.resume or not rd.holds_run,
         f"output folder {rd.root} already holds a run: pass resume=True (--resume) to continue "
         "it, or choose a new folder",
     )
+    if not cfg.resume:
+        return
     check(
-        not resume or checkpoints(rd.checkpoints),
+        checkpoints(rd.checkpoints),
         f"nothing to resume: {rd.root} holds no checkpoint (checkpoint/step-*); start the run without resume=True "
         f"(--resume), in a new folder if {rd.root} already holds a run",
+    )
+    try:
+        was = json.loads(rd.train_config.read_text()).get("method", cfg.method)
+    except (OSError, ValueError, AttributeError):  # no readable config: the checkpoint's own record is checked later
+        was = cfg.method
+    check(was == cfg.method, f"the run in {rd.root} is from method {was!r}, not {cfg.method!r}: resume it with the "
+          f"same method (--method {was})")
+
+
+def _check_model_limits(cfg: TrainConfig, config, cli: bool = False):
+    "What the model itself bounds: tokens per text (its positions) and, for freeze, the layers to keep fixed"
+    check_max_length(cfg.max_length, config, "--max-length" if cli else "max_length")
+    n = getattr(config, "num_hidden_layers", None)
+    check(
+        cfg.method != "freeze" or n is None or cfg.freeze_layers <= n,
+        f"freeze_layers={cfg.freeze_layers} but the model has {n} layers: use 0..{n}",
     )
 
 
@@ -1096,11 +1130,18 @@ def fit(
         isinstance(model, MultiTaskModel),
         f"fit needs a MultiTaskModel, got {type(model).__name__}: use MultiTaskModel.from_pretrained('default')",
     )
-    check_max_length(cfg.max_length, model.body.config, "max_length")
+    _check_model_limits(cfg, model.body.config)
+    get_device(cfg.device)
+    _check_out(RunDir(cfg.out) if cfg.out else None, cfg)
     tasks = load_tasks(tasks, what="tasks")
     check(len(tasks) > 0, "no task to train: pass one Task or a list of them")
     watch = [t for t in load_tasks(watch, what="watch") if t.name not in {t.name for t in tasks}]
-    _check_out(RunDir(cfg.out) if cfg.out else None, cfg.resume)
+    names = [t.name for t in tasks + watch]
+    check(
+        not cfg.metric.startswith("loss:") or cfg.metric[5:] in names,
+        f"metric {cfg.metric!r} names a task that is neither trained nor watched ({names}): use loss:NAME with one of "
+        "them, or 'S'",
+    )
     run = Run(model, tasks, watch, cfg, callbacks, stop)
     run.setup()
     run.resume()
@@ -1171,8 +1212,9 @@ def _train_cli(argv: list[str], name: str, retrain: bool) -> int:
     a = _train_parser(name, retrain).parse_args(argv)
     method = "retrain" if retrain else a.method
     cfg = TrainConfig(**(config_kwargs(TrainConfig, a) | dict(method=method, out=a.out, resume=a.resume, seed=a.seed)))
-    _check_out(RunDir(a.out), a.resume)
-    check_max_length(cfg.max_length, model_config(a.model))  # before the weights are read
+    get_device(cfg.device)
+    _check_out(RunDir(a.out), cfg)
+    _check_model_limits(cfg, model_config(a.model), cli=True)  # before the weights are read
     opts = task_options(a)
     tasks = load_tasks(task_list(a.task), **opts)
     watch = load_tasks(task_list(a.watch), what="watch", **opts) if a.watch else []
