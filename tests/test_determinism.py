@@ -13,7 +13,8 @@ from adaptnb.train import latest_checkpoint
 
 ENV = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", ADAPTNB_NO_PROGRESS="1", OMP_NUM_THREADS="1",
            ADAPTNB_DEVICE="cpu")
-TINY = ["--task", "news_topic", "--max-per-class", "12", "--max-steps", "4", "--batch-size", "8", "--max-length", "32"]
+TINY = ["--task", "news_topic", "--max-per-class", "12", "--max-steps", "4", "--batch-size", "8", "--max-length", "32",
+        "--eval-every", "2", "--checkpoint-every", "4"]  # one checkpoint: writing 350 MB a step would be the cost
 TIMING = ("train_seconds", "samples_per_second")  # the only fields allowed to differ
 
 
