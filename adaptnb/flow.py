@@ -7,6 +7,7 @@ happened. `run`, `adaptnb run`, `adaptnb decide` and `adaptnb demo`."""
 # %% ../nbs/07_flow.ipynb #9b8e4f84
 from __future__ import annotations
 import copy, dataclasses, shutil, threading, time
+import torch
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
@@ -19,8 +20,8 @@ from .decide import Decision, Thresholds, assess, decide, scratch_model, task_to
 from .command import emit, parser
 
 # %% auto #0
-__all__ = ['SPEC_KEYS', 'BUDGET_KEYS', 'METRICS', 'CANDIDATES', 'TRAINED', 'MIN_STEPS', 'DEMO_SPEC', 'TaskRef', 'Requirement',
-           'load_requirement', 'Partition', 'partition', 'Plan', 'plan_candidates', 'candidate_config',
+__all__ = ['SPEC_KEYS', 'BUDGET_KEYS', 'METRICS', 'CANDIDATES', 'TRAINED', 'MIN_STEPS', 'LPFT_LR', 'DEMO_SPEC', 'TaskRef',
+           'Requirement', 'load_requirement', 'Partition', 'partition', 'Plan', 'plan_candidates', 'candidate_config',
            'candidate_tasks', 'candidate_start', 'Candidate', 'compare_valid', 'choose', 'score_test', 'Verdict',
            'verdict', 'check_targets', 'RunResult', 'Stages', 'run', 'report', 'decide_cli', 'summary', 'run_cli',
            'demo_cli']
@@ -40,9 +41,18 @@ SPEC_KEYS = {
     "notes",
     "method",
     "lr",
+    "candidates",
 }
 BUDGET_KEYS = {"max_steps", "epochs", "minutes"}
 METRICS = ("loss", "accuracy", "macro_f1")
+CANDIDATES = {
+    "probe": "the base with a linear probe head per task; the body does not move",
+    "lp-ft": "LP-FT: fine-tuned from the probe heads on the new tasks, early stopping on their valid loss",
+    "joint": "joint multi-task training on the retained and new tasks (rehearsal), from the probe heads",
+    "lambda": "θ0 + λ(θt − θ0) from lp-ft, one global λ learned on valid",
+    "lambda-layer": "θ0 + λ(θt − θ0) from lp-ft, one λ per layer learned on valid",
+    "retrain": "the same architecture from random weights, trained on every task",
+}
 
 
 @dataclass
@@ -72,6 +82,7 @@ class Requirement(Record):
     batch_size: int = 32  # examples per optimiser step
     method: str | None = None  # fix the method (full, freeze, lora, retrain) instead of deciding
     lr: float | None = None  # peak learning rate (default: the method's)
+    candidates: list | None = None  # also make these candidates (e.g. [retrain]); default: as the decision plans
     notes: str = ""  # free text
 
     def __post_init__(self):
@@ -169,8 +180,18 @@ def load_requirement(
     names = {r.task for r in retain + new} | {r.name for r in retain + new if r.name}
     targets = _check_target_spec(spec.get("targets") or {}, names, where)
     keys = ("name", "model", "seed", "max_per_class", "max_length", "batch_size", "method", "lr", "notes")
+    asked = spec.get("candidates") or []
+    check(
+        isinstance(asked, list) and set(asked) <= set(CANDIDATES),
+        f"{where}: candidates must be a list of {list(CANDIDATES)}, got {asked!r}",
+    )
     return Requirement(
-        retain=retain, new=new, targets=targets, budget=budget, **{k: spec[k] for k in keys if k in spec}
+        retain=retain,
+        new=new,
+        targets=targets,
+        budget=budget,
+        candidates=asked or None,
+        **{k: spec[k] for k in keys if k in spec},
     )
 
 # %% ../nbs/07_flow.ipynb #d70729ca
@@ -210,16 +231,9 @@ def partition(
     return part
 
 # %% ../nbs/07_flow.ipynb #032fc76a
-CANDIDATES = {
-    "probe": "the base with a linear probe head per task; the body does not move",
-    "lp-ft": "LP-FT: fine-tuned from the probe heads on the new tasks, early stopping on their valid loss",
-    "joint": "joint multi-task training on the retained and new tasks (rehearsal), from the probe heads",
-    "lambda": "θ0 + λ(θt − θ0) from lp-ft, one global λ learned on valid",
-    "lambda-layer": "θ0 + λ(θt − θ0) from lp-ft, one λ per layer learned on valid",
-    "retrain": "the same architecture from random weights, trained on every task",
-}
 TRAINED = ("lp-ft", "joint", "retrain")  # the candidates that share the step budget
 MIN_STEPS = 8  # the fewest optimiser steps a trained candidate may get
+LPFT_LR = {"full": 3e-5}  # LP-FT's body learning rate where it differs from training's default for the method
 
 
 @dataclass
@@ -254,7 +268,8 @@ def _skipped(D: Decision, part: Partition, fixed: str | None) -> dict:
             f"the retained task(s) {', '.join(_no_data(part))} have no training data available (train_data: false), "
             "so retention rests on λ",
         )
-    if D.action != "retrain" and fixed != "retrain":
+    asked = part.requirement.candidates or []
+    if D.action != "retrain" and fixed != "retrain" and "retrain" not in asked:
         out["retrain"] = "the assessment found the pretrained features useful, and the spec does not ask to retrain"
     elif _no_data(part):
         out["retrain"] = f"retraining cannot keep {', '.join(_no_data(part))} without its training data"
@@ -296,16 +311,19 @@ def candidate_config(
     **kw,  # any other `TrainConfig` field
 ) -> TrainConfig:
     "The `TrainConfig` of a trained candidate: its share of the budget, early stopping, the best checkpoint kept"
-    steps = plan.steps[name]
+    steps, method = plan.steps[name], "retrain" if name == "retrain" else plan.method
+    lr = req.lr or (LPFT_LR.get(method) if name != "retrain" else None)
     d = dict(
-        method="retrain" if name == "retrain" else plan.method,
-        lr=req.lr,
+        method=method,
+        lr=lr,
+        head_lr=None if name == "retrain" else TrainConfig(method=method, lr=lr).peak_lr,
         max_steps=steps,
         max_minutes=plan.minutes.get(name),
         batch_size=req.batch_size,
         max_length=req.max_length,
         seed=req.seed,
         eval_every=max(1, steps // 8),
+        eval_max=500,
         patience=3,
         metric="S",
         keep_best=True,
@@ -356,6 +374,7 @@ class Candidate(Record):
     vs_base_valid: Paired | None = None  # S − S(base) on valid, with its paired se
     vs_base_test: Paired | None = None  # S − S(base) on test, with its paired se
     lam: float | list | None = None  # the learned λ of a λ candidate
+    same_as: str | None = None  # an earlier candidate with exactly the same weights, whose predictions it shares
 
     def __post_init__(self):
         for f in ("valid_raw", "valid", "test_raw", "test"):
@@ -386,14 +405,23 @@ class Candidate(Record):
             "test S": self.test.S if self.test else None,
             "test ΔS ± se": "—" if self.name == "probe" or t is None else f"{t.diff:+.4f} ± {t.se:.4f}",
             "T": ", ".join(f"{x:.2f}" for x in self.temperatures.values()),
+            "same weights as": self.same_as or "",
         }
 
 # %% ../nbs/07_flow.ipynb #49a61971
-def _calibrated(model: MultiTaskModel, tasks: list[Task], max_length: int, progress: bool):
-    "Predict valid, fit a temperature per head, fold it in: (raw valid predictions, calibrated ones, temperatures)"
-    P = predictions(model, tasks, "valid", max_length=max_length, progress=progress)
-    temps = calibrate(model, P)
-    return P, P.scaled(temps), temps
+def _same_weights(a: MultiTaskModel, b: MultiTaskModel) -> bool:
+    "Whether two models hold exactly the same weights (then their predictions are the same too)"
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def _predict_once(cands: list[Candidate], models: dict, tasks: list[Task], split: str, max_length: int, progress):
+    "Each candidate's predictions on a split, computed once per distinct set of weights (`same_as` shares them)"
+    preds = {}
+    for c in cands:
+        twin = preds.get(c.same_as) if c.same_as else None
+        preds[c.name] = twin or predictions(models[c.name], tasks, split, max_length=max_length, progress=progress)
+    return preds
 
 
 def compare_valid(
@@ -405,10 +433,13 @@ def compare_valid(
 ) -> dict:
     "Calibrate each candidate on valid and compare it with the base; fills each Candidate's valid fields"
     check(cands and cands[0].name == "probe", "the first candidate must be the base ('probe')")
-    preds = {}
+    for i, c in enumerate(cands):
+        c.same_as = next((d.name for d in cands[:i] if _same_weights(models[c.name], models[d.name])), None)
+    raw, preds = _predict_once(cands, models, tasks, "valid", max_length, progress), {}
     for c in cands:
-        raw, cal, c.temperatures = _calibrated(models[c.name], tasks, max_length, progress)
-        c.valid_raw, c.valid, preds[c.name] = raw.score(), cal.score(), cal
+        c.temperatures = calibrate(models[c.name], raw[c.name])
+        preds[c.name] = raw[c.name].scaled(c.temperatures)
+        c.valid_raw, c.valid = raw[c.name].score(), preds[c.name].score()
     for c in cands:
         c.vs_base_valid = paired_diff(preds[c.name], preds["probe"])
     return preds
@@ -423,17 +454,17 @@ def choose(
 
 
 def score_test(
-    cands: list[Candidate],  # the candidates, calibrated
+    cands: list[Candidate],  # the candidates, calibrated by `compare_valid`
     models: dict,  # candidate name -> its (calibrated) model
     tasks: list[Task],  # every task of the requirement
     max_length: int = 128,  # tokens per text
     progress: bool = False,  # show progress bars
 ) -> dict:
     "The test split, read once for every candidate: calibrated and raw scores and the paired ΔS against the base"
-    preds = {}
+    preds = _predict_once(cands, models, tasks, "test", max_length, progress)
     for c in cands:
-        P = preds[c.name] = predictions(models[c.name], tasks, "test", max_length=max_length, progress=progress)
-        c.test, c.test_raw = P.score(), P.scaled({t: 1 / T for t, T in c.temperatures.items()}).score()
+        c.test = preds[c.name].score()
+        c.test_raw = preds[c.name].scaled({t: 1 / T for t, T in c.temperatures.items()}).score()
     for c in cands:
         c.vs_base_test = paired_diff(preds[c.name], preds["probe"])
     return preds
@@ -742,7 +773,7 @@ def _lambda_candidates(
     req, models, cands, summary = part.requirement, {}, [], {}
     b = copy.deepcopy(base)  # Interpolation freezes the model it holds as θ0
     tv = probed_task_vector(b, tuned, part.tasks, req.max_length, req.seed)
-    data = objective_data(b.tokenizer, part.tasks, "valid", 128, req.max_length, 32, req.seed)
+    data = objective_data(b.tokenizer, part.tasks, "valid", 64, req.max_length, 32, req.seed)
     for name, gran in (("lambda", "global"), ("lambda-layer", "layer")):
         t0 = time.perf_counter()
         interp = Interpolation(b, tv, gran)
@@ -796,6 +827,7 @@ def run(
     st("partition", "load and validate the spec's tasks")
     part = spec if isinstance(spec, Partition) else partition(spec)
     req, rd = part.requirement, _prepare_out(out, overwrite)
+    st.n = 8 + 2 * bool(part.retain)  # until the plan is known: lp-ft, and joint and λ when tasks are retained
     seed_everything(req.seed)
     st("audit", ", ".join(t.name for t in part.tasks))
     base = MultiTaskModel.from_pretrained(req.model)

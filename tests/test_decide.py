@@ -7,7 +7,7 @@ SPEC = """
 name: tiny
 retain: [news_topic]
 new: [movie_sentiment]
-budget: {max_steps: 6}
+budget: {max_steps: 16}
 max_per_class: 30
 max_length: 32
 batch_size: 8
@@ -50,24 +50,40 @@ def test_decide_json_contract(spec, tmp_path):
     t = d["assessment"]["tasks"]["movie_sentiment"]
     for k in ("probe_loss", "probe_loss_scratch", "relative_gap", "logme", "logme_scratch", "unk_rate", "tokens_per_word", "per_class_min"):
         assert isinstance(t[k], (int, float)), k
-    assert d["assessment"]["budget_steps"] == 6 and "decision:" in r.stdout
+    assert d["assessment"]["budget_steps"] == 16 and "decision:" in r.stdout
 
 def test_run_writes_the_run_folder(spec, tmp_path):
     out = tmp_path/"run"
     r = adaptnb("run", str(spec), "--out", str(out), "--sample", "60", "--json", str(tmp_path/"r.json"))
     assert r.returncode == 0, r.stderr[-3000:]
     run = json.loads((out/"run.json").read_text())
-    for k in ("requirement", "audit", "score_base", "decision", "train", "score_final", "targets", "seconds"):
+    for k in ("requirement", "audit", "score_base", "decision", "plan", "candidates", "verdict", "train", "score_final",
+              "targets", "seconds"):
         assert k in run, k
     for s in ("score_base", "score_final"):
         assert set(run[s]) >= {"S", "S_weighted", "S_normalized", "S_se", "tasks"} and set(run[s]["tasks"]) == {"news_topic", "movie_sentiment"}
-    assert run["decision"]["action"] in ("finetune", "retrain") and run["train"]["steps"] == 6
+    assert run["decision"]["action"] in ("finetune", "retrain") and run["plan"]["steps"] == {"lp-ft": 8, "joint": 8}
+    names = [c["name"] for c in run["candidates"]]
+    assert names[:3] == ["probe", "lp-ft", "joint"] and 0 < run["train"]["lp-ft"]["steps"] <= 8
+    for c in run["candidates"]:                              # every candidate: valid and test, before and after calibration
+        assert {"valid_raw", "valid", "test_raw", "test", "vs_base_valid", "vs_base_test", "seconds", "moved"} <= set(c)
+    v = run["verdict"]
+    assert v["winner"] in names and v["base_stays"] == (v["winner"] == "probe") and v["text"] in r.stdout
+    assert run["score_final"]["S"] == next(c for c in run["candidates"] if c["name"] == v["winner"])["test"]["S"]
     assert "met" in run["targets"]["movie_sentiment"]["accuracy"]
-    for f in ("report.md", "audit.png", "training.png", "scores.png", "model/adaptnb.json", "train/metrics.json"):
+    for f in ("report.md", "audit.png", "training-lp-ft.png", "scores.png", "confusion-movie_sentiment.png",
+              "model/adaptnb.json", "train/lp-ft/metrics.json"):
         assert (out/f).exists(), f
-    assert "## Decision" in (out/"report.md").read_text()
+    text = (out/"report.md").read_text()
+    assert text.index("## Verdict") < text.index("## Candidates") < text.index("## Decision")
     r2 = adaptnb("run", str(spec), "--out", str(out))          # a second run into the same folder is refused
     assert r2.returncode == 2 and "already holds a run" in r2.stderr
+
+def test_budget_too_small_for_the_candidates(spec, tmp_path):
+    spec.write_text(SPEC.replace("max_steps: 16", "max_steps: 6"))
+    r = adaptnb("run", str(spec), "--out", str(tmp_path/"run"), "--sample", "60")
+    assert r.returncode == 2 and "give budget {max_steps: 16} or more" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 @pytest.mark.slow
 def test_demo_end_to_end(tmp_path):
@@ -77,5 +93,12 @@ def test_demo_end_to_end(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     run = json.loads((tmp_path/"demo"/"run.json").read_text())
     assert run["decision"]["assessment"]["retain"] == ["news_topic"] and run["decision"]["assessment"]["new"] == ["movie_sentiment"]
-    assert "[1/8]" in r.stdout and "[8/8]" in r.stdout                      # progress is shown
+    assert "[1/" in r.stdout and "score on test" in r.stdout                  # progress is shown
     print(f"demo wall time {wall:.0f} s; stages {run['seconds']}")
+    # what the demo promises: the whole test splits, a winner better than the base by more than 3 paired se,
+    # movie accuracy 5 points above the probe's, news accuracy within 1 point
+    v, fin, base = run["verdict"], run["score_final"]["tasks"], run["score_base"]["tasks"]
+    assert fin["movie_sentiment"]["n"] == 1275 and fin["news_topic"]["n"] == 212
+    assert not v["base_stays"] and v["S_diff"] < -3 * v["S_diff_se"], v["text"]
+    assert fin["movie_sentiment"]["accuracy"] >= base["movie_sentiment"]["accuracy"] + 0.05
+    assert fin["news_topic"]["accuracy"] >= base["news_topic"]["accuracy"] - 0.01

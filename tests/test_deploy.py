@@ -153,17 +153,20 @@ def test_prune_sparsity_and_refusals(model):
 
 
 
-def _flow_run(folder, score_base, score_final):
-    "Write the run.json of a flow run that kept news_topic, fine-tuned, and learned λ = 0.5 (adaptnb.flow.RunResult)"
+def _flow_run(folder, score_base, score_final, base_stays=False):
+    "Write the run.json of a flow run that kept news_topic and shipped a λ blend (λ = 0.5), or kept the base"
     from adaptnb.core import RunDir
     from adaptnb.decide import Assessment, Decision, Thresholds
-    from adaptnb.flow import Requirement, RunResult, TaskRef
+    from adaptnb.flow import Plan, Requirement, RunResult, TaskRef, Verdict
     a = Assessment(requirement="keep news", model="default", retain=["news_topic"], new=[], tasks={}, budget={},
                    budget_steps=0, budget_basis="test", step_seconds=0.0, batch_size=8, max_length=64)
     d = Decision("finetune", "full", True, ["a test run"], a, Thresholds(), {}, "base", ["news_topic"], 0)
+    win = "probe" if base_stays else "lambda"
+    v = Verdict(win, base_stays, score_base.S, score_final.S, score_final.S - score_base.S, 0.01, -0.001, 0.01, 50,
+                text="The base stays: a test verdict." if base_stays else "lambda won: a test verdict.")
     RunResult(out=str(folder), requirement=Requirement(retain=[TaskRef("news_topic")], new=[]), tasks=[], audit=[],
-              score_base=score_base, decision=d, train=None, interpolate=None, score_final=score_final, targets={},
-              seconds={}, plots=[], lambda_=0.5).save(RunDir(folder).run)
+              decision=d, plan=Plan(["probe", win], {}, {}, {}, "full", ""), candidates=[], verdict=v,
+              score_base=score_base, score_final=score_final, lambda_=None if base_stays else 0.5).save(RunDir(folder).run)
 
 
 def test_gate_triggers_and_force_overrides(model, news, tmp_path):
@@ -189,6 +192,19 @@ def test_gate_triggers_and_force_overrides(model, news, tmp_path):
     r = gate(before, after, max_loss_rise=0.1)
     assert not r.passed and "retained task 'old'" in r.reasons[0] and abs(r.loss_rise["old"] - 0.2) < 1e-9
     assert gate(before, after, max_loss_rise=0.25).passed and gate(before, after, retain=["new"]).passed
+
+
+def test_gate_follows_the_verdict(model, news, tmp_path):
+    "A run whose verdict is that the base stays is not exported unless forced; the card says what the run concluded"
+    base = score(model, [news], max_length=64, progress=False)
+    run = tmp_path/"run"; model.save(run/"model")
+    _flow_run(run, base, base, base_stays=True)
+    with pytest.raises(AdaptnbError, match="verdict is that the base stays.*force=True") as e:
+        export(run, tmp_path/"art", max_length=64)
+    assert "max_loss_rise" not in str(e.value) and not (tmp_path/"art").exists()
+    a = export(run, tmp_path/"art", gate=Gate(force=True), max_length=64)
+    meta = json.loads((a/MANIFEST).read_text())
+    assert meta["gate"]["forced"] and meta["verdict"]["base_stays"] and "The base stays" in (a/"README.md").read_text()
 
 
 def test_deploy_cli_gate_on_run_folder(model, tmp_path, capsys):
