@@ -330,6 +330,13 @@ class Thresholds(Record):
     few_per_class: int = field(default=8, metadata={"help": "under this many examples in a class: freeze"})
     min_retrain_steps: int = field(default=300, metadata={"help": "fewest steps worth training from random weights"})
 
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            v, rate = getattr(self, f.name), f.type in (float, "float")
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 and (v <= 1 or not rate)
+            want = "a fraction in [0, 1], e.g. 0.05" if rate else "a whole number >= 0, e.g. 100"
+            check(ok and (rate or float(v).is_integer()), f"threshold {f.name} must be {want}, got {v!r}")
+
 
 @dataclass(frozen=True)
 class Decision(Record):

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 from .core import AdaptnbError, MultiTaskModel, Record, RunDir, check, get_device, load_json, save_json
-from .core import atomic_write, to_jsonable
+from .core import atomic_write, check_out_dir, to_jsonable
 from .command import parser, add_task_options, task_options, task_list, emit
 from .data import encode, length_batches, collate, load_tasks
 from .score import score
@@ -182,7 +182,7 @@ def gate(
     "Compare the candidate's score with the base's: S must not rise, nor a retained task's loss by more than the limit"
     check(
         isinstance(max_loss_rise, (int, float)) and max_loss_rise >= 0,
-        f"max_loss_rise must be a fraction >= 0, got {max_loss_rise!r}",
+        f"max_loss_rise must be a fraction >= 0, got {max_loss_rise!r}: use e.g. 0.1 (--max-loss-rise 0.1)",
     )
     b, a = _score_dict(before), _score_dict(after)
     if b is None or a is None:
@@ -548,7 +548,7 @@ class Compression(Record):
         check(self.quantize in (None, "int8"), f"unknown quantisation {self.quantize!r}: use 'int8' or None")
         p = self.prune
         ok = p is None or (isinstance(p, (int, float)) and not isinstance(p, bool) and 0 < p < 1)
-        check(ok, f"prune must be a sparsity in (0, 1), got {p!r}")
+        check(ok, f"prune must be a sparsity in (0, 1), got {p!r}: use e.g. 0.5 (--prune 0.5)")
 
     def apply(self, model: MultiTaskModel) -> MultiTaskModel:
         "A compressed copy of `model` on the CPU (pruned, then quantised), or `model` itself when nothing is asked"
@@ -730,7 +730,7 @@ def export(
     batch_size: int = 64,  # examples per batch when scoring
 ) -> Path:
     "Write `src` as an artifact in `out`, compressed if asked, behind the gate"
-    comp, spec, out = compression or Compression(), gate or Gate(), Path(out).expanduser()
+    comp, spec, out = compression or Compression(), gate or Gate(), check_out_dir(out, "--out")
     _check_artifact_out(out, overwrite)
     if isinstance(src, MultiTaskModel):
         model, found = src, RunInfo(source=f"in-memory model on {src.base}")
@@ -923,7 +923,10 @@ class Predictor:
                 len(self.tasks) == 1, f"this model has several tasks {self.tasks}: say which one with task=... (--task)"
             )
             return self.tasks[0]
-        check(task in self.model.labels, f"unknown task {task!r}: this model knows {self.tasks}")
+        check(
+            task in self.model.labels,
+            f"unknown task {task!r}: this model knows {self.tasks}; use --task {self.tasks[0]} (or task=...)",
+        )
         return task
 
     def predict_proba(self, texts, task: str | None = None, batch_size: int | None = None) -> np.ndarray:
@@ -1109,7 +1112,10 @@ def _read_texts(a) -> list[str]:
     if a.file and a.file != "-":
         f = Path(a.file).expanduser()
         check(f.is_file(), f"{f} does not exist: give a text file with one text per line")
-        lines = f.read_text(encoding="utf-8").splitlines()
+        try:
+            lines = f.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError:
+            raise AdaptnbError(f"{f} is not UTF-8 text: save it as UTF-8, one text per line")
     else:
         lines = sys.stdin.read().splitlines()
     texts = [l for l in lines if l.strip()]

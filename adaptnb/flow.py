@@ -11,7 +11,17 @@ import torch
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
-from .core import AdaptnbError, MultiTaskModel, Record, RunDir, check, save_json, seed_everything, to_jsonable
+from adaptnb.core import (
+    AdaptnbError,
+    MultiTaskModel,
+    Record,
+    RunDir,
+    check,
+    check_out_dir,
+    save_json,
+    seed_everything,
+    to_jsonable,
+)
 from .data import Audit, Task, audit, load_task, plot_audit
 from .score import Interpretation, Paired, Predictions, Score, paired_diff, plot_scores, predictions
 from .heads import calibrate, init_heads
@@ -126,9 +136,11 @@ def _spec_mapping(spec) -> tuple[dict, str]:
         except yaml.YAMLError as e:
             msg = f"{str(e).splitlines()[0]}; {getattr(e, 'problem_mark', '')}".replace("\n", " ")
             raise AdaptnbError(f"{where} is not valid YAML ({msg}): fix the syntax")
+    check(spec is not None, f"{where} is empty: write retain: [...] and new: [...] (see the spec format)")
     check(
         isinstance(spec, dict),
-        f"{where} must be a mapping with keys like retain, new, budget; got {type(spec).__name__}",
+        f"{where} must be a mapping with keys like retain, new, budget; got {type(spec).__name__}: write the spec as "
+        "a YAML mapping: retain: [...], new: [...]",
     )
     unknown = set(spec) - SPEC_KEYS
     check(not unknown, f"{where}: unknown key(s) {sorted(unknown)}: allowed keys are {sorted(SPEC_KEYS)}")
@@ -664,7 +676,7 @@ class Stages:
 
     def __init__(
         self,
-        n: int,  # how many stages there are (it may be set again once the plan is known)
+        n: int | None,  # how many stages there are (None: not known yet; it may be set once the plan is known)
         show: bool = True,  # print them
     ):
         self.n, self.k, self.show, self.seconds, self.current = n, 0, show, {}, None
@@ -675,7 +687,8 @@ class Stages:
         self.done()
         self.k, self.current, self.t1 = self.k + 1, name, time.perf_counter()
         if self.show:
-            print(f"[{self.k}/{self.n}] {name}{': ' + what if what else ''}  ({self.t1 - self.t0:.0f} s)", flush=True)
+            k = f"{self.k}/{self.n}" if self.n else str(self.k)
+            print(f"[{k}] {name}{': ' + what if what else ''}  ({self.t1 - self.t0:.0f} s)", flush=True)
 
     def done(self):
         "End the current stage, recording its seconds"
@@ -823,7 +836,8 @@ def run(
     lambda_steps: int = 12,  # Adam steps of each λ search
 ) -> RunResult:
     "The whole flow for a requirement: candidates made, compared on valid, the winner shipped; writes `out`"
-    st = Stages(8, progress)
+    check_out_dir(out, "--out")
+    st = Stages(None, progress)
     st("partition", "load and validate the spec's tasks")
     part = spec if isinstance(spec, Partition) else partition(spec)
     req, rd = part.requirement, _prepare_out(out, overwrite)
@@ -1080,7 +1094,7 @@ def _threshold_overrides(items: list[str] | None) -> Thresholds:
         try:
             kw[k] = int(v) if types[k] in ("int", int) else float(v)
         except ValueError:
-            raise AdaptnbError(f"--set {it!r}: {v!r} is not a number")
+            raise AdaptnbError(f"--set {it!r}: {v!r} is not a number: use NAME=NUMBER, e.g. max_unk_rate=0.05")
     return Thresholds(**kw)
 
 

@@ -459,7 +459,7 @@ def objective_data(
 ) -> ObjectiveData:
     "Up to `n` random rows of each task's `split`, tokenised once and batched by length"
     check(tokenizer is not None, "the model has no tokenizer: load it with MultiTaskModel.from_pretrained or pass one")
-    check(n is None or is_int(n, 1), f"n (examples per task) must be a positive integer or None, got {n!r}")
+    check(n is None or is_int(n, 1), f"n (examples per task) must be a positive integer or None, got {n!r}: use e.g. 64 (--n 64)")
     tasks = [load_task(t, seed=seed) for t in ([tasks] if isinstance(tasks, (str, Task)) else list(tasks or []))]
     check(len(tasks) > 0, "name at least one task to learn λ on")
     names = [t.name for t in tasks]

@@ -1,0 +1,62 @@
+"Choosing among candidates on real predictions: the base stays unless a candidate beats it by more than its paired se."
+import copy
+import pytest
+import torch
+
+from adaptnb.core import MultiTaskModel
+from adaptnb.data import load_task
+from adaptnb.flow import Candidate, choose, compare_valid, score_test, verdict
+from adaptnb.heads import init_heads
+
+L = 48  # tokens per text
+
+
+@pytest.fixture(scope="module")
+def base_and_tasks():
+    tasks = [load_task("news_topic", max_per_class=40), load_task("movie_sentiment", max_per_class=60)]
+    base = MultiTaskModel.from_pretrained("default")
+    init_heads(base, tasks, max_length=L)
+    return base, tasks
+
+
+def _field(base, **models):
+    "Candidates and their models: the base first, then the given ones"
+    models = {"probe": copy.deepcopy(base), **models}
+    return [Candidate(n, n, 0.0, 0) for n in models], models
+
+
+def test_base_stays_when_nothing_beats_it(base_and_tasks):
+    base, tasks = base_and_tasks
+    inverted, same = copy.deepcopy(base), copy.deepcopy(base)
+    with torch.no_grad():  # a movie head that predicts the opposite: worse, and no temperature can mend it
+        inverted.heads["movie_sentiment"].weight.mul_(-1)
+        inverted.heads["movie_sentiment"].bias.mul_(-1)
+    cands, models = _field(base, **{"lp-ft": inverted, "joint": same})
+    compare_valid(cands, models, tasks, L)
+    assert cands[2].same_as == "probe" and cands[2].vs_base_valid.diff == 0 and cands[2].vs_base_valid.se == 0
+    assert cands[1].vs_base_valid.diff > 0 and cands[1].temperatures["movie_sentiment"] > 2  # worse; T flattens it
+    assert all(c.valid.S <= c.valid_raw.S + 1e-9 for c in cands)  # calibration never raises the valid loss
+    win = choose(cands)
+    assert win.name == "probe"
+    score_test(cands, models, tasks, L)
+    v = verdict(cands, win)
+    assert v.base_stays and v.S_diff == 0 and v.text.startswith("The base stays: no candidate beat it on valid")
+    assert "lp-ft" not in v.text  # the closest candidate is joint (ΔS 0), not the inverted one
+
+
+def test_a_better_candidate_wins(base_and_tasks):
+    base, tasks = base_and_tasks
+    cold = copy.deepcopy(base)
+    with torch.no_grad():  # the base made over-confident: calibration brings it back to the base, so it is a tie
+        cold.heads["movie_sentiment"].weight.mul_(5)
+        cold.heads["movie_sentiment"].bias.mul_(5)
+    worse = copy.deepcopy(base)
+    with torch.no_grad():
+        worse.heads["news_topic"].weight.mul_(-1)
+    cands, models = _field(worse, **{"lp-ft": copy.deepcopy(base), "lambda": cold})
+    compare_valid(cands, models, tasks, L)  # here the "base" has a broken news head: both candidates beat it
+    win = choose(cands)
+    assert win.name in ("lp-ft", "lambda") and win.beats_base
+    score_test(cands, models, tasks, L)
+    v = verdict(cands, win)
+    assert not v.base_stays and v.S_diff < 0 and v.text.startswith(f"{win.name} won: test S fell from")
