@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_data.ipynb #613ac863
 from __future__ import annotations
-import dataclasses, importlib.util, math, re, unicodedata
+import bz2, dataclasses, gzip, importlib.util, json, math, re, unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -372,12 +372,33 @@ def _check_text(p: Path):
         )
 
 
+def _read_jsonl(p: Path) -> pd.DataFrame:
+    "The records of a JSON Lines file: one JSON object per line, blank lines skipped"
+    opener = {".gz": gzip.open, ".bz2": bz2.open}.get(p.suffix, open)
+    with opener(p, "rt", encoding="utf-8-sig") as f:
+        lines = f.read().split("\n")
+    recs = []
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise AdaptnbError(f"{p}: line {i} is not valid JSON ({e.msg}): write one JSON object per line")
+        check(isinstance(r, dict), f"{p}: line {i} is a JSON {type(r).__name__}, not an object: write one object "
+              'per line, e.g. {"text": "...", "label": "..."}')
+        recs.append(r)
+    return pd.DataFrame.from_records(recs)
+
+
 def _read_frame(p: Path, fmt: str, text_col: str) -> pd.DataFrame:
     "The table in a data file of format `fmt`, the texts kept as strings"
+    if fmt == "jsonl":
+        return _read_jsonl(p)
     try:
         if fmt in ("csv", "tsv"):
             return pd.read_csv(p, sep="\t" if fmt == "tsv" else ",", dtype={text_col: object})
-        return pd.read_json(p, lines=fmt == "jsonl", dtype={text_col: object})
+        return pd.read_json(p, dtype={text_col: object})
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as e:
         why = (str(e).splitlines() or [""])[0][:160]
         raise AdaptnbError(
