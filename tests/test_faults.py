@@ -97,7 +97,7 @@ FULL_DISK = textwrap.dedent('''
 
 
 def test_disk_full_during_a_checkpoint_keeps_the_previous_one(reference, tmp_path):
-    "The disk fills while step 8's checkpoint is written: one line, step 4 stays valid, and resume ends as the reference"
+    "The disk fills while step 8's checkpoint is written: one line, step 4 stays valid, resume ends as the reference"
     _, digests = reference
     out, script = tmp_path / "full", tmp_path / "full_disk.py"
     script.write_text(FULL_DISK)
