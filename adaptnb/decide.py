@@ -334,8 +334,11 @@ class Thresholds(Record):
         for f in dataclasses.fields(self):
             v, rate = getattr(self, f.name), f.type in (float, "float")
             ok = isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 and (v <= 1 or not rate)
-            want = "a fraction in [0, 1], e.g. 0.05" if rate else "a whole number >= 0, e.g. 100"
-            check(ok and (rate or float(v).is_integer()), f"threshold {f.name} must be {want}, got {v!r}")
+            want = "a fraction in [0, 1]" if rate else "a whole number >= 0"
+            check(
+                ok and (rate or float(v).is_integer()),
+                f"threshold {f.name} must be {want}, got {v!r}: use e.g. --set {f.name}={f.default}",
+            )
 
 
 @dataclass(frozen=True)

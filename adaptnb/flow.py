@@ -183,6 +183,9 @@ def load_requirement(
     if isinstance(spec, Requirement):
         return spec
     spec, where = _spec_mapping(spec)
+    for k in ("retain", "new"):
+        v = spec.get(k)
+        check(v is None or isinstance(v, list), f"{where}: {k} must be a list of tasks, e.g. {k}: [news_topic]; got {v!r}")
     retain = [_task_ref(x, where) for x in spec.get("retain") or []]
     new = [_task_ref(x, where) for x in spec.get("new") or []]
     check(new, f"{where}: 'new' lists no task: name the task(s) the model must learn")
@@ -194,8 +197,8 @@ def load_requirement(
     keys = ("name", "model", "seed", "max_per_class", "max_length", "batch_size", "method", "lr", "notes")
     asked = spec.get("candidates") or []
     check(
-        isinstance(asked, list) and set(asked) <= set(CANDIDATES),
-        f"{where}: candidates must be a list of {list(CANDIDATES)}, got {asked!r}",
+        isinstance(asked, list) and all(isinstance(c, str) and c in CANDIDATES for c in asked),
+        f"{where}: candidates must be a list of names from {list(CANDIDATES)}, e.g. candidates: [retrain]; got {asked!r}",
     )
     return Requirement(
         retain=retain,
@@ -298,6 +301,7 @@ def plan_candidates(
     names = [n for n in CANDIDATES if n not in skipped]
     trained = [n for n in names if n in TRAINED]
     k = len(trained)
+    check(k > 0, f"no candidate can be trained ({'; '.join(f'{n}: {w}' for n, w in skipped.items())}): change the spec")
     check(
         D.steps // k >= MIN_STEPS,
         f"the budget gives {D.steps} steps to share among {k} trained candidate(s) ({', '.join(trained)}), under the "

@@ -1,5 +1,5 @@
 "Deploy: export then load in a fresh process, plain transformers loading, int8 within its stated change, the gate, damaged artifacts."
-import json, os, shutil, subprocess, sys
+import copy, json, os, shutil, subprocess, sys
 from pathlib import Path
 import numpy as np
 import pytest
@@ -54,6 +54,24 @@ def test_fresh_process_gives_identical_predictions(model, art, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     theirs = np.array([[float.fromhex(x) for x in row] for row in json.loads(r.stdout.splitlines()[-1])], dtype=np.float32)
     assert np.array_equal(theirs, mine)
+
+
+def test_calibrated_artifact_carries_its_temperatures(model, news, tmp_path):
+    "A calibrated model ships with its temperatures: recorded in the manifest and card, used by every prediction"
+    from adaptnb.heads import calibrate
+    from adaptnb.score import predictions
+    m = copy.deepcopy(model)
+    with torch.no_grad():  # over-confident, so that the temperature is far from 1
+        m.heads["news_topic"].weight.mul_(4); m.heads["news_topic"].bias.mul_(4)
+    temps = calibrate(m, predictions(m, [news], "valid", max_length=64))
+    a = export(m, tmp_path/"cal", max_length=64)
+    meta = json.loads((a/MANIFEST).read_text())
+    assert meta["temperatures"] == temps and temps["news_topic"] > 1.5 and "Temperatures" in (a/"README.md").read_text()
+    loaded, _ = load_artifact(a)
+    assert loaded.temperatures == temps
+    p = Predictor(m, max_length=64).predict_proba(TEXTS)
+    assert np.array_equal(load(a, device="cpu").predict_proba(TEXTS), p)
+    assert not np.allclose(p, Predictor(model, max_length=64).predict_proba(TEXTS))  # the temperature acts
 
 
 def main_cli(capsys, *args, stdin=None, monkeypatch=None):
