@@ -340,6 +340,7 @@ def candidate_config(
         seed=req.seed,
         eval_every=max(1, steps // 8),
         eval_max=500,
+        checkpoint_every=max(1, steps // 2),
         patience=3,
         metric="S",
         keep_best=True,
