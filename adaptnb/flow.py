@@ -31,10 +31,10 @@ from .command import emit, parser
 
 # %% auto #0
 __all__ = ['SPEC_KEYS', 'BUDGET_KEYS', 'METRICS', 'CANDIDATES', 'TRAINED', 'MIN_STEPS', 'LPFT_LR', 'DEMO_SPEC', 'TaskRef',
-           'Requirement', 'load_requirement', 'Partition', 'partition', 'Plan', 'plan_candidates', 'candidate_config',
-           'candidate_tasks', 'candidate_start', 'Candidate', 'compare_valid', 'choose', 'score_test', 'Verdict',
-           'verdict', 'check_targets', 'RunResult', 'Stages', 'run', 'report', 'decide_cli', 'summary', 'run_cli',
-           'demo_cli']
+           'Requirement', 'load_requirement', 'Partition', 'partition', 'Plan', 'check_budget', 'plan_candidates',
+           'candidate_config', 'candidate_tasks', 'candidate_start', 'Candidate', 'compare_valid', 'choose',
+           'score_test', 'Verdict', 'verdict', 'check_targets', 'RunResult', 'Stages', 'run', 'report', 'decide_cli',
+           'summary', 'run_cli', 'demo_cli']
 
 # %% ../nbs/07_flow.ipynb #933a69fc
 SPEC_KEYS = {
@@ -291,6 +291,27 @@ def _skipped(D: Decision, part: Partition, fixed: str | None) -> dict:
     return out
 
 
+def _check_share(steps: int, trained: list[str]):
+    "Refuse a step budget that cannot give each trained candidate MIN_STEPS, naming the smallest that can"
+    k = len(trained)
+    check(
+        steps // k >= MIN_STEPS,
+        f"the budget gives {steps} steps to share among {k} trained candidate(s) ({', '.join(trained)}), under the "
+        f"{MIN_STEPS} each needs: give budget {{max_steps: {k * MIN_STEPS}}} or more",
+    )
+
+
+def check_budget(
+    part: Partition,  # the requirement's tasks
+):
+    "Before any work: a max_steps budget must give MIN_STEPS to each candidate that will train whatever is decided"
+    req = part.requirement
+    if "max_steps" not in req.budget:
+        return
+    joint = ["joint"] if part.retain and not _no_data(part) else []
+    _check_share(int(req.budget["max_steps"]), ["retrain"] if req.method == "retrain" else ["lp-ft"] + joint)
+
+
 def plan_candidates(
     D: Decision,  # what `decide` chose: the action, the method and the step budget
     part: Partition,  # the requirement's tasks
@@ -302,11 +323,7 @@ def plan_candidates(
     trained = [n for n in names if n in TRAINED]
     k = len(trained)
     check(k > 0, f"no candidate can be trained ({'; '.join(f'{n}: {w}' for n, w in skipped.items())}): change the spec")
-    check(
-        D.steps // k >= MIN_STEPS,
-        f"the budget gives {D.steps} steps to share among {k} trained candidate(s) ({', '.join(trained)}), under the "
-        f"{MIN_STEPS} each needs: give budget {{max_steps: {k * MIN_STEPS}}} or more",
-    )
+    _check_share(D.steps, trained)
     steps = {n: D.steps // k for n in trained}
     minutes = {n: req.budget["minutes"] / k for n in trained} if "minutes" in req.budget else {}
     method = D.method if D.method != "retrain" else "full"
@@ -845,6 +862,7 @@ def run(
     st = Stages(None, progress)
     st("partition", "load and validate the spec's tasks")
     part = spec if isinstance(spec, Partition) else partition(spec)
+    check_budget(part)
     req, rd = part.requirement, _prepare_out(out, overwrite)
     st.n = 8 + 2 * bool(part.retain)  # until the plan is known: lp-ft, and joint and λ when tasks are retained
     seed_everything(req.seed)

@@ -83,7 +83,7 @@ def test_budget_too_small_for_the_candidates(spec, tmp_path):
     spec.write_text(SPEC.replace("max_steps: 16", "max_steps: 6"))
     r = adaptnb("run", str(spec), "--out", str(tmp_path/"run"), "--sample", "60")
     assert r.returncode == 2 and "give budget {max_steps: 16} or more" in r.stderr and "Traceback" not in r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path/"run").exists(), r.stderr  # before any work
 
 @pytest.mark.slow
 def test_demo_end_to_end(tmp_path):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, assume, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from adaptnb.core import AdaptnbError
 from adaptnb.data import Task, load_task
@@ -122,7 +122,6 @@ def test_yaml_spec(spec, text, use_text):
     import yaml
     from adaptnb.flow import Requirement, load_requirement
 
-    assume(not _scalar_task_list(spec))  # a known bug, kept in test_yaml_spec_scalar_task_list until it is fixed
     src = text if use_text else yaml.safe_dump(spec, allow_unicode=True)
     with tempfile.TemporaryDirectory() as d:
         p = Path(d) / "spec.yaml"
@@ -135,19 +134,7 @@ def test_yaml_spec(spec, text, use_text):
     assert isinstance(r, Requirement) and r.new
 
 
-def _scalar_task_list(spec) -> bool:
-    "A number or bool where `retain` or `new` needs a list, or a list inside `candidates`: the bugs the fuzzer found"
-    if not isinstance(spec, dict):
-        return False
-    scalar = any(isinstance(spec.get(k), (int, float)) for k in ("retain", "new"))
-    cands = spec.get("candidates")
-    return scalar or (isinstance(cands, list) and any(isinstance(c, (list, dict)) for c in cands))
-
-
 @pytest.mark.parametrize("spec", ["new: 1\n", "retain: true\nnew: [news_topic]\n", "new: 2.5\n"])
-@pytest.mark.xfail(strict=True, reason="lead: flow.load_requirement iterates `retain`/`new`/`candidates` without "
-                   "checking they are lists (TypeError: 'int' object is not iterable); check a list (or one name) and "
-                   "say e.g. 'retain must be a list of tasks, e.g. retain: [news_topic]'")
 def test_yaml_spec_scalar_task_list(spec, tmp_path):
     "What the fuzzer found: a number where a task list belongs"
     from adaptnb.flow import load_requirement
@@ -157,8 +144,6 @@ def test_yaml_spec_scalar_task_list(spec, tmp_path):
         load_requirement(tmp_path / "spec.yaml")
 
 
-@pytest.mark.xfail(strict=True, reason="lead: flow.load_requirement takes set(candidates), which raises TypeError "
-                   "(unhashable) for a nested list; check each candidate is a name from CANDIDATES first")
 def test_yaml_spec_nested_candidates(tmp_path):
     "What the fuzzer found: a list inside the candidates list"
     from adaptnb.flow import load_requirement
