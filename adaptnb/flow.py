@@ -541,7 +541,7 @@ def _verdict_text(v: Verdict, best: Candidate) -> str:
         near = (
             f" (the closest, {best.name}: valid ΔS {best.vs_base_valid.diff:+.4f} ± {best.vs_base_valid.se:.4f})"
             if best.name != "probe"
-            else ""
+            else " (no candidate moved from it: every training run was best at its start)"
         )
         return (
             f"The base stays: no candidate beat it on valid by more than its standard error{near}. "
@@ -586,7 +586,7 @@ def verdict(
 ) -> Verdict:
     "The verdict on the candidates, in numbers and in words"
     base = cands[0]
-    others = [c for c in cands if c.name != "probe"]
+    others = [c for c in cands if c.name != "probe" and c.same_as != "probe"]  # those that moved from the base
     best = min(others, key=lambda c: c.vs_base_valid.diff) if others else base
     v = Verdict(
         winner.name,

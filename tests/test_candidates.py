@@ -41,7 +41,7 @@ def test_base_stays_when_nothing_beats_it(base_and_tasks):
     score_test(cands, models, tasks, L)
     v = verdict(cands, win)
     assert v.base_stays and v.S_diff == 0 and v.text.startswith("The base stays: no candidate beat it on valid")
-    assert "lp-ft" not in v.text  # the closest candidate is joint (ΔS 0), not the inverted one
+    assert "the closest, lp-ft" in v.text  # joint shares the base's weights, so the closest that moved is lp-ft
 
 
 def test_a_better_candidate_wins(base_and_tasks):
