@@ -636,11 +636,11 @@ class Interpretation:
         from sklearn.metrics import ConfusionMatrixDisplay
 
         k = len(self.names)
-        fig, ax = _ax(ax, (2.2 + 0.55 * k, 1.8 + 0.5 * k))
+        fig, ax = _ax(ax, (max(4.0, 2.2 + 0.55 * k), 2.2 + 0.5 * k))
         disp = ConfusionMatrixDisplay(self.confusion_matrix().to_numpy(), display_labels=self.names)
         disp.plot(ax=ax, colorbar=False, cmap="Blues", xticks_rotation=30 if k > 2 else "horizontal")
         acc = float((self.preds == self.labels).mean())
-        ax.set_title(title or f"{self.task.name}, {self.P.split} split: accuracy {acc:.3f} (n = {len(self.labels)})")
+        ax.set_title(title or f"{self.task.name}, {self.P.split} split\naccuracy {acc:.3f} (n = {len(self.labels)})")
         return _finish(fig, path)
 
     def top_losses(
