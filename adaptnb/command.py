@@ -106,30 +106,29 @@ def config_kwargs(
     return {k: v for k, v in vars(args).items() if k in names and v is not None}
 
 # %% ../nbs/00a_command.ipynb #97e0dbec
+def _int_arg(s: str, low: int, high: int | None, problem: str) -> int:
+    "`s` as an integer in [low, high) (no upper bound when `high` is None), or argparse's error `'s' problem`"
+    try:
+        v = int(s)
+    except ValueError:
+        v = None
+    if v is None or v < low or (high is not None and v >= high):
+        raise argparse.ArgumentTypeError(f"{s!r} {problem}")
+    return v
+
+
 def seed_arg(
     s: str,  # the option's text
 ) -> int:
     "The value of a `--seed` option: an integer in [0, 2**32)"
-    try:
-        v = int(s)
-    except ValueError:
-        v = -1
-    if not 0 <= v < 2**32:
-        raise argparse.ArgumentTypeError(f"{s!r} is not a seed, an integer in [0, 2**32): use e.g. --seed 0")
-    return v
+    return _int_arg(s, 0, 2**32, "is not a seed, an integer in [0, 2**32): use e.g. --seed 0")
 
 
 def positive_int(
     s: str,  # the option's text
 ) -> int:
     "The value of an option that counts something (a batch size, tokens): an integer of at least 1"
-    try:
-        v = int(s)
-    except ValueError:
-        v = 0
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{s!r} is not a positive integer: use 1 or more")
-    return v
+    return _int_arg(s, 1, None, "is not a positive integer: use 1 or more")
 
 
 def add_task_options(

@@ -913,12 +913,13 @@ def _finish(
         {c.name: c.test for c in res.candidates}, title="test loss per task, every candidate (calibrated)"
     )
     _plot(plot, rd.plot("scores"))
-    for t in part.new:
-        Interpretation(P, t).plot_confusion_matrix(path=rd.plot(f"confusion-{t.name}"))
+    interp = {t.name: Interpretation(P, t) for t in part.new}
+    for t, I in interp.items():
+        I.plot_confusion_matrix(path=rd.plot(f"confusion-{t}"))
     res.seconds = st.total()
     res.plots = sorted(p.name for p in rd.root.glob("*.png"))
     res.save(rd.run)
-    rd.report.write_text(report(res, {t.name: Interpretation(P, t) for t in part.new}), encoding="utf-8")
+    rd.report.write_text(report(res, interp), encoding="utf-8")
     if progress:
         print(f"done in {res.seconds['total']:.0f} s: {rd.run}, {rd.report}, {', '.join(res.plots)}", flush=True)
     return res
