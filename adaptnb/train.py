@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_train.ipynb #131cabfc
 from __future__ import annotations
-import dataclasses, hashlib, json, math, os, random, re, shutil, sys, threading, time
+import dataclasses, hashlib, json, math, os, pickle, random, re, shutil, sys, threading, time
 from contextlib import nullcontext as _null
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -382,18 +382,34 @@ def _save_tensors(sd: dict, path: Path):
 
 
 def _rng_state() -> dict:
-    s = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    "Every generator's state as tensors, ints and floats: a weights-only `torch.load` reads it back, no pickle"
+    _, keys, pos, has_gauss, gauss = np.random.get_state()  # NumPy's legacy MT19937: 624 uint32 keys and 3 numbers
+    numpy = {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos, "has_gauss": has_gauss, "gauss": gauss}
+    s = {"python": random.getstate(), "numpy": numpy, "torch": torch.get_rng_state()}  # python: (3, 625 ints, None)
     if torch.cuda.is_available():
         s["cuda"] = torch.cuda.get_rng_state_all()
     return s
 
 
 def _set_rng_state(s: dict):
-    random.setstate(s["python"])
-    np.random.set_state(s["numpy"])
+    version, internal, gauss_next = s["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    n = s["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
     torch.set_rng_state(s["torch"])
     if "cuda" in s and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(s["cuda"])
+
+
+def _load_pt(p: Path):
+    "A torch file of tensors, numbers, strings, lists and dicts, read without unpickling any other object"
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # the file asks for a class or a call: it is never run
+        raise pickle.UnpicklingError(
+            f"{p.name} holds Python objects besides tensors and numbers, which adaptnb never unpickles "
+            "(a crafted file, or one from an older adaptnb)"
+        ) from None
 
 # %% ../nbs/04_train.ipynb #a68e54ea
 def _step_of(d: Path) -> int:
@@ -518,9 +534,9 @@ def read_checkpoint(
         ck = {
             "state": json.loads((d / "state.json").read_text()),
             "model": load_file(str(d / "model.safetensors")),
-            "optimizer": torch.load(d / "optimizer.pt", weights_only=False),
-            "scheduler": torch.load(d / "scheduler.pt", weights_only=False),
-            "rng": torch.load(rng, weights_only=False) if rng.exists() else None,
+            "optimizer": _load_pt(d / "optimizer.pt"),
+            "scheduler": _load_pt(d / "scheduler.pt"),
+            "rng": _load_pt(rng) if rng.exists() else None,
             "best": load_file(str(best)) if best.exists() else None,
         }
         lacks = {"step", "fingerprint"} - set(ck["state"])
