@@ -924,6 +924,7 @@ def _resume(self: Run):
         self.step, self.history, self.losses = st["step"], st["history"], st["losses"]
         self.best, self.best_step, self.bad_evals = st["best"], st["best_step"], st["bad_evals"]
         self.seconds_before = st["train_seconds"]
+        self.stop_reason = st.get("stopped")  # a run that had stopped (early stopping, say) only finishes
         if st["best_weights"] is not None:
             self.best_sd = {k: v.to(self.accelerator.device) for k, v in st["best_weights"].items()}
             self.best_dirty = True  # written anew with the next checkpoint, never linked from a damaged newer one
@@ -950,6 +951,7 @@ def _state(self: Run) -> dict:
         "best": self.best,
         "best_step": self.best_step,
         "bad_evals": self.bad_evals,
+        "stopped": self.stop_reason,
         "train_seconds": self.seconds_before + (time.perf_counter() - self.t0),
     }
 
