@@ -238,6 +238,7 @@ class RunDir:
     run = property(lambda self: self.root / "run.json", doc="every record of a flow run")
     report = property(lambda self: self.root / "report.md", doc="a flow run's report")
     audit = property(lambda self: self.root / "audit.json", doc="a flow run's data audit")
+    stages = property(lambda self: self.root / "stages", doc="a flow run's finished stages, read back by `resume`")
     train = property(lambda self: RunDir(self.root / "train"), doc="a flow run's training run")
 
     def plot(self, name: str) -> Path:
@@ -475,24 +476,55 @@ def _add_head(
 
 MultiTaskModel.add_head = _add_head
 
+# %% ../nbs/00_core.ipynb #2ef027c1
+def _mt_save_heads(
+    self: MultiTaskModel,
+    path: str | Path,  # the safetensors file to write
+) -> Path:
+    "Write every head's weight and bias to the safetensors file `path`"
+    from safetensors.torch import save_file
+
+    sd = {f"{t}.{k}": v.detach().cpu().contiguous() for t, h in self.heads.items() for k, v in h.state_dict().items()}
+    save_file(sd, str(path))
+    return Path(path)
+
+
+def _mt_load_heads(
+    self: MultiTaskModel,
+    path: str | Path,  # a safetensors file written by `save_heads`
+    labels: dict,  # task name -> its label names, for each head to read
+) -> MultiTaskModel:
+    "Add a head per task of `labels` from the file `path`; return the model"
+    from safetensors.torch import load_file
+
+    try:
+        sd = load_file(str(path))
+    except Exception as e:  # missing, truncated or garbled: whatever safetensors raises
+        raise AdaptnbError(f"could not read {path} ({type(e).__name__}): the folder is incomplete or damaged; "
+                           "save the model again")
+    missing = [t for t in labels if f"{t}.weight" not in sd or f"{t}.bias" not in sd]
+    check(not missing, f"{path} has no weights for the head(s) {missing}: the folder is incomplete or damaged; "
+          "save the model again")
+    for t, names in labels.items():
+        self.add_head(t, names, sd[f"{t}.weight"], sd[f"{t}.bias"])
+    return self
+
+
+MultiTaskModel.save_heads, MultiTaskModel.load_heads = _mt_save_heads, _mt_load_heads
+
 # %% ../nbs/00_core.ipynb #96e78b07
 def _mt_save(
     self: MultiTaskModel,
     path: str | Path,  # the folder to write
 ) -> Path:
     "Save body, tokenizer, heads and labels to the folder `path`"
-    from safetensors.torch import save_file
-
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     self.body.save_pretrained(path / "body", safe_serialization=True)
     if self.tokenizer is not None:
         self.tokenizer.save_pretrained(path / "body")
-    heads = {
-        f"{t}.{k}": v.detach().cpu().contiguous() for t, h in self.heads.items() for k, v in h.state_dict().items()
-    }
-    if heads:
-        save_file(heads, str(path / "heads.safetensors"))
+    if self.heads:
+        self.save_heads(path / "heads.safetensors")
     meta = {"format": "adaptnb.MultiTaskModel/1", "base": self.base, "pooling": self.pooling, "labels": self.labels,
             "temperatures": self.temperatures}
     save_json(meta, path / MODEL_FILE)
@@ -508,7 +540,6 @@ def _mt_load(
     device=None,  # where to put the model (None: leave it on the CPU)
 ) -> MultiTaskModel:
     "Load a folder written by `MultiTaskModel.save`"
-    from safetensors.torch import load_file
     from transformers import AutoModel, AutoTokenizer
 
     path = Path(path)
@@ -525,16 +556,8 @@ def _mt_load(
         raise AdaptnbError(f"could not load the body in {path / 'body'} ({e}): the folder is incomplete or damaged")
     tok = AutoTokenizer.from_pretrained(path / "body") if (path / "body" / "tokenizer_config.json").exists() else None
     m = cls(body, pooling=meta["pooling"], tokenizer=tok, base=meta.get("base", DEFAULT_MODEL))
-    try:
-        sd = load_file(str(path / "heads.safetensors")) if meta["labels"] else {}
-    except Exception as e:  # missing, truncated or garbled: whatever safetensors raises
-        raise AdaptnbError(f"could not read {path / 'heads.safetensors'} ({type(e).__name__}): the folder is "
-                           "incomplete or damaged; save the model again")
-    missing = [t for t in meta["labels"] if f"{t}.weight" not in sd or f"{t}.bias" not in sd]
-    check(not missing, f"{path / 'heads.safetensors'} has no weights for the head(s) {missing}: the folder is "
-          "incomplete or damaged; save the model again")
-    for t, labels in meta["labels"].items():
-        m.add_head(t, labels, sd[f"{t}.weight"], sd[f"{t}.bias"])
+    if meta["labels"]:
+        m.load_heads(path / "heads.safetensors", meta["labels"])
     m.temperatures = {t: float(v) for t, v in meta.get("temperatures", {}).items()}
     return m.to(get_device(device)) if device is not None else m
 

@@ -6,7 +6,7 @@ happened. `run`, `adaptnb run`, `adaptnb decide` and `adaptnb demo`."""
 
 # %% ../nbs/07_flow.ipynb #9b8e4f84
 from __future__ import annotations
-import copy, dataclasses, shutil, threading, time
+import copy, dataclasses, json, shutil, threading, time
 import torch
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +18,7 @@ from adaptnb.core import (
     RunDir,
     check,
     check_out_dir,
+    load_json,
     save_json,
     seed_everything,
     to_jsonable,
@@ -25,16 +26,16 @@ from adaptnb.core import (
 from .data import Audit, Task, audit, load_task, plot_audit
 from .score import Interpretation, Paired, Predictions, Score, paired_diff, plot_scores, predictions
 from .heads import calibrate, init_heads
-from .train import TrainConfig, TrainResult, fit, plot_history
+from .train import TrainConfig, TrainResult, checkpoints, fit, plot_history
 from .decide import Decision, Thresholds, assess, decide, scratch_model, task_tokenizer
 from .command import emit, parser
 
 # %% auto #0
-__all__ = ['SPEC_KEYS', 'BUDGET_KEYS', 'METRICS', 'CANDIDATES', 'TRAINED', 'MIN_STEPS', 'LPFT_LR', 'DEMO_SPEC', 'TaskRef',
-           'Requirement', 'load_requirement', 'Partition', 'partition', 'Plan', 'check_budget', 'plan_candidates',
-           'candidate_config', 'candidate_tasks', 'candidate_start', 'Candidate', 'compare_valid', 'choose',
-           'score_test', 'Verdict', 'verdict', 'check_targets', 'RunResult', 'Stages', 'run', 'report', 'decide_cli',
-           'summary', 'run_cli', 'demo_cli']
+__all__ = ['SPEC_KEYS', 'BUDGET_KEYS', 'METRICS', 'CANDIDATES', 'TRAINED', 'MIN_STEPS', 'LPFT_LR', 'LAMBDAS', 'DEMO_SPEC',
+           'TaskRef', 'Requirement', 'load_requirement', 'Partition', 'partition', 'Plan', 'check_budget',
+           'plan_candidates', 'candidate_config', 'candidate_tasks', 'candidate_start', 'Candidate', 'compare_valid',
+           'choose', 'score_test', 'Verdict', 'verdict', 'check_targets', 'RunResult', 'Stages', 'run', 'report',
+           'decide_cli', 'summary', 'run_cli', 'demo_cli']
 
 # %% ../nbs/07_flow.ipynb #933a69fc
 SPEC_KEYS = {
@@ -702,6 +703,7 @@ class Stages:
         show: bool = True,  # print them
     ):
         self.n, self.k, self.show, self.seconds, self.current = n, 0, show, {}, None
+        self.resumed = []  # the stages read back from the run folder instead of run again
         self.t0 = self.t1 = time.perf_counter()
 
     def __call__(self, name: str, what: str = ""):
@@ -724,19 +726,44 @@ class Stages:
         return dict(self.seconds, total=round(time.perf_counter() - self.t0, 2))
 
 # %% ../nbs/07_flow.ipynb #ba565c24
-def _prepare_out(out, overwrite: bool) -> RunDir:
-    "The run folder, checked: a folder holding a finished or started run is only reused with `overwrite`"
+def _prepare_out(out, req: Requirement, overwrite: bool) -> RunDir:
+    "A new run's folder, checked: a folder holding a finished or started run is only reused with `overwrite`"
     rd = RunDir(out)
     check(not rd.root.exists() or rd.root.is_dir(), f"{rd.root} exists and is not a folder: choose another --out")
-    used = rd.root.exists() and (rd.run.exists() or rd.train.root.exists() or rd.model.exists())
+    used = rd.root.exists() and any(p.exists() for p in (rd.run, rd.train.root, rd.model, rd.stages))
     check(
         overwrite or not used,
-        f"{rd.root} already holds a run: choose a new folder, or pass overwrite=True (--overwrite) to replace it",
+        f"{rd.root} already holds a run: choose a new folder, pass resume=True (--resume) to finish it, or "
+        "overwrite=True (--overwrite) to replace it",
     )
-    for d in (rd.train.root, rd.model):
+    for d in (rd.train.root, rd.model, rd.stages):
         if d.exists():
             shutil.rmtree(d)
-    rd.root.mkdir(parents=True, exist_ok=True)
+    for f in (rd.run, rd.report):
+        f.unlink(missing_ok=True)
+    rd.stages.mkdir(parents=True)
+    save_json(req, rd.stages / "requirement.json")
+    return rd
+
+
+def _resume_out(out, req: Requirement) -> RunDir:
+    "The folder of a run to finish: one that `run` started, for the same requirement, and did not finish"
+    rd, started = RunDir(out), RunDir(out).stages / "requirement.json"
+    check(
+        started.exists(),
+        f"nothing to resume: {rd.root} holds no started flow run (no {started}); start it without resume=True "
+        "(--resume)",
+    )
+    check(
+        not rd.run.exists(),
+        f"the run in {rd.root} has finished ({rd.run.name} is written): nothing to resume; read its report.md, or "
+        "pass overwrite=True (--overwrite) to run it again",
+    )
+    check(
+        load_json(started) == json.loads(json.dumps(to_jsonable(req))),
+        f"the run in {rd.root} was started for another requirement ({started} differs from the spec given): resume "
+        "it with the spec it was started with, or pass overwrite=True (--overwrite) to replace it",
+    )
     return rd
 
 
@@ -748,6 +775,28 @@ def _plot(fig, path: Path):
     plt.close(fig)
 
 # %% ../nbs/07_flow.ipynb #9ddc93a0
+def _stage(
+    rd: RunDir,  # the run folder
+    key: str,  # the stage's file: stages/<key>.json
+    st: Stages,  # the run's stages
+    label: str,  # the stage's name, as printed
+    what: str,  # what it does, as printed
+    make,  # () -> value: run the stage
+    load,  # record -> value: the value back from its record, for a stage that an earlier attempt finished
+    record=lambda v: v,  # value -> what stages/<key>.json keeps (default: the value, a record or a list of them)
+):
+    "A stage's value: read back from stages/<key>.json when an earlier attempt finished it, else made and recorded"
+    p = rd.stages / f"{key}.json"
+    if p.exists():
+        st(label, f"finished before: read back from {p.relative_to(rd.root)}")
+        st.resumed.append(label)
+        return load(load_json(p))
+    st(label, what)
+    value = make()
+    save_json(record(value), p)
+    return value
+
+# %% ../nbs/07_flow.ipynb #8fe2cb82
 def _audit_stage(part: Partition, base: MultiTaskModel, rd: RunDir) -> list[Audit]:
     "Audit every task with the base's tokenizer; write audit.json and audit.png"
     audits = [audit(t, base.tokenizer, seed=part.requirement.seed) for t in part.tasks]
@@ -756,34 +805,47 @@ def _audit_stage(part: Partition, base: MultiTaskModel, rd: RunDir) -> list[Audi
     return audits
 
 
-def _probe_stage(part: Partition, base: MultiTaskModel) -> Candidate:
-    "Give the base a linear probe head per task (LP, the start of LP-FT): candidate `probe`"
+def _audits(records: list) -> list[Audit]:
+    "The audits back from audit stage's record"
+    return [Audit.from_dict(a) for a in records]
+
+
+def _probe_stage(part: Partition, base: MultiTaskModel, rd: RunDir) -> Candidate:
+    "Give the base a linear probe head per task (LP, the start of LP-FT), kept in stages/: candidate `probe`"
     req, t0 = part.requirement, time.perf_counter()
     init_heads(base, part.tasks, how="probe", max_length=req.max_length, seed=req.seed)
+    base.save_heads(rd.stages / "probe.safetensors")
     moved = sum(p.numel() for h in base.heads.values() for p in h.parameters())
     return Candidate("probe", CANDIDATES["probe"], time.perf_counter() - t0, moved)
+
+
+def _probe_read_back(base: MultiTaskModel, rd: RunDir, record: dict) -> Candidate:
+    "The probe heads of an earlier attempt, put back on the base: candidate `probe`"
+    base.load_heads(rd.stages / "probe.safetensors", record["labels"])
+    return Candidate.from_dict(record["candidate"])
 
 
 def _train_candidate(
     name: str, plan: Plan, D: Decision, part: Partition, base: MultiTaskModel, rd: RunDir, stop
 ) -> tuple[MultiTaskModel, TrainResult, Candidate]:
-    "Train one candidate into train/<name>/; plot its curves"
-    t0 = time.perf_counter()
+    "Train one candidate into train/<name>/ (continuing from its last checkpoint, if it has one); plot its curves"
+    t0, out = time.perf_counter(), rd.train.root / name
     model, tasks = candidate_start(name, D, part, base), candidate_tasks(name, part)
-    cfg = candidate_config(name, plan, part.requirement, rd.train.root / name)
+    resume = bool(checkpoints(RunDir(out).checkpoints))
+    if out.exists() and not resume:  # killed before its first checkpoint: nothing of it to keep
+        shutil.rmtree(out)
+    cfg = candidate_config(name, plan, part.requirement, out, resume=resume)
     tr = fit(model, tasks, cfg, stop=stop)
     title = f"{name} ({cfg.method}): training"
     _plot(plot_history(tr.history, tr.losses, title=title), rd.plot(f"training-{name}"))
     what = f"{CANDIDATES[name]}; {cfg.method}, best step {tr.best_step} of {tr.steps}"
     return model, tr, Candidate(name, what, time.perf_counter() - t0, tr.trainable_params, tr.steps)
 
-# %% ../nbs/07_flow.ipynb #8fe2cb82
+# %% ../nbs/07_flow.ipynb #4e5f30ed
 def _decide_stage(
     part: Partition, base: MultiTaskModel, sample: int, thresholds, progress: bool, st: Stages
 ) -> Decision:
-    "Assess the new tasks on the frozen base and its random twin, then decide; print the decision"
-    names = ", ".join(t.name for t in part.new)
-    st("assess", f"probes on pretrained vs random-init features, LogME, tokenizer coverage ({names})")
+    "Assess the new tasks on the frozen base and its random twin (stage 'assess'), then decide; print the decision"
     A = assess(part, sample=sample, pretrained=base, progress=progress)
     st("decide")
     D = decide(A, thresholds)
@@ -792,6 +854,25 @@ def _decide_stage(
     return D
 
 # %% ../nbs/07_flow.ipynb #8649acef
+LAMBDAS = {"lambda": "global", "lambda-layer": "layer"}  # each λ candidate and the granularity of its λ
+
+
+def _task_vector(base: MultiTaskModel, tuned: MultiTaskModel, part: Partition):
+    "θ0 (a copy of the base, with a probe head for every task) and τ = θt − θ0 from the fine-tuned `tuned`"
+    from adaptnb.interpolate import probed_task_vector
+
+    b, req = copy.deepcopy(base), part.requirement  # Interpolation freezes the model it holds as θ0
+    return b, probed_task_vector(b, tuned, part.tasks, req.max_length, req.seed)
+
+
+def _lambda_models(base: MultiTaskModel, tuned: MultiTaskModel, part: Partition, cands: list[Candidate]) -> dict:
+    "θ(λ) for each λ candidate, from the λ it learned: a resumed run's λ models, without learning λ again"
+    from adaptnb.interpolate import Interpolation
+
+    b, tv = _task_vector(base, tuned, part)
+    return {c.name: Interpolation(b, tv, LAMBDAS[c.name]).materialize(c.lam) for c in cands}
+
+
 def _lambda_candidates(
     base: MultiTaskModel, tuned: MultiTaskModel, part: Partition, rd: RunDir, steps: int, progress: bool
 ) -> tuple[dict, list[Candidate], dict]:
@@ -802,14 +883,12 @@ def _lambda_candidates(
         learn_lambda,
         objective_data,
         plot_lambda,
-        probed_task_vector,
     )
 
     req, models, cands, summary = part.requirement, {}, [], {}
-    b = copy.deepcopy(base)  # Interpolation freezes the model it holds as θ0
-    tv = probed_task_vector(b, tuned, part.tasks, req.max_length, req.seed)
+    b, tv = _task_vector(base, tuned, part)
     data = objective_data(b.tokenizer, part.tasks, "valid", 64, req.max_length, 32, req.seed)
-    for name, gran in (("lambda", "global"), ("lambda-layer", "layer")):
+    for name, gran in LAMBDAS.items():
         t0 = time.perf_counter()
         interp = Interpolation(b, tv, gran)
         res = learn_lambda(interp, data=data, optimizer="adam", alpha=0.1, steps=steps, init=1.0, progress=progress)
@@ -831,17 +910,31 @@ def _make_candidates(
 ) -> tuple[dict, list[Candidate], dict, dict | None, list[str]]:
     "Train the planned candidates and learn λ: their models, Candidates, training runs, λ summary and notes"
     models, cands, trains, interp, notes = {}, [], {}, None, []
+
+    def read_back(name, d):
+        model = MultiTaskModel.load(rd.train.root / name / "model")
+        return model, TrainResult.from_dict(d["train"]), Candidate.from_dict(d["candidate"])
+
     for name in [n for n in plan.names if n in TRAINED]:
         tasks = ", ".join(t.name for t in candidate_tasks(name, part))
-        st(f"train {name}", f"{plan.method if name != 'retrain' else 'retrain'}, {plan.steps[name]} steps on {tasks}")
-        models[name], trains[name], c = _train_candidate(name, plan, D, part, base, rd, stop)
+        what = f"{plan.method if name != 'retrain' else 'retrain'}, {plan.steps[name]} steps on {tasks}"
+        make = lambda n=name: _train_candidate(n, plan, D, part, base, rd, stop)
+        load, record = (lambda d, n=name: read_back(n, d)), (lambda v: {"train": v[1], "candidate": v[2]})
+        models[name], trains[name], c = _stage(rd, f"train-{name}", st, f"train {name}", what, make, load, record)
         cands.append(c)
     if "lambda" in plan.names:
         if trains["lp-ft"].best_step == 0:
             notes.append("lp-ft never improved on its start (best step 0): there is no θt − θ0 to blend, so no λ.")
         else:
-            st("learn λ", "global and per layer, over retained and new tasks (valid sample)")
-            m, c, interp = _lambda_candidates(base, models["lp-ft"], part, rd, lambda_steps, progress)
+
+            def lambdas_back(d):
+                c = [Candidate.from_dict(x) for x in d["candidates"]]
+                return _lambda_models(base, models["lp-ft"], part, c), c, d["summary"]
+
+            what = "global and per layer, over retained and new tasks (valid sample)"
+            make = lambda: _lambda_candidates(base, models["lp-ft"], part, rd, lambda_steps, progress)
+            record = lambda v: {"candidates": v[1], "summary": v[2]}
+            m, c, interp = _stage(rd, "lambda", st, "learn λ", what, make, lambdas_back, record)
             models.update(m)
             cands += c
     return models, cands, trains, interp, notes
@@ -856,22 +949,30 @@ def run(
     progress: bool = True,  # print the stages and show progress bars
     stop: threading.Event | None = None,  # set it to stop training early (the run still finishes)
     lambda_steps: int = 12,  # Adam steps of each λ search
+    resume: bool = False,  # finish the run that `out` holds, reading back the stages it finished
 ) -> RunResult:
     "The whole flow for a requirement: candidates made, compared on valid, the winner shipped; writes `out`"
     check_out_dir(out, "--out")
+    check(not (resume and overwrite), "resume=True (--resume) and overwrite=True (--overwrite) contradict: pass one")
     st = Stages(None, progress)
     st("partition", "load and validate the spec's tasks")
     part = spec if isinstance(spec, Partition) else partition(spec)
     check_budget(part)
-    req, rd = part.requirement, _prepare_out(out, overwrite)
+    req = part.requirement
+    rd = _resume_out(out, req) if resume else _prepare_out(out, req, overwrite)
     st.n = 8 + 2 * bool(part.retain)  # until the plan is known: lp-ft, and joint and λ when tasks are retained
     seed_everything(req.seed)
-    st("audit", ", ".join(t.name for t in part.tasks))
     base = MultiTaskModel.from_pretrained(req.model)
-    audits = _audit_stage(part, base, rd)
-    st("probe the base", "a linear probe head per task on the frozen pretrained model: candidate 'probe'")
-    probe = _probe_stage(part, base)
-    D = _decide_stage(part, base, sample, thresholds, progress, st)
+    what = ", ".join(t.name for t in part.tasks)
+    audits = _stage(rd, "audit", st, "audit", what, lambda: _audit_stage(part, base, rd), _audits)
+    what = "a linear probe head per task on the frozen pretrained model: candidate 'probe'"
+    make, load = lambda: _probe_stage(part, base, rd), lambda d: _probe_read_back(base, rd, d)
+    record = lambda c: {"candidate": c, "labels": base.labels}
+    probe = _stage(rd, "probe", st, "probe the base", what, make, load, record)
+    names = ", ".join(t.name for t in part.new)
+    what = f"probes on pretrained vs random-init features, LogME, tokenizer coverage ({names})"
+    make = lambda: _decide_stage(part, base, sample, thresholds, progress, st)
+    D = _stage(rd, "decision", st, "assess", what, make, Decision.from_dict)
     plan = plan_candidates(D, part)
     st.n = 7 + len(plan.steps) + ("lambda" in plan.names)
     models, cands, trains, interp, notes = _make_candidates(plan, D, part, base, rd, st, stop, lambda_steps, progress)
@@ -899,11 +1000,18 @@ def run(
         {},
         [],
         win.lam,
-        notes + [f"{n} not made: {why}." for n, why in plan.skipped.items()],
+        notes + [f"{n} not made: {why}." for n, why in plan.skipped.items()] + _resumed_note(st),
     )
     return _finish(rd, models[win.name], res, part, test_preds[win.name], st, progress)
 
 # %% ../nbs/07_flow.ipynb #010a0f4f
+def _resumed_note(st: Stages) -> list[str]:
+    "The note of a resumed run: which stages were read back rather than run again"
+    if not st.resumed:
+        return []
+    return [f"resumed: {', '.join(st.resumed)} read back from stages/, as an earlier attempt had finished them."]
+
+# %% ../nbs/07_flow.ipynb #215dee27
 def _finish(
     rd: RunDir, model: MultiTaskModel, res: RunResult, part: Partition, P: Predictions, st: Stages, progress: bool
 ) -> RunResult:
@@ -918,8 +1026,8 @@ def _finish(
         I.plot_confusion_matrix(path=rd.plot(f"confusion-{t}"))
     res.seconds = st.total()
     res.plots = sorted(p.name for p in rd.root.glob("*.png"))
-    res.save(rd.run)
     rd.report.write_text(report(res, interp), encoding="utf-8")
+    res.save(rd.run)  # last: run.json marks the run finished
     if progress:
         print(f"done in {res.seconds['total']:.0f} s: {rd.run}, {rd.report}, {', '.join(res.plots)}", flush=True)
     return res
@@ -1130,6 +1238,9 @@ def _flow_parser(name: str, description: str, spec: bool = True, out: bool = Tru
     if out:
         p.add_argument("--out", required=True, help="run folder (run.json, report.md, plots, train/, model/)")
         p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+        p.add_argument(
+            "--resume", action="store_true", help="finish the run in --out, killed or stopped part way, from its last stage"
+        )
     p.add_argument(
         "--sample",
         type=int,
@@ -1195,7 +1306,8 @@ def summary(
 def _run_and_emit(spec, a) -> int:
     "Run the flow for the parsed command line; print the summary"
     th = _threshold_overrides(a.set)
-    res = run(spec, a.out, sample=a.sample, thresholds=th, overwrite=a.overwrite, progress=a.json != "-")
+    progress = a.json != "-"
+    res = run(spec, a.out, sample=a.sample, thresholds=th, overwrite=a.overwrite, progress=progress, resume=a.resume)
     emit(res.to_dict(), a.json, summary(res))
     return 0
 

