@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_deploy.ipynb #3c695714
 from __future__ import annotations
-import copy, hashlib, json, os, platform, shutil, sys, tempfile, time, warnings
+import copy, hashlib, json, os, platform, re, shutil, sys, tempfile, time, warnings
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -573,15 +573,72 @@ class Gate(Record):
     force: bool = False  # export even when the gate fails (recorded in the manifest and the card)
 
 # %% ../nbs/09_deploy.ipynb #432fff93
+def _fsync(p: Path):
+    "Flush a file or a folder (its entries: the renames in it) to disk"
+    fd = os.open(p, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _seal(folder: Path):
+    "Flush every file of `folder`, then the folder, to disk, giving files the permissions of a plain write"
+    mode = folder.stat().st_mode & 0o666  # the folder was made under the umask; mkstemp makes files private
+    for p in folder.iterdir():
+        p.chmod(mode)
+        _fsync(p)
+    _fsync(folder)
+
+
 def _replace_dir(tmp: Path, out: Path):
     "Move the finished folder `tmp` to `out`, replacing an older artifact there"
     old = None
     if out.exists():
         old = out.with_name(f".{out.name}.old-{os.getpid()}-{time.time_ns()}")
         out.rename(old)
-    tmp.rename(out)
+    tmp.rename(out)  # a kill just before this leaves `old` aside: the next export puts it back
+    _fsync(out.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    "Whether process `pid` still runs (on Windows, where signal 0 would end it, always assumed)"
+    if os.name == "nt":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _leftovers(out: Path) -> list[tuple[Path, str]]:
+    "The folders that exports to `out` killed midway left beside it, ('tmp' or 'old'), of processes that ended"
+    pat = re.compile(rf"\.{re.escape(out.name)}\.(tmp|old)-(\d+)-\d+")
+    found = [(p, pat.fullmatch(p.name)) for p in out.parent.iterdir()] if out.parent.is_dir() else []
+    return sorted((p, m[1]) for p, m in found if m and p.is_dir() and not _running(int(m[2])))
+
+
+def _clean_leftovers(out: Path):
+    "Remove what killed exports to `out` left; put back an artifact one had moved aside and not yet replaced"
+    for p, kind in _leftovers(out):
+        if kind == "old" and not out.exists() and _is_whole(p):
+            p.rename(out)
+        else:
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _is_whole(folder: Path) -> bool:
+    "Whether `folder` is a complete artifact (every file as its manifest says)"
+    try:
+        verify(folder)
+    except AdaptnbError:
+        return False
+    return True
 
 
 def _check_artifact_out(out: Path, overwrite: bool):
@@ -700,17 +757,19 @@ def _manifest(
 
 
 def _write_artifact(out: Path, shipped: MultiTaskModel, meta_of) -> Path:
-    "Write weights, manifest and card into a temporary sibling of `out`, then rename it into place"
+    "Write weights, card and manifest into a temporary sibling of `out`, flush them, then rename it into place"
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}-{time.time_ns()}")
+    tmp.mkdir()
     try:
         lay = write_weights(shipped, tmp)
         files = {
             p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in sorted(tmp.iterdir()) if p.is_file()
         }
         meta = meta_of(lay, files)
-        save_json(meta, tmp / MANIFEST)
         atomic_write(tmp / CARD, model_card(meta))
+        save_json(meta, tmp / MANIFEST)  # last: a folder without its manifest is not an artifact
+        _seal(tmp)
         _replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -731,6 +790,7 @@ def export(
 ) -> Path:
     "Write `src` as an artifact in `out`, compressed if asked, behind the gate"
     comp, spec, out = compression or Compression(), gate or Gate(), check_out_dir(out, "--out")
+    _clean_leftovers(out)
     _check_artifact_out(out, overwrite)
     if isinstance(src, MultiTaskModel):
         model, found = src, RunInfo(source=f"in-memory model on {src.base}")
@@ -764,6 +824,17 @@ def _safe_file(root: Path, name: str) -> Path:
     return p
 
 
+def _check_listed(root: Path, files: dict):
+    "Every entry of the folder is a plain file or folder, listed in the manifest (or the manifest, the card, hidden)"
+    for p in sorted(root.iterdir()):
+        check(not p.is_symlink(), f"{p} is a symbolic link: an artifact holds plain files only; re-export it")
+        check(
+            p.name in files or p.name in (MANIFEST, CARD) or p.name.startswith("."),
+            f"{p} is not listed in {MANIFEST}: an artifact holds only the files its manifest lists (transformers "
+            "would read it); remove it or re-export",
+        )
+
+
 def _check_file(root: Path, n: str, f: dict):
     "One file of the manifest: present, of its size and SHA-256"
     p = _safe_file(root, n)
@@ -792,7 +863,7 @@ def verify(
         (root / MANIFEST).is_file(),
         f"{root} holds no {MANIFEST}: it is not an adaptnb artifact (export one with adaptnb deploy)",
     )
-    meta = load_json(root / MANIFEST)
+    meta = load_json(_safe_file(root, MANIFEST))
     fmt = meta.get("format") if isinstance(meta, dict) else None
     check(
         fmt == ARTIFACT_FORMAT,
@@ -807,11 +878,12 @@ def verify(
         f"{root} has no tokenizer in its manifest: the artifact is incomplete; "
         "export it again with the model's tokenizer",
     )
+    _check_listed(root, files)
     for n, f in files.items():
         _check_file(root, n, f)
     return meta
 
-# %% ../nbs/09_deploy.ipynb #b839d924
+# %% ../nbs/09_deploy.ipynb #69100dcc
 def _read_tensors(p: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
@@ -823,15 +895,24 @@ def _read_tensors(p: Path) -> dict[str, torch.Tensor]:
         )
 
 
+def _no_custom_code(root: Path, name: str):
+    "Refuse a config file of the artifact that asks transformers to import code shipped with it"
+    raw = load_json(_safe_file(root, name))
+    asks = sorted({"auto_map", "custom_pipelines"} & set(raw)) if isinstance(raw, dict) else []
+    check(
+        not asks,
+        f"{root / name} asks for custom code ({', '.join(asks)}): adaptnb never runs code from an artifact; "
+        "export the model with adaptnb, which needs none",
+    )
+
+
 def _empty_body(root: Path):
     "The encoder built from the artifact's config (no code from the artifact ever runs) and its tokenizer"
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-    raw = json.loads(_safe_file(root, "config.json").read_text())
-    check(
-        "auto_map" not in raw,
-        f"{root / 'config.json'} asks for custom code (auto_map): " "adaptnb never runs code from an artifact",
-    )
+    _no_custom_code(root, "config.json")
+    if (root / "tokenizer_config.json").exists():
+        _no_custom_code(root, "tokenizer_config.json")
     try:
         cfg = AutoConfig.from_pretrained(root, trust_remote_code=False)
         tok = AutoTokenizer.from_pretrained(root, trust_remote_code=False)
@@ -862,7 +943,7 @@ def _fill_body(m: MultiTaskModel, sd: dict, q8: dict, root: Path):
         f"{missing[:3]}, unexpected {res.unexpected_keys[:3]}): the artifact is inconsistent; re-export",
     )
 
-# %% ../nbs/09_deploy.ipynb #69100dcc
+# %% ../nbs/09_deploy.ipynb #e35319f7
 def load_artifact(
     path: str | Path,  # an artifact folder written by export / adaptnb deploy
     device=None,  # cpu, cuda, mps (default: the best there is)
@@ -871,7 +952,11 @@ def load_artifact(
 ) -> tuple[MultiTaskModel, dict]:
     "The MultiTaskModel stored in an artifact and its manifest; int8 layers stay int8 on the CPU unless `dequantize`"
     root = Path(path).expanduser()
-    meta = verify(root) if check_files else load_json(root / MANIFEST)
+    if check_files:
+        meta = verify(root)
+    else:  # sizes and checksums skipped; what may be read is still checked
+        meta = load_json(_safe_file(root, MANIFEST))
+        _check_listed(root, meta.get("files") or {})
     dev = get_device(device)
     body, tok = _empty_body(root)
     sd, pre = _read_tensors(_safe_file(root, meta["weights"])), meta.get("prefix", "")

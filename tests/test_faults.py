@@ -1,8 +1,9 @@
 """Faults of a training run's checkpoints, each in real `adaptnb` processes: `--resume` with nothing to resume, a
 damaged newest checkpoint, and a disk that fills (a file-size limit, `RLIMIT_FSIZE`) while a checkpoint is written.
+And `adaptnb deploy` killed with SIGKILL while it writes an artifact.
 
 One uninterrupted run is the reference: every recovery must end with its weights, bit for bit."""
-import hashlib, json, os, subprocess, sys, textwrap
+import hashlib, json, os, signal, subprocess, sys, textwrap, time
 from pathlib import Path
 import pytest
 
@@ -112,3 +113,58 @@ def test_disk_full_during_a_checkpoint_keeps_the_previous_one(reference, tmp_pat
     r = _cli("finetune", *ARGS, "--out", str(out), "--resume")
     assert r.returncode == 0, r.stderr[-3000:]
     assert _digests(out) == digests
+
+
+TEXTS = ["Shares in the bank fell after it reported a loss", "The striker scored twice in the cup final"]
+
+
+def _deploy_killed(src: Path, out: Path, *args, when: str) -> Path:
+    "Start `adaptnb deploy SRC --out OUT ARGS`; SIGKILL it once its temporary folder holds `when` ('' = exists)"
+    cmd = [sys.executable, "-m", "adaptnb.cli", "deploy", str(src), "--out", str(out), *args]
+    p = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    tmp, deadline = None, time.monotonic() + 300
+    while p.poll() is None and time.monotonic() < deadline:
+        tmp = next(out.parent.glob(f".{out.name}.tmp-{p.pid}-*"), None)
+        if tmp is not None and (tmp / when).exists():
+            p.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.001)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == -signal.SIGKILL, f"deploy ended ({p.returncode}) before it could be killed: {err[-2000:]}"
+    assert tmp is not None and tmp.is_dir()  # killed midway: its temporary folder is left behind
+    return tmp
+
+
+def _files(d: Path) -> dict:
+    "sha256 of every file in an artifact folder"
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(d.iterdir())}
+
+
+def test_kill_during_deploy_leaves_no_half_artifact(tmp_path):
+    "SIGKILL while deploy writes: no artifact, or the previous one intact; the leftover never loads; deploy again works"
+    import torch
+    from adaptnb.core import AdaptnbError, MultiTaskModel
+    from adaptnb.deploy import MANIFEST, export, load, load_artifact
+    m = MultiTaskModel.from_pretrained("default")
+    torch.manual_seed(0)
+    m.add_head("news_topic", ["business", "sport", "politics"], 0.1 * torch.randn(3, m.hidden_size))
+    src, art = m.save(tmp_path / "model"), tmp_path / "art"
+    # 1. a first deploy, killed as soon as it starts writing: nothing at --out, and what it left cannot be loaded
+    tmp = _deploy_killed(src, art, "--name", "first", when="")
+    assert not art.exists()
+    with pytest.raises(AdaptnbError, match="holds no artifact.json"):
+        load_artifact(tmp)
+    # deploying again cleans up after the killed process and writes the artifact
+    export(src, art, name="first")
+    assert not tmp.exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    before, probs = _files(art), load(art, device="cpu").predict_proba(TEXTS)
+    # 2. replacing it (--overwrite), killed once the new weights are written: the old artifact is there, whole
+    tmp = _deploy_killed(src, art, "--overwrite", "--name", "second", when="model.safetensors")
+    assert _files(art) == before and json.loads((art / MANIFEST).read_text())["name"] == "first"
+    assert (load(art, device="cpu").predict_proba(TEXTS) == probs).all()
+    with pytest.raises(AdaptnbError, match="holds no artifact.json"):
+        load_artifact(tmp)
+    r = _cli("deploy", str(src), "--out", str(art), "--overwrite", "--name", "second")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads((art / MANIFEST).read_text())["name"] == "second" and not tmp.exists()
+    assert (load(art, device="cpu").predict_proba(TEXTS) == probs).all()
