@@ -575,6 +575,8 @@ class Gate(Record):
 # %% ../nbs/09_deploy.ipynb #432fff93
 def _fsync(p: Path):
     "Flush a file or a folder (its entries: the renames in it) to disk"
+    if os.name == "nt" and p.is_dir():  # Windows cannot open a folder; NTFS journals its renames
+        return
     fd = os.open(p, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -597,7 +599,12 @@ def _replace_dir(tmp: Path, out: Path):
     if out.exists():
         old = out.with_name(f".{out.name}.old-{os.getpid()}-{time.time_ns()}")
         out.rename(old)
-    tmp.rename(out)  # a kill just before this leaves `old` aside: the next export puts it back
+    try:
+        tmp.rename(out)  # a kill just before this leaves `old` aside: the next export puts it back
+    except OSError:
+        if old is not None:
+            old.rename(out)
+        raise
     _fsync(out.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
