@@ -23,7 +23,7 @@ from adaptnb.core import (
     seed_everything,
     to_jsonable,
 )
-from .data import Audit, Task, audit, load_task, plot_audit
+from .data import EMBEDDED, Audit, Task, audit, load_task, plot_audit
 from .score import Interpretation, Paired, Predictions, Score, paired_diff, plot_scores, predictions
 from .heads import calibrate, init_heads
 from .train import TrainConfig, TrainResult, checkpoints, fit, plot_history
@@ -121,14 +121,14 @@ def _task_ref(x, where: str) -> TaskRef:
     return TaskRef(**x)
 
 
-def _spec_mapping(spec) -> tuple[dict, str]:
-    "The spec as a mapping, and where it came from (for messages)"
+def _spec_mapping(spec) -> tuple[dict, str, Path | None]:
+    "The spec as a mapping, where it came from (for messages), and the folder of its file (None: not from a file)"
     import yaml
 
-    where = "spec"
+    where, folder = "spec", None
     if isinstance(spec, (str, Path)) and not (isinstance(spec, str) and "\n" in spec):
         p = Path(spec).expanduser()
-        where = str(p)
+        where, folder = str(p), p.resolve().parent
         check(p.exists(), f"spec file {p} does not exist: check the path")
         spec = p.read_text(encoding="utf-8")
     if isinstance(spec, str):
@@ -145,7 +145,20 @@ def _spec_mapping(spec) -> tuple[dict, str]:
     )
     unknown = set(spec) - SPEC_KEYS
     check(not unknown, f"{where}: unknown key(s) {sorted(unknown)}: allowed keys are {sorted(SPEC_KEYS)}")
-    return spec, where
+    return spec, where, folder
+
+
+def _beside(ref: TaskRef, folder: Path | None) -> TaskRef:
+    "The task with a relative file path read in `folder`, the spec file's (no folder: the path as given)"
+    kind, sep, rest = ref.task.partition(":")
+    if folder is None or ref.task in EMBEDDED:
+        return ref
+    if sep and kind in ("csv", "jsonl", "tsv"):
+        p = Path(rest).expanduser()
+        return ref if p.is_absolute() else dataclasses.replace(ref, task=f"{kind}:{folder / p}")
+    p = Path(ref.task).expanduser()
+    near = not sep and not p.is_absolute() and (folder / p).exists()  # a bare path, as load_task takes one
+    return dataclasses.replace(ref, task=str(folder / p)) if near else ref
 
 # %% ../nbs/07_flow.ipynb #bb8e7574
 def _check_budget(budget, where: str) -> dict:
@@ -183,7 +196,7 @@ def load_requirement(
     "Read and validate a requirement"
     if isinstance(spec, Requirement):
         return spec
-    spec, where = _spec_mapping(spec)
+    spec, where, folder = _spec_mapping(spec)
     for k in ("retain", "new"):
         v = spec.get(k)
         check(v is None or isinstance(v, list), f"{where}: {k} must be a list of tasks, e.g. {k}: [news_topic]; got {v!r}")
@@ -202,8 +215,8 @@ def load_requirement(
         f"{where}: candidates must be a list of names from {list(CANDIDATES)}, e.g. candidates: [retrain]; got {asked!r}",
     )
     return Requirement(
-        retain=retain,
-        new=new,
+        retain=[_beside(r, folder) for r in retain],
+        new=[_beside(r, folder) for r in new],
         targets=targets,
         budget=budget,
         candidates=asked or None,

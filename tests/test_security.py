@@ -198,8 +198,6 @@ def test_spec_path_with_dotdot_reads_exactly_that_file(specs):
     assert got == {"opened": ["data/tasks.csv", "specs/spec.yaml"], "labels": [["a", "b"]]}
 
 
-@pytest.mark.xfail(strict=True, reason="flow resolves a spec's relative task paths against the working directory, "
-                   "not the spec's folder, so one spec reads different files depending on where it is run")
 def test_spec_relative_path_is_read_beside_the_spec(specs, monkeypatch):
     "csv:data/tasks.csv in specs/spec.yaml means specs/data/tasks.csv, wherever the command runs"
     from adaptnb.flow import partition
