@@ -934,6 +934,7 @@ def _make_candidates(
         make = lambda n=name: _train_candidate(n, plan, D, part, base, rd, stop)
         load, record = (lambda d, n=name: read_back(n, d)), (lambda v: {"train": v[1], "candidate": v[2]})
         models[name], trains[name], c = _stage(rd, f"train-{name}", st, f"train {name}", what, make, load, record)
+        shutil.rmtree(rd.train.root / name / "checkpoint", ignore_errors=True)  # recorded: resume needs it no more
         cands.append(c)
     if "lambda" in plan.names:
         if trains["lp-ft"].best_step == 0:

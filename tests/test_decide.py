@@ -81,6 +81,7 @@ def test_run_writes_the_run_folder(whole_run):
     for f in ("report.md", "audit.png", "training-lp-ft.png", "scores.png", "confusion-movie_sentiment.png",
               "model/adaptnb.json", "train/lp-ft/metrics.json"):
         assert (out/f).exists(), f
+    assert not (out/"train"/"lp-ft"/"checkpoint").exists()   # a recorded candidate keeps no checkpoint
     text = (out/"report.md").read_text()
     assert text.index("## Verdict") < text.index("## Candidates") < text.index("## Decision")
     r2 = adaptnb("run", str(spec), "--out", str(out))          # a second run into the same folder is refused
