@@ -255,6 +255,9 @@ CASES = [
                    "--resume"], "is from method 'full', not 'freeze'", "same method (--method full)"),
     row("resume", ["finetune", "--task", "jsonl:{d}/good.jsonl", *TRAIN, "--out", "{d}/run", "--resume"],
         "different model", "same model and tasks"),
+    row("resume", ["run", "{d}/spec_good.yaml", "--out", "{d}/empty_dir", "--resume"], "nothing to resume",
+        "without resume=True (--resume)"),
+    row("resume", ["demo", "--out", "{d}/empty_dir", "--resume", "--overwrite"], "contradict", "pass one"),
     # artifacts
     row("artifacts", ["predict", "{d}/no_such_artifact", "text"], "is not a folder"),
     row("artifacts", ["predict", "{d}/run", "text"], "not an adaptnb artifact"),
