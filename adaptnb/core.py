@@ -5,7 +5,7 @@ other module shares."""
 
 # %% ../nbs/00_core.ipynb #fc8201c2
 from __future__ import annotations
-import dataclasses, json, os, random, re, tempfile
+import dataclasses, functools, json, os, random, re, tempfile
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 import numpy as np
@@ -13,10 +13,10 @@ import torch
 from torch import nn
 
 # %% auto #0
-__all__ = ['MODEL_FILE', 'DEFAULT_MODEL', 'TASK_NAME_RE', 'AdaptnbError', 'check', 'is_int', 'get_device', 'autocast_dtype',
-           'autocast', 'eval_mode', 'check_seed', 'seed_everything', 'atomic_write', 'to_jsonable', 'save_json',
-           'load_json', 'Record', 'RunDir', 'check_out_dir', 'default_model_path', 'looks_like_hub_id', 'resolve_model',
-           'load_tokenizer', 'model_config', 'check_max_length', 'check_task_name', 'MultiTaskModel']
+__all__ = ['MODEL_FILE', 'DEFAULT_MODEL', 'TASK_NAME_RE', 'AdaptnbError', 'check', 'is_int', 'get_device', 'cpu_bf16',
+           'autocast_dtype', 'autocast', 'eval_mode', 'check_seed', 'seed_everything', 'atomic_write', 'to_jsonable',
+           'save_json', 'load_json', 'Record', 'RunDir', 'check_out_dir', 'default_model_path', 'looks_like_hub_id',
+           'resolve_model', 'load_tokenizer', 'model_config', 'check_max_length', 'check_task_name', 'MultiTaskModel']
 
 # %% ../nbs/00_core.ipynb #85b4f815
 class AdaptnbError(ValueError):
@@ -75,11 +75,21 @@ def get_device(
     return dev
 
 # %% ../nbs/00_core.ipynb #5543cf1c
+@functools.cache
+def cpu_bf16() -> bool:
+    "Whether this CPU has bf16 instructions (x86 AVX512_BF16 or AMX-BF16), from /proc/cpuinfo (elsewhere: False)"
+    try:
+        flags = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return False
+    return re.search(r"\b(avx512_bf16|amx_bf16)\b", flags) is not None
+
+
 def autocast_dtype(
     device: torch.device | str | None = None,  # the device that will run (None: the best there is)
     prefer: str | None = None,  # 'bf16', 'fp32', 'auto' or None (then `$ADAPTNB_PRECISION`)
 ) -> torch.dtype | None:
-    "The autocast dtype for `device`: bf16 where supported (CUDA by default, CPU on request), else None (fp32)"
+    "The autocast dtype for `device`: bf16 where the hardware has it natively (or on request), else None (fp32)"
     dev = get_device(device)
     prefer = prefer or os.environ.get("ADAPTNB_PRECISION")
     check(prefer in (None, "bf16", "fp32", "auto"), f"unknown precision {prefer!r}: use 'bf16', 'fp32' or 'auto'")
@@ -87,7 +97,7 @@ def autocast_dtype(
         return None
     if dev.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    if dev.type == "cpu" and (prefer == "bf16" or os.environ.get("ADAPTNB_CPU_BF16") == "1"):
+    if dev.type == "cpu" and (prefer == "bf16" or cpu_bf16()):
         return torch.bfloat16
     return None
 

@@ -663,9 +663,10 @@ def _check_artifact_out(out: Path, overwrite: bool):
 
 
 def _score_model(model: MultiTaskModel, tasks, batch_size: int, max_length: int):
-    "The score of `model` on the test splits of `tasks` (int8 models on the CPU)"
-    dev = "cpu" if is_quantized(model) else None
-    kw = dict(batch_size=batch_size, max_length=max_length, cache=False, progress=False, device=dev)
+    "The score of `model` on the test splits of `tasks` (int8 models on the CPU, in fp32: int8 kernels take no bf16)"
+    q = is_quantized(model)
+    dev, dtype = ("cpu", torch.float32) if q else (None, None)
+    kw = dict(batch_size=batch_size, max_length=max_length, cache=False, progress=False, device=dev, dtype=dtype)
     return score(model, tasks, **kw)
 
 

@@ -380,6 +380,7 @@ def score(
     device=None,  # where the body runs (default: the best there is)
     cache: bool = True,  # reuse cached features
     progress: bool = True,  # show progress bars
+    dtype: torch.dtype | None = None,  # autocast dtype; None: the device's default, torch.float32: no autocast
 ) -> Score:
     "S(M) of `model` on `tasks`: per-task loss, accuracy, macro-F1 and the means; the model is not changed"
     from tqdm.auto import tqdm
@@ -399,7 +400,7 @@ def score(
     for t in tasks:
         t.split(split)
         _check_head(model, t)
-    kw = dict(batch_size=batch_size, max_length=max_length, device=device, cache=cache, progress=progress)
+    kw = dict(batch_size=batch_size, max_length=max_length, device=device, dtype=dtype, cache=cache, progress=progress)
     todo = tqdm(tasks, desc="score", disable=not progress or len(tasks) < 2, leave=False)
     return aggregate({t.name: evaluate_task(model, t, split, **kw) for t in todo}, split, getattr(model, "base", ""))
 

@@ -99,7 +99,7 @@ class TrainConfig(Record):
     checkpoint_every: int | None = field(
         default=None, metadata={"help": "checkpoint every this many steps (default: a fifth of the run)"}
     )
-    precision: str = field(default="auto", metadata={"help": "auto | bf16 | fp32"})
+    precision: str = field(default="auto", metadata={"help": "auto (bf16 where the hardware has it) | bf16 | fp32"})
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, cuda:N or mps (default: the best there is)"})
 
     def __post_init__(self):

@@ -73,17 +73,19 @@ def test_saved_model_and_run_folder(tmp_path, model, news):
 
 
 def test_feature_cache_follows_the_weights(model, news):
-    X1 = features(model, news.test, max_length=64)
-    assert features(model, news.test, max_length=64) is X1
+    f = lambda **kw: features(model, news.test, **({"max_length": 64, "dtype": torch.float32} | kw))  # fp32: exact
+    X1 = f()
+    assert f() is X1
     emb = model.body.get_input_embeddings().weight
     with torch.no_grad(): emb.mul_(1.01)                                    # an in-place update, like an optimiser step
     try:
-        X2 = features(model, news.test, max_length=64)
+        X2 = f()
         assert X2 is not X1 and not torch.allclose(X1, X2)
     finally:
         with torch.no_grad(): emb.div_(1.01)
-    assert torch.allclose(features(model, news.test, max_length=64), X1, atol=1e-5)
-    assert not torch.equal(features(model, news.test, max_length=128), torch.zeros_like(X1))  # another key, computed
+    assert torch.allclose(f(), X1, atol=1e-5)
+    assert not torch.equal(f(max_length=128), torch.zeros_like(X1))  # another key, computed
+    assert f(dtype=torch.bfloat16) is not X1                         # and another precision
 
 
 def test_test_split_with_fewer_labels_maps_by_name(model):
@@ -136,7 +138,7 @@ def test_task_outputs_rows_order_and_dtype(model, news):
     assert np.allclose(lo2, lo[rows], atol=1e-6) and (pr2 == pr[rows]).all() and (y2 == y[rows]).all()
     ts = evaluate_task(model, news, "test", max_length=64, rows=rows, dtype=torch.float32)
     assert ts.n == 3 and ts.loss == pytest.approx(lo[rows].mean(), rel=1e-6)
-    assert evaluate_task(model, news, "test", max_length=64).loss == pytest.approx(lo.mean(), rel=1e-5)
+    assert evaluate_task(model, news, "test", max_length=64, dtype=torch.float32).loss == pytest.approx(lo.mean(), rel=1e-5)
 
 
 # ---- causal LM: the answer NLL, prompt tasks and SmolLM2 ----------------------------------------------------------
