@@ -372,7 +372,7 @@ def candidate_config(
         eval_every=max(1, steps // 8),
         eval_max=500,
         checkpoint_every=max(1, steps // 2),
-        patience=3,
+        patience=4,  # of eight evaluations: never before half of the run
         metric="S",
         keep_best=True,
         out=None if out is None else str(out),
