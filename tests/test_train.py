@@ -48,6 +48,7 @@ def _same_tensors(a, b):
     assert A.keys() == B.keys()
     return [k for k in A if not torch.equal(A[k], B[k])]
 
+@pytest.mark.slow  # by default, test_faults' disk-full crash mid-fit resumes bit-identically, and test_decide SIGKILLs a flow run
 def test_kill_and_resume_is_bit_identical(tmp_path):
     "A run killed with SIGKILL midway and resumed ends with exactly the weights of an uninterrupted run"
     full, cut = tmp_path/"full", tmp_path/"cut"
