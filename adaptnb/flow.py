@@ -761,7 +761,8 @@ def _prepare_out(out, req: Requirement, overwrite: bool) -> RunDir:
 
 def _resume_out(out, req: Requirement) -> RunDir:
     "The folder of a run to finish: one that `run` started, for the same requirement, and did not finish"
-    rd, started = RunDir(out), RunDir(out).stages / "requirement.json"
+    rd = RunDir(out)
+    started = rd.stages / "requirement.json"
     check(
         started.exists(),
         f"nothing to resume: {rd.root} holds no started flow run (no {started}); start it without resume=True "
@@ -934,7 +935,7 @@ def _make_candidates(
         make = lambda n=name: _train_candidate(n, plan, D, part, base, rd, stop)
         load, record = (lambda d, n=name: read_back(n, d)), (lambda v: {"train": v[1], "candidate": v[2]})
         models[name], trains[name], c = _stage(rd, f"train-{name}", st, f"train {name}", what, make, load, record)
-        shutil.rmtree(rd.train.root / name / "checkpoint", ignore_errors=True)  # recorded: resume needs it no more
+        shutil.rmtree(RunDir(rd.train.root / name).checkpoints, ignore_errors=True)  # recorded: resume needs it no more
         cands.append(c)
     if "lambda" in plan.names:
         if trains["lp-ft"].best_step == 0:
