@@ -66,7 +66,7 @@ def page_name(stem: str) -> str:
 
 
 def title_and_summary(nb) -> tuple[str, str]:
-    "The chapter's title (its `# ` heading) and summary (the `> ` quote below it) from its first markdown cell with a title"
+    "The chapter's title (its `# ` heading) and summary (the `> ` quote below it) from its first titled markdown cell"
     for c in nb.cells:
         if c.cell_type != "markdown": continue
         title = next((l[2:].strip() for l in c.source.splitlines() if l.startswith("# ")), "")
@@ -278,10 +278,11 @@ def _status(r: dict) -> str:
 def index_html(records: list[dict], course_map: str, teacher: bool) -> tuple[str, list[str]]:
     "The course's first page (the course map, then every page in reading order), and the formulas that failed"
     failed = []
-    cmap = markdown2html(markdown_math(course_map, failed)) if course_map else ""
+    md = lambda text: markdown2html(markdown_math(text, failed)) if text else ""
     rows = "".join(f'<li><a href="{r["page"]}">{html.escape(r["title"])}</a> <span class="meta">({r["name"]}, '
                    f'{r["images"]} plot{"s" * (r["images"] != 1)}, {_status(r)})</span>'
-                   + (f'<div class="sum">{markdown2html(markdown_math(r["summary"], failed))}</div>' if r["summary"] else "") + "</li>" for r in records)
+                   f'<div class="sum">{md(r["summary"])}</div></li>' for r in records)
+    cmap = md(course_map)
     body = (f'<main class="course-main course-index"><h1>{html.escape(TITLE)}</h1><div class="course-map">{cmap}</div>'
             f'<h2>Every page, in reading order</h2><ol class="chapters">{rows}</ol><p class="meta">Built '
             f'{time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())} by <code>python tools/build_course.py'
@@ -328,8 +329,9 @@ def run_notebook(path: Path, flags: set[str], all_flags: set[str], cache: Path |
 
 def _say(rec: dict) -> str:
     "One line about a built notebook"
-    state = ("FAILED: " + rec["error"]) if rec["error"] else ("reused" if rec["reused"] else
-                                                              f'{rec["seconds"]:.1f} s' if rec["executed"] else "as committed")
+    if rec["error"]: state = "FAILED: " + rec["error"]
+    elif rec["reused"]: state = "reused"
+    else: state = f'{rec["seconds"]:.1f} s' if rec["executed"] else "as committed"
     math = f', {len(rec["math_failed"])} formula(s) NOT CONVERTED' if rec["math_failed"] else ""
     return f"  {rec['name']}: {state}, {rec['images']} plot(s), {rec['skipped_cells']} cell(s) not run{math}"
 
@@ -416,7 +418,8 @@ def write_outputs(nbs: Path = ROOT / "nbs", only: list[str] | None = None, flags
 
 def main(argv: list[str] | None = None) -> int:
     "Command line: build the course (or write outputs) and print one line per notebook"
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--nbs", type=Path, default=ROOT / "nbs", help="folder of notebooks (default nbs/)")
     ap.add_argument("--out", type=Path, default=None, help="output folder (default _site/, or _site-teacher/)")
     ap.add_argument("--only", default="", help="comma-separated name prefixes of the notebooks, e.g. 20,21")

@@ -66,8 +66,8 @@ def _signature_line(kind: str, name: str, rows, ret: str) -> str:
 def _table(rows) -> str:
     "The parameters as an HTML table"
     code = lambda s: f"<code>{html.escape(s)}</code>" if s else ""
-    body = "".join(f"<tr><td>{code(p)}</td><td>{code(t)}</td><td>{code(d)}</td><td>{_inline(doc) if doc else ''}</td></tr>"
-                   for p, t, d, doc in rows)
+    body = "".join(f"<tr><td>{code(p)}</td><td>{code(t)}</td><td>{code(d)}</td>"
+                   f"<td>{_inline(doc) if doc else ''}</td></tr>" for p, t, d, doc in rows)
     return ('<table class="api-params"><thead><tr><th>parameter</th><th>type</th><th>default</th><th>details</th>'
             f"</tr></thead><tbody>{body}</tbody></table>")
 

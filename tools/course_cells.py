@@ -12,7 +12,7 @@ with the solutions). The student build leaves out the solutions and the checks' 
 leaves out the starters.
 """
 from __future__ import annotations
-import ast, html, io, re, tokenize
+import ast, re
 
 import nbformat
 
@@ -89,6 +89,6 @@ def folded_imports(source: str):
     "A markdown cell folding the imports away, as nbdev's docs do for `#| code-fold`"
     code = strip_directives(source).strip()
     n = len(_statements(source) or [])
-    return nbformat.v4.new_markdown_cell(f"<details class=\"course-imports\"><summary>imports ({n} line{'s' * (n != 1)})"
-                                         f"</summary>\n\n```python\n{code}\n```\n\n</details>",
-                                         metadata={"course_note": True})
+    summary = f"imports ({n} line{'s' * (n != 1)})"
+    return nbformat.v4.new_markdown_cell(f'<details class="course-imports"><summary>{summary}</summary>\n\n'
+                                         f"```python\n{code}\n```\n\n</details>", metadata={"course_note": True})

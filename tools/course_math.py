@@ -1,4 +1,4 @@
-"""TeX in markdown to MathML, at build time: the course's pages carry their equations typeset, with no script and no network.
+"""TeX in markdown to MathML at build time: the pages carry their equations typeset, with no script and no network.
 
 `latex2mathml` (PyPI) converts each `$...$` and `$$...$$` of a markdown text; the browser lays out the MathML
 (MathML Core: Chromium 109+, Firefox, Safari). Code spans, fenced code and `\\$` are left alone. A formula that

@@ -50,7 +50,8 @@ def cut_text(text: str, limit: int) -> str:
     if "\n" in head: head = head[:head.rfind("\n") + 1]
     if "\n" in tail[:-1]: tail = tail[tail.find("\n") + 1:]
     cut = text[len(head):len(text) - len(tail)]
-    return head + f"… ({cut.count(chr(10))} lines, {len(cut):,} characters cut by build_course --write-outputs) …\n" + tail
+    note = f"… ({cut.count(chr(10))} lines, {len(cut):,} characters cut by build_course --write-outputs) …\n"
+    return head + note + tail
 
 
 def _size(o) -> int:
