@@ -42,7 +42,14 @@ def scale(x: float,  # the number to scale
           by: float = 2.0,  # the factor
          ) -> float:
     "x times `by`"
-    return x * by'''
+    return x * by
+
+from dataclasses import dataclass
+@dataclass
+class Point:
+    "A point of the plane"
+    x: float  # the abscissa
+    y: float = 0.0  # the ordinate'''
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +69,7 @@ def small_course(tmp_path_factory):
                        "#| eval: false\nraise RuntimeError('an eval-false cell ran')",
                        "#| echo: false\nprint('only-the-output')",
                        "print(SECRET[::-1])",
-                       SHOW_DOC, "show_doc(scale)",
+                       SHOW_DOC, "show_doc(scale)", "show_doc(Point)",
                        "md:## Exercises\n\nWhat is six times seven?",
                        "#| starter\nanswer = None  # your code here",
                        "#| solution\nanswer = 6 * 7  # the-solution",
@@ -124,6 +131,8 @@ def test_small_course_reads_as_nbdev_docs(small_course):
     api = page[page.index('class="api-ref"'):]
     assert "def scale(x: float, by: float = 2.0) -&gt; float" in api and "the factor" in api and "<table" in api
     assert "show_doc(scale)" not in page  # the call is not shown, only its reference
+    point = page[page.index('id="Point"'):]
+    assert "class Point(x: float, y: float = 0.0)" in point and "the abscissa" in point  # a dataclass's field docs
 
 
 def test_student_and_teacher_builds(small_course, tmp_path):

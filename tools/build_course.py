@@ -29,7 +29,7 @@ from nbconvert.filters import markdown2html
 from nbconvert.preprocessors import ExecutePreprocessor, CellExecutionError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from course_api import api_reference_html, is_show_doc_markdown  # noqa: E402
+from course_api import api_reference_html, class_fields, is_show_doc_markdown  # noqa: E402
 from course_cells import (directives, strip_directives, exercise_role, is_hidden, is_import_only,  # noqa: E402,F401
                           is_show_doc, for_variant, folded_imports)
 from course_math import markdown_math  # noqa: E402
@@ -106,7 +106,7 @@ def skipped_note(skipped: list[str]):
     return nbformat.v4.new_markdown_cell(note, metadata={"course_note": True})
 
 
-def typeset(cell, failed: list[str]):
+def typeset(cell, failed: list[str], classes: dict):
     "The cell's markdown (source, or markdown outputs) with its math as MathML and show_doc's output as API reference"
     if cell.cell_type == "markdown":
         cell.source = markdown_math(cell.source, failed)
@@ -114,7 +114,7 @@ def typeset(cell, failed: list[str]):
     for o in cell.get("outputs", []):
         md = o.get("data", {}).get("text/markdown")
         if md is None: continue
-        if is_show_doc_markdown(md): o["data"] = {"text/html": api_reference_html(md)}
+        if is_show_doc_markdown(md): o["data"] = {"text/html": api_reference_html(md, classes)}
         else: o["data"]["text/markdown"] = markdown_math(md, failed)
     return cell
 
@@ -133,12 +133,14 @@ def display_cells(c) -> list:
 
 def for_display(nb, teacher: bool = False) -> tuple:
     "The notebook as a reader sees it, and the formulas that did not convert"
-    failed = []
+    failed, classes = [], {}
     nb = for_variant(nb, teacher)
+    for c in nb.cells:
+        if c.cell_type == "code": classes.update(class_fields(strip_directives(c.source)))
     cells = []
     for c in nb.cells:
         cells += [c] if c.cell_type != "code" else display_cells(c)
-    nb.cells = [typeset(c, failed) for c in cells]
+    nb.cells = [typeset(c, failed, classes) for c in cells]
     return nb, failed
 
 

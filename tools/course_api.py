@@ -2,8 +2,9 @@
 
 nbdev 3's `show_doc` writes a heading, the signature as a code block with each parameter's doc as a comment
 beside it (fastcore's docments), and the docstring in italics. Here the signature is parsed with `ast` and its
-comments with `tokenize`, so that each parameter gets a row: name, type, default, details. A signature that does
-not parse as Python keeps its code block.
+comments with `tokenize`, so that each parameter gets a row: name, type, default, details. A class (a dataclass,
+shown by show_doc as its constructor) takes its fields' docs from the comments beside them in its definition. A
+signature that does not parse as Python keeps its code block.
 """
 from __future__ import annotations
 import ast, html, io, re, tokenize
@@ -50,6 +51,16 @@ def parse_signature(sig: str):
     return kind, fn.name, rows, ast.unparse(fn.returns) if fn.returns else ""
 
 
+def class_fields(source: str) -> dict[str, dict[str, str]]:
+    "The comment beside each annotated field of each class a cell defines: {class: {field: doc}}"
+    try:
+        tree, notes = ast.parse(source), _comments(source)
+    except (SyntaxError, tokenize.TokenError): return {}
+    return {c.name: {a.target.id: notes.get(a.lineno, "") for a in c.body
+                     if isinstance(a, ast.AnnAssign) and isinstance(a.target, ast.Name)}
+            for c in ast.walk(tree) if isinstance(c, ast.ClassDef)}
+
+
 def _inline(md: str) -> str:
     "Markdown of one paragraph as inline HTML"
     return re.sub(r"^<p>(.*)</p>\s*$", r"\1", markdown2html(md).strip(), flags=re.S)
@@ -72,13 +83,20 @@ def _table(rows) -> str:
             f"</tr></thead><tbody>{body}</tbody></table>")
 
 
-def api_reference_html(md: str) -> str:
-    "show_doc's markdown as an HTML API reference block"
+def _with_fields(parsed, fields: dict[str, str] | None):
+    "A class's signature read as its fields, each with the comment written beside it in the class body"
+    if not parsed or fields is None: return parsed
+    rows = [(p, t, d, doc or fields.get(p, "")) for p, t, d, doc in parsed[2]]
+    return "class", parsed[1], rows, ""
+
+
+def api_reference_html(md: str, classes: dict[str, dict[str, str]] | None = None) -> str:
+    "show_doc's markdown as an HTML API reference block; `classes` gives the field docs of the classes it may show"
     title = _HEAD.search(md).group(1).strip()
     sig = _SIG.search(md).group(1)
     src = _SOURCE.search(md)
     doc = _DOC.search(md[_SIG.search(md).end():])
-    parsed = parse_signature(sig)
+    parsed = _with_fields(parse_signature(sig), (classes or {}).get(title))
     link = f' <a class="api-source" href="{html.escape(src.group(1))}">source</a>' if src else ""
     anchor = re.sub(r"[^\w.-]", "-", title)
     out = [f'<div class="api-ref"><h3 class="api-name" id="{anchor}"><code>{html.escape(title)}</code>{link}</h3>']
