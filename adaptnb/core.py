@@ -14,9 +14,10 @@ from torch import nn
 
 # %% auto #0
 __all__ = ['MODEL_FILE', 'DEFAULT_MODEL', 'TASK_NAME_RE', 'AdaptnbError', 'check', 'is_int', 'get_device', 'cpu_bf16',
-           'autocast_dtype', 'autocast', 'eval_mode', 'check_seed', 'seed_everything', 'atomic_write', 'to_jsonable',
-           'save_json', 'load_json', 'Record', 'RunDir', 'check_out_dir', 'default_model_path', 'looks_like_hub_id',
-           'resolve_model', 'load_tokenizer', 'model_config', 'check_max_length', 'check_task_name', 'MultiTaskModel']
+           'autocast_dtype', 'autocast', 'resolve_dtype', 'eval_mode', 'check_seed', 'seed_everything', 'atomic_write',
+           'to_jsonable', 'save_json', 'load_json', 'Record', 'RunDir', 'check_out_dir', 'default_model_path',
+           'looks_like_hub_id', 'resolve_model', 'load_tokenizer', 'model_config', 'check_max_length',
+           'check_task_name', 'MultiTaskModel']
 
 # %% ../nbs/00_core.ipynb #85b4f815
 class AdaptnbError(ValueError):
@@ -109,6 +110,16 @@ def autocast(
     "A `torch.autocast` context for `device` and `dtype`, or a no-op when `dtype` is None"
     dev = get_device(device)
     return torch.autocast(dev.type, dtype=dtype) if dtype is not None else nullcontext()
+
+# %% ../nbs/00_core.ipynb #e7489223
+def resolve_dtype(
+    device: torch.device | str | None = None,  # the device the model runs on
+    dtype: torch.dtype | None = None,  # None: the device's default; torch.float32: no autocast; else this dtype
+) -> torch.dtype | None:
+    "The autocast dtype an evaluation runs at, from its `dtype` argument: None for plain fp32"
+    if dtype is None:
+        return autocast_dtype(device)
+    return None if dtype == torch.float32 else dtype
 
 # %% ../nbs/00_core.ipynb #c181ee7c
 @contextmanager

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from torch.func import functional_call
-from .core import AdaptnbError, Record, check, is_int, MultiTaskModel
+from .core import AdaptnbError, Record, autocast, check, is_int, MultiTaskModel, resolve_dtype
 from .command import parser, add_task_options, task_options, task_list, emit
 from .data import Task, load_task, load_tasks, encode, length_batches, collate
 from .score import mean_task_loss, score
@@ -547,6 +547,7 @@ def evaluate_lambda(
     data: ObjectiveData,  # from objective_data or custom_objective
     objective: str = "S",  # one of OBJECTIVES
     grad: bool = False,  # back-propagate: d objective/dλ accumulates in `lam.grad`
+    dtype: torch.dtype | None = None,  # autocast dtype; None: the device's default, torch.float32: no autocast
 ) -> tuple[float, dict[str, float]]:
     "The objective at λ (S = mean_task_loss of the per-task losses) and each task's mean loss (entropy for 'entropy')"
     check_lambda_options(objective=objective)
@@ -561,10 +562,12 @@ def evaluate_lambda(
             f"the base model has no head for task {t!r}: give θ0 one first (adaptnb.heads.init_heads(base, tasks))",
         )
     T, sums = len(data.tasks), {t: 0.0 for t in data.tasks}
+    amp = None if custom else resolve_dtype(interp.device, dtype)
     with torch.set_grad_enabled(grad):
         theta = interp.theta(lam)
         for i, (t, b) in enumerate(data.batches):
-            per = _batch_losses(interp, lam, theta, data, t, b, objective)
+            with autocast(interp.device, amp):
+                per = _batch_losses(interp, lam, theta, data, t, b, objective)
             if grad:
                 (per.sum() / (data.n[t] * T)).backward(retain_graph=i < len(data.batches) - 1)
             sums[t] += float(per.detach().sum())
@@ -688,6 +691,7 @@ def learn_lambda(
     init: float = 1.0,  # the λ to start from (1: the fine-tuned model)
     bounds=(0.0, 1.0),  # (low, high) λ is projected onto after each step, or None
     keep_best: bool = False,  # return the trajectory's best λ instead of the last
+    dtype: torch.dtype | None = None,  # autocast dtype; None: the device's default, torch.float32: no autocast
     progress: bool = True,  # show a progress bar
 ) -> LambdaResult:
     "Learn λ by gradient descent on `objective`: the source's λ ← λ − α·dℓ/dλ ('gd') or Adam, projected onto `bounds`"
@@ -704,7 +708,7 @@ def learn_lambda(
         range(steps + 1), desc=f"λ ({interp.granularity}, {optimizer})", disable=not progress, leave=False
     ):
         lam.grad = None
-        val, per = evaluate_lambda(interp, lam, data, objective, grad=step < steps)
+        val, per = evaluate_lambda(interp, lam, data, objective, grad=step < steps, dtype=dtype)
         traj.append({"step": step, "lambda": interp.value(lam), "S": val, "losses": per})
         if step < steps:
             g = lam.grad.detach().clone()
@@ -738,6 +742,7 @@ def grid_lambda(
     data: ObjectiveData,  # what the objective is measured on: objective_data(...) or custom_objective(...)
     lambdas: Sequence[float] = GRID,  # the grid (default 0, 0.05, …, 1)
     objective: str = "S",  # one of OBJECTIVES
+    dtype: torch.dtype | None = None,  # autocast dtype; None: the device's default, torch.float32: no autocast
     progress: bool = True,  # show a progress bar
 ) -> GridResult:
     "The objective at each global λ of `lambdas` and the best of them"
@@ -755,7 +760,7 @@ def grid_lambda(
     check(len(lambdas) > 0, "the grid needs at least one λ")
     t0, values, losses = time.perf_counter(), [], []
     for l in tqdm(lambdas, desc="λ grid", disable=not progress, leave=False):
-        v, per = evaluate_lambda(interp, l, data, objective)
+        v, per = evaluate_lambda(interp, l, data, objective, dtype=dtype)
         values.append(v)
         losses.append(per)
     i = int(np.argmin(values))

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import datasets
-from .core import MultiTaskModel, Record, autocast, autocast_dtype, check, eval_mode, get_device, is_int
+from .core import MultiTaskModel, Record, autocast, check, eval_mode, get_device, is_int, resolve_dtype
 from .data import SPLITS, Task, collate, encode, length_batches, load_task, load_tasks
 
 # %% auto #0
@@ -245,7 +245,7 @@ def features(
     dev = get_device(device)
     if next(model.parameters()).device != dev:
         model.to(dev)
-    dtype = autocast_dtype(dev) if dtype is None else None if dtype == torch.float32 else dtype
+    dtype = resolve_dtype(dev, dtype)
     key = (_ds_key(ds), int(max_length), id(tok), getattr(tok, "name_or_path", ""), model.pooling, str(dtype))
     store = _CACHE.setdefault(model, OrderedDict()) if cache else None
     fp = body_fingerprint(model) if cache else None
