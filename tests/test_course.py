@@ -196,6 +196,9 @@ def test_output_cleaning_rules():
     assert co.scrub_text("loaded in 24.5 s, 6 steps, 12ms, 3.1 it/s") == "loaded in … s, 6 steps, … ms, … it/s"
     assert co.scrub_text("took 2 s", keep_times=True) == "took 2 s"
     assert co.scrub_text("/tmp/tmpab12cd_x/run") == "/tmp/tmpXXXXXXXX/run"
+    assert co.scrub_text("ProbeFit(seconds=0.862, l2=0.1) {'eval_runtime': '0.2868', 'eval_loss': '0.11'}") == \
+        "ProbeFit(seconds=…, l2=0.1) {'eval_runtime': '…', 'eval_loss': '0.11'}"
+    assert co.scrub_text("runs/20261202-103711-full") == "runs/YYYYMMDD-HHMMSS-full"
     from PIL import Image
     png = _png()
     small = co.compress_png(png)

@@ -1,8 +1,9 @@
 """Outputs fit to commit: what `python tools/build_course.py --write-outputs` writes back into the notebooks.
 
 An executed notebook's outputs are made deterministic and small before they are written: stderr (warnings, tqdm)
-and widget views (they need a kernel) are dropped; wall times in printed text become `… s` except in cells marked
-`#| timing`; random temporary-folder names are masked; PNG plots are re-encoded as 256-colour palettes (Pillow),
+and widget views (they need a kernel) are dropped; wall times in printed text (`12.3 s`, `seconds=0.8`,
+`'eval_runtime': '0.29'`, clock-named run ids) are masked except in cells marked `#| timing`, and so are random
+temporary-folder names; PNG plots are re-encoded as 256-colour palettes (Pillow),
 halved in size while still over the limit; long text is cut in the middle. No output is left over `LIMIT` bytes.
 The file is then cleaned by nbdev's own `nbdev_clean`, so that CI's `nbdev-clean` finds nothing to change.
 """
@@ -17,12 +18,15 @@ WIDGET = "application/vnd.jupyter.widget-view+json"
 _TIME = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?:\s?)(ms|s|sec|seconds|min|minutes)\b")
 _RATE = re.compile(r"(?<![\w.])\d+(?:\.\d+)?\s?(it/s|s/it)\b")
 _TMP = re.compile(r"(?<=[/\\])tmp[A-Za-z0-9_]{6,10}(?=[/\\'\"\s]|$)")
+_KEYED = re.compile(r"((?:seconds|runtime|elapsed|_time|per_second)['\"]?\s*[:=]\s*['\"]?)\d+(?:\.\d+)?(?:e-?\d+)?")
+_STAMP = re.compile(r"\b20\d{6}-\d{6}\b")  # run ids named by the clock, as 20250102-101112
 
 
 def scrub_text(text: str, keep_times: bool = False) -> str:
     "Printed text without what changes from run to run: wall times (unless kept) and temporary-folder names"
     if not keep_times:
-        text = _RATE.sub(r"… \1", _TIME.sub(r"… \1", text))
+        text = _KEYED.sub(r"\1…", _RATE.sub(r"… \1", _TIME.sub(r"… \1", text)))
+        text = _STAMP.sub("YYYYMMDD-HHMMSS", text)
     return _TMP.sub("tmpXXXXXXXX", text)
 
 
