@@ -19,6 +19,14 @@ def adaptnb(*args, cwd=None, timeout=900):
     return subprocess.run(["adaptnb", *args], capture_output=True, text=True,
                           cwd=cwd, timeout=timeout, env=env)
 
+def here(capsys, *args):
+    "`adaptnb ARGS` in this process (as the entry point runs it): its exit code, stdout and stderr"
+    from adaptnb.cli import main
+    capsys.readouterr()
+    rc = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(args, rc, out.out, out.err)
+
 @pytest.fixture
 def spec(tmp_path):
     p = tmp_path/"spec.yaml"; p.write_text(SPEC); return p
@@ -29,20 +37,20 @@ def spec(tmp_path):
     ("retain: [movie_sentiment]\nnew: [movie_sentiment]\n", "both retained and new"),
     ("new: [movie_sentiment]\ntargets: {movie_sentiment: {f1: 0.9}}\n", "reports no metric"),
 ])
-def test_bad_spec_is_one_clear_line(tmp_path, text, msg):
+def test_bad_spec_is_one_clear_line(tmp_path, capsys, text, msg):
     p = tmp_path/"bad.yaml"; p.write_text(text)
     for cmd in (["decide", str(p)], ["run", str(p), "--out", str(tmp_path/"out")]):
-        r = adaptnb(*cmd)
+        r = here(capsys, *cmd)
         assert r.returncode == 2, r.stderr
         assert msg in r.stderr and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path/"out").exists()
 
-def test_bad_threshold_override(spec):
-    r = adaptnb("decide", str(spec), "--set", "max_unk=0.1")
+def test_bad_threshold_override(spec, capsys):
+    r = here(capsys, "decide", str(spec), "--set", "max_unk=0.1")
     assert r.returncode == 2 and "--set" in r.stderr
 
-def test_decide_json_contract(spec, tmp_path):
-    r = adaptnb("decide", str(spec), "--sample", "60", "--json", str(tmp_path/"d.json"))
+def test_decide_json_contract(spec, tmp_path, capsys):
+    r = here(capsys, "decide", str(spec), "--sample", "60", "--json", str(tmp_path/"d.json"))
     assert r.returncode == 0, r.stderr
     d = json.loads((tmp_path/"d.json").read_text())
     assert d["action"] in ("finetune", "retrain") and isinstance(d["method"], str) and isinstance(d["learn_lambda"], bool)
@@ -60,7 +68,7 @@ def whole_run(tmp_path_factory):
     r = adaptnb("run", str(spec), "--out", str(d/"run"), "--sample", "60", "--json", str(d/"r.json"))
     return spec, d/"run", r
 
-def test_run_writes_the_run_folder(whole_run):
+def test_run_writes_the_run_folder(whole_run, capsys):
     spec, out, r = whole_run
     assert r.returncode == 0, r.stderr[-3000:]
     run = json.loads((out/"run.json").read_text())
@@ -84,9 +92,9 @@ def test_run_writes_the_run_folder(whole_run):
     assert not (out/"train"/"lp-ft"/"checkpoint").exists()   # a recorded candidate keeps no checkpoint
     text = (out/"report.md").read_text()
     assert text.index("## Verdict") < text.index("## Candidates") < text.index("## Decision")
-    r2 = adaptnb("run", str(spec), "--out", str(out))          # a second run into the same folder is refused
+    r2 = here(capsys, "run", str(spec), "--out", str(out))          # a second run into the same folder is refused
     assert r2.returncode == 2 and "already holds a run" in r2.stderr
-    r3 = adaptnb("run", str(spec), "--out", str(out), "--resume")  # and a finished one is not resumed
+    r3 = here(capsys, "run", str(spec), "--out", str(out), "--resume")  # and a finished one is not resumed
     assert r3.returncode == 2 and "has finished" in r3.stderr
 
 def _timeless(x):
@@ -121,18 +129,18 @@ def test_killed_run_resumes_to_the_uninterrupted_result(whole_run, tmp_path):
     for f in ("heads.safetensors", "body/model.safetensors"):   # and the same winner, byte for byte
         assert (whole/"model"/f).read_bytes() == (out/"model"/f).read_bytes(), f
 
-def test_resume_without_a_started_run(spec, tmp_path):
+def test_resume_without_a_started_run(spec, tmp_path, capsys):
     "--resume on a folder no run started: one line, and the folder left as it was"
     out = tmp_path/"run"; out.mkdir(); (out/"mine.txt").write_text("keep")
-    r = adaptnb("run", str(spec), "--out", str(out), "--resume")
+    r = here(capsys, "run", str(spec), "--out", str(out), "--resume")
     assert r.returncode == 2 and "nothing to resume" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert sorted(p.name for p in out.iterdir()) == ["mine.txt"]
-    r = adaptnb("run", str(spec), "--out", str(out), "--resume", "--overwrite")
+    r = here(capsys, "run", str(spec), "--out", str(out), "--resume", "--overwrite")
     assert r.returncode == 2 and "contradict" in r.stderr
 
-def test_budget_too_small_for_the_candidates(spec, tmp_path):
+def test_budget_too_small_for_the_candidates(spec, tmp_path, capsys):
     spec.write_text(SPEC.replace("max_steps: 16", "max_steps: 6"))
-    r = adaptnb("run", str(spec), "--out", str(tmp_path/"run"), "--sample", "60")
+    r = here(capsys, "run", str(spec), "--out", str(tmp_path/"run"), "--sample", "60")
     assert r.returncode == 2 and "give budget {max_steps: 16} or more" in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path/"run").exists(), r.stderr  # before any work
 
