@@ -1,5 +1,5 @@
 "Shared pytest set-up: the `slow` and `cuda` markers, and the offline hub settings every test runs under."
-import os
+import io, os, sys
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -18,3 +18,14 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords and not config.getoption("--runslow"): item.add_marker(skip_slow)
         if "cuda" in item.keywords and not torch.cuda.is_available(): item.add_marker(skip_cuda)
+
+
+def main_cli(capsys, *args, stdin=None, monkeypatch=None):
+    "Run `adaptnb ARGS` in this process, as the entry point runs it; return (exit code, stdout, stderr)"
+    from adaptnb.cli import main
+    if stdin is not None:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    capsys.readouterr()
+    rc = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return rc, out.out, out.err

@@ -1,7 +1,8 @@
-"adaptnb decide / run / demo as a user runs them: real subprocesses, real model, real data (tiny slices)."
+"adaptnb decide / run / demo as a user runs them: runs in real subprocesses, refusals in this process, real model and data (tiny slices)."
 import json, os, subprocess, sys, time
 from pathlib import Path
 import pytest
+from conftest import main_cli
 
 SPEC = """
 name: tiny
@@ -20,12 +21,8 @@ def adaptnb(*args, cwd=None, timeout=900):
                           cwd=cwd, timeout=timeout, env=env)
 
 def here(capsys, *args):
-    "`adaptnb ARGS` in this process (as the entry point runs it): its exit code, stdout and stderr"
-    from adaptnb.cli import main
-    capsys.readouterr()
-    rc = main([str(a) for a in args])
-    out = capsys.readouterr()
-    return subprocess.CompletedProcess(args, rc, out.out, out.err)
+    "`adaptnb ARGS` in this process, in the form `adaptnb(...)` returns"
+    return subprocess.CompletedProcess(args, *main_cli(capsys, *args))
 
 @pytest.fixture
 def spec(tmp_path):

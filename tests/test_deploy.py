@@ -11,6 +11,7 @@ from adaptnb.deploy import (HEADS, MANIFEST, Compression, Gate, Predictor, RunIn
                             load_artifact, quantize_model, prune_model, sparsity, verify)
 from adaptnb.heads import fit_probe
 from adaptnb.score import Score, score
+from conftest import main_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
@@ -72,17 +73,6 @@ def test_calibrated_artifact_carries_its_temperatures(model, news, tmp_path):
     p = Predictor(m, max_length=64).predict_proba(TEXTS)
     assert np.array_equal(load(a, device="cpu").predict_proba(TEXTS), p)
     assert not np.allclose(p, Predictor(model, max_length=64).predict_proba(TEXTS))  # the temperature acts
-
-
-def main_cli(capsys, *args, stdin=None, monkeypatch=None):
-    "Run `adaptnb ARGS` in this process; return (exit code, stdout, stderr)"
-    from adaptnb.cli import main
-    if stdin is not None:
-        import io; monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-    capsys.readouterr()
-    rc = main([str(a) for a in args])
-    out = capsys.readouterr()
-    return rc, out.out, out.err
 
 
 def test_predict_cli_args_file_stdin(model, art, tmp_path, capsys, monkeypatch):
