@@ -262,7 +262,7 @@ def partition(
 # %% ../nbs/07_flow.ipynb #032fc76a
 TRAINED = ("lp-ft", "joint", "retrain")  # the candidates that share the step budget
 MIN_STEPS = 8  # the fewest optimiser steps a trained candidate may get
-LPFT_LR = {"full": 3e-5}  # LP-FT's body learning rate where it differs from training's default for the method
+LPFT_LR = {"full": 5e-5}  # LP-FT's body learning rate where it differs from training's default for the method
 
 
 @dataclass
@@ -373,7 +373,7 @@ def candidate_config(
         eval_max=500,
         checkpoint_every=max(1, steps // 2),
         patience=4,  # of eight evaluations: never before half of the run
-        metric="S",
+        metric="S_calibrated",
         keep_best=True,
         out=None if out is None else str(out),
     )
@@ -890,7 +890,7 @@ def _lambda_models(base: MultiTaskModel, tuned: MultiTaskModel, part: Partition,
 def _lambda_candidates(
     base: MultiTaskModel, tuned: MultiTaskModel, part: Partition, rd: RunDir, steps: int, progress: bool
 ) -> tuple[dict, list[Candidate], dict]:
-    "θ(λ) from lp-ft, λ learned global and per layer on valid: their models, Candidates and the λ summary"
+    "θ(λ) from lp-ft, coarse to fine on valid: a grid, Adam from its best (global), then per layer from that"
     from adaptnb.interpolate import (
         Interpolation,
         grid_lambda,
@@ -902,20 +902,22 @@ def _lambda_candidates(
     req, models, cands, summary = part.requirement, {}, [], {}
     b, tv = _task_vector(base, tuned, part)
     data = objective_data(b.tokenizer, part.tasks, "valid", 64, req.max_length, 32, req.seed)
+    n, k, t0 = sum(data.n.values()), max(1, steps // 2), time.perf_counter()
+    grid = grid_lambda(Interpolation(b, tv, "global"), data=data, lambdas=[i / 5 for i in range(6)], progress=progress)
+    summary["grid"] = {"lambdas": grid.lambdas, "S": grid.values, "best_lambda": grid.best_lambda}
+    start, alpha = grid.best_lambda, 0.05  # within a grid step (0.2) of the best: k small Adam steps refine it
     for name, gran in LAMBDAS.items():
-        t0 = time.perf_counter()
-        interp = Interpolation(b, tv, gran)
-        res = learn_lambda(interp, data=data, optimizer="adam", alpha=0.1, steps=steps, init=1.0, progress=progress)
+        interp, frm = Interpolation(b, tv, gran), start
+        res = learn_lambda(interp, data=data, optimizer="adam", alpha=alpha, steps=k, init=frm, progress=progress)
         models[name] = interp.materialize(res.lam)
         summary[name] = dict(res.to_contract(), granularity=gran, n=data.n)
-        if gran == "global":
-            grid = grid_lambda(interp, data=data, lambdas=[i / 5 for i in range(6)], progress=progress)
-            plot_lambda(grid, res, path=rd.plot("lambda"), title="S(M) on valid along θ0 + λ(θt − θ0)")
-            summary["grid"] = {"lambdas": grid.lambdas, "S": grid.values, "best_lambda": grid.best_lambda}
         lam = res.to_contract()["lambda"]
-        n = sum(data.n.values())
-        what = f"{CANDIDATES[name]}; λ = {_fmt_lambda(lam)}, {steps} Adam steps on {n} valid examples"
+        if gran == "global":
+            plot_lambda(grid, res, path=rd.plot("lambda"), title="S(M) on valid along θ0 + λ(θt − θ0)")
+            start, alpha = float(lam), 0.1  # each layer starts from the global λ and may move further
+        what = f"{CANDIDATES[name]}; λ = {_fmt_lambda(lam)}, {k} Adam steps from λ = {frm:.2f} on {n} valid examples"
         cands.append(Candidate(name, what, time.perf_counter() - t0, tv.numel, 0, lam=lam))
+        t0 = time.perf_counter()
     return models, cands, summary
 
 # %% ../nbs/07_flow.ipynb #9902e0ad
@@ -963,7 +965,7 @@ def run(
     overwrite: bool = False,  # replace a run already in `out`
     progress: bool = True,  # print the stages and show progress bars
     stop: threading.Event | None = None,  # set it to stop training early (the run still finishes)
-    lambda_steps: int = 12,  # Adam steps of each λ search
+    lambda_steps: int = 12,  # Adam steps of the two λ searches together (half each, after a 6-point grid)
     resume: bool = False,  # finish the run that `out` holds, reading back the stages it finished
 ) -> RunResult:
     "The whole flow for a requirement: candidates made, compared on valid, the winner shipped; writes `out`"
@@ -1223,9 +1225,9 @@ DEMO_SPEC = {
     "name": "demo: keep news topics, add movie sentiment",
     "retain": ["news_topic"],
     "new": ["movie_sentiment"],
-    "budget": {"max_steps": 1200},
+    "budget": {"max_steps": 1024},
     "max_length": 64,
-    "batch_size": 16,
+    "batch_size": 32,
     "seed": 0,
     "notes": "the embedded default requirement of `adaptnb demo`",
 }

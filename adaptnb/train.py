@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses, hashlib, json, math, os, pickle, random, re, shutil, sys, threading, time
 from contextlib import nullcontext as _null
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 import numpy as np
 import torch
@@ -34,18 +35,19 @@ from adaptnb.core import (
 )
 from .command import add_config_options, add_task_options, config_kwargs, emit, parser, task_list, task_options
 from .data import Task, collate, encode, length_batches, load_tasks
-from .score import mean_task_loss, sample_rows, task_outputs, task_score
-from .heads import HEAD_INITS, fit_probe, init_heads
+from .score import example_losses, mean_task_loss, sample_rows, task_logits, task_score
+from .heads import HEAD_INITS, fit_probe, fit_temperature, init_heads
 
 # %% auto #0
-__all__ = ['METHODS', 'DEFAULT_LR', 'SCHEDULES', 'TrainConfig', 'check_config', 'linear_names', 'lora_config', 'prepare_method',
-           'merge_lora', 'count_params', 'TaskStream', 'evaluate_split', 'model_fingerprint', 'save_checkpoint',
-           'DamagedCheckpoint', 'checkpoints', 'latest_checkpoint', 'read_checkpoint', 'load_checkpoint', 'Callback',
-           'ProgressBar', 'CSVLog', 'EarlyStopping', 'NotebookPlot', 'NonFiniteLoss', 'TrainResult', 'Run', 'fit',
-           'plot_history', 'finetune_cli', 'retrain_cli']
+__all__ = ['METHODS', 'MIXES', 'DEFAULT_LR', 'SCHEDULES', 'TrainConfig', 'check_config', 'linear_names', 'lora_config',
+           'prepare_method', 'merge_lora', 'count_params', 'TaskStream', 'mix_order', 'micro_batch', 'evaluate_split',
+           'model_fingerprint', 'save_checkpoint', 'DamagedCheckpoint', 'checkpoints', 'latest_checkpoint',
+           'read_checkpoint', 'load_checkpoint', 'Callback', 'ProgressBar', 'CSVLog', 'EarlyStopping', 'NotebookPlot',
+           'NonFiniteLoss', 'TrainResult', 'Run', 'fit', 'plot_history', 'finetune_cli', 'retrain_cli']
 
 # %% ../nbs/04_train.ipynb #84776ed1
 METHODS = ("full", "freeze", "lora", "retrain")
+MIXES = ("proportional", "equal")  # how several tasks' batches share the steps (see `mix_order`)
 DEFAULT_LR = {"full": 1e-4, "freeze": 3e-4, "lora": 1e-3, "retrain": 3e-4}
 SCHEDULES = ("linear", "cosine", "constant")
 
@@ -60,6 +62,10 @@ class TrainConfig(Record):
     max_steps: int | None = field(default=None, metadata={"help": "optimiser steps (overrides epochs)"})
     max_minutes: float | None = field(default=None, metadata={"help": "wall-clock cap in minutes"})
     batch_size: int = field(default=32, metadata={"help": "examples per optimiser step (the global batch)"})
+    mix: str = field(
+        default="proportional",
+        metadata={"help": "several tasks: proportional (batches in proportion to each task's data) | equal (in turn)"},
+    )
     grad_accum: int = field(default=1, metadata={"help": "micro-batches per optimiser step"})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay of matrices"})
     warmup: float = field(default=0.06, metadata={"help": "warm-up: a fraction of the steps in [0, 1), or whole steps"})
@@ -78,7 +84,9 @@ class TrainConfig(Record):
     patience: int | None = field(
         default=None, metadata={"help": "stop after this many evaluations without improvement"}
     )
-    metric: str = field(default="S", metadata={"help": "what picks the best weights: S | train_loss | loss:TASK"})
+    metric: str = field(
+        default="S", metadata={"help": "what picks the best weights: S | S_calibrated | train_loss | loss:TASK"}
+    )
     keep_best: bool = field(default=True, metadata={"help": "end with the best weights by `metric`, not the last"})
     init_heads: str = field(
         default="probe",
@@ -161,9 +169,10 @@ def _check_schedule(cfg: TrainConfig):
         cfg.eval_max is None or is_int(cfg.eval_max, 1),
         f"eval_max must be a positive integer or None, got {cfg.eval_max!r}: use e.g. 2000",
     )
+    check(cfg.mix in MIXES, f"unknown mix {cfg.mix!r}: use one of {list(MIXES)}")
     check(
-        isinstance(cfg.metric, str) and (cfg.metric in ("S", "train_loss") or cfg.metric.startswith("loss:")),
-        f"unknown metric {cfg.metric!r}: use 'S', 'train_loss' or 'loss:TASK'",
+        isinstance(cfg.metric, str) and (cfg.metric in ("S", "S_calibrated", "train_loss") or cfg.metric.startswith("loss:")),
+        f"unknown metric {cfg.metric!r}: use 'S', 'S_calibrated', 'train_loss' or 'loss:TASK'",
     )
 
 
@@ -331,6 +340,29 @@ class TaskStream:
         return collate([self.ids[i] for i in ix], self.tok, self.labels[ix])
 
 # %% ../nbs/04_train.ipynb #b1d66c35
+def mix_order(
+    per_epoch: list[int],  # batches per epoch of each task
+) -> list[tuple[int, int]]:
+    "One joint epoch as (task, batch within the epoch) pairs: every task's batches once, spread evenly"
+    at = sorted((Fraction(2 * j + 1, 2 * c), i, j) for i, c in enumerate(per_epoch) for j in range(c))
+    return [(i, j) for _, i, j in at]
+
+
+def micro_batch(
+    m: int,  # the run's micro-batch number, from 0
+    per_epoch: list[int],  # batches per epoch of each task
+    mix: str = "proportional",  # proportional | equal (see `MIXES`)
+    order: list | None = None,  # `mix_order(per_epoch)`, if already computed
+) -> tuple[int, int]:
+    "Which task micro-batch `m` belongs to, and which of that task's batches it is"
+    if mix == "equal":
+        return m % len(per_epoch), m // len(per_epoch)
+    order = order or mix_order(per_epoch)
+    e, r = divmod(m, len(order))
+    i, j = order[r]
+    return i, e * per_epoch[i] + j
+
+# %% ../nbs/04_train.ipynb #77c79320
 def evaluate_split(
     model: MultiTaskModel,  # the model, with a head for `task`
     task: Task,  # the task to evaluate
@@ -341,22 +373,29 @@ def evaluate_split(
     accelerator=None,  # under several processes, each evaluates its share of the rows and the results are gathered
     dtype=None,  # the autocast dtype of training (None: fp32)
 ) -> dict:
-    "Loss, accuracy and macro-F1 of `task`'s head on a split, through `score.task_outputs`: {'loss','accuracy','macro_f1','n'}"
+    "Loss (raw, and calibrated by one temperature fit on these rows), accuracy and macro-F1 of `task`'s head on a split"
     ds = task.split(split)
     check(len(ds) > 0, f"task {task.name!r} has an empty {split} split: nothing to evaluate")
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator is not None else (0, 1)
     rows = sample_rows(len(ds), max_examples)[rank::world]
     device = next(model.parameters()).device
-    out = task_outputs(
+    z, y = task_logits(
         model, task, split, batch_size, max_length, rows=rows, device=device, dtype=dtype or torch.float32, cache=False
     )
     if world > 1:
         from accelerate.utils import gather_object
 
-        parts = gather_object([out])
-        out = tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
-    ts = task_score(*out, num_labels=task.num_labels)
-    return {"loss": ts.loss, "accuracy": ts.accuracy, "macro_f1": ts.macro_f1, "n": ts.n}
+        parts = gather_object([(z.numpy(), y)])
+        z, y = torch.from_numpy(np.concatenate([p[0] for p in parts])), np.concatenate([p[1] for p in parts])
+    ts, T = task_score(example_losses(z, y), z.argmax(1).numpy(), y, task.num_labels), fit_temperature(z, y)
+    return {
+        "loss": ts.loss,
+        "loss_calibrated": float(example_losses(z / T, y).mean()),
+        "temperature": T,
+        "accuracy": ts.accuracy,
+        "macro_f1": ts.macro_f1,
+        "n": ts.n,
+    }
 
 # %% ../nbs/04_train.ipynb #f5b8c5ed
 def model_fingerprint(model: MultiTaskModel) -> dict:
@@ -818,8 +857,8 @@ def _scheduler(opt, cfg: TrainConfig, total: int):
 
 
 def _metric_value(cfg: TrainConfig, record: dict) -> float:
-    if cfg.metric == "S":
-        return record["S"]
+    if cfg.metric in ("S", "S_calibrated"):
+        return record[cfg.metric]
     if cfg.metric == "train_loss":
         return record["train_loss"]
     t = cfg.metric[5:]
@@ -846,12 +885,14 @@ def _evaluate_all(run: Run, train_loss) -> dict:
         )
         for t in run.tasks + run.watch
     }
-    valid = {k: v["loss"] for k, v in res.items()}
+    valid, cal = ({k: v[f] for k, v in res.items()} for f in ("loss", "loss_calibrated"))
     return {
         "step": run.step,
         "train_loss": train_loss,
         "valid": valid,
         "S": mean_task_loss(valid),
+        "valid_calibrated": cal,
+        "S_calibrated": mean_task_loss(cal),
         "valid_acc": {k: v["accuracy"] for k, v in res.items()},
     }
 
@@ -877,7 +918,9 @@ def _setup(self: Run):
         )
         for i, t in enumerate(self.tasks)
     ]
-    micro_per_epoch = sum(st.per_epoch for st in self.streams)
+    self.per_epoch = [st.per_epoch for st in self.streams]
+    self.order = mix_order(self.per_epoch) if cfg.mix == "proportional" and len(self.streams) > 1 else None
+    micro_per_epoch = sum(self.per_epoch)
     self.total_steps = cfg.max_steps or max(1, math.ceil((cfg.epochs or 1.0) * micro_per_epoch / cfg.grad_accum))
     self.eval_every = cfg.eval_every or max(1, self.total_steps // 10)
     self.ck_every = cfg.checkpoint_every or max(self.eval_every, math.ceil(self.total_steps / 5))
@@ -1013,13 +1056,12 @@ def _nonfinite(self: Run, loss: torch.Tensor, task: str):
 
 
 def _take_step(self: Run) -> float:
-    "One optimiser step over `grad_accum` micro-batches, the tasks in turn; returns the step's mean loss"
-    cfg, acc, n = self.cfg, self.accelerator, len(self.tasks)
+    "One optimiser step over `grad_accum` micro-batches, the tasks mixed by `cfg.mix`; returns the step's mean loss"
+    cfg, acc = self.cfg, self.accelerator
     step_loss = 0.0
     for a in range(cfg.grad_accum):
-        m = self.step * cfg.grad_accum + a
-        ti = m % n
-        b = {k: v.to(acc.device) for k, v in self.streams[ti].batch(m // n).items()}
+        ti, bi = micro_batch(self.step * cfg.grad_accum + a, self.per_epoch, cfg.mix, self.order)
+        b = {k: v.to(acc.device) for k, v in self.streams[ti].batch(bi).items()}
         accumulate = a < cfg.grad_accum - 1 and acc.num_processes > 1  # no gradient all-reduce until the last
         with acc.no_sync(self.prepared) if accumulate else _null(), acc.autocast():
             logits = self.prepared(b["input_ids"], b["attention_mask"], task=self.tasks[ti].name)
