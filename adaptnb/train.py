@@ -171,7 +171,8 @@ def _check_schedule(cfg: TrainConfig):
     )
     check(cfg.mix in MIXES, f"unknown mix {cfg.mix!r}: use one of {list(MIXES)}")
     check(
-        isinstance(cfg.metric, str) and (cfg.metric in ("S", "S_calibrated", "train_loss") or cfg.metric.startswith("loss:")),
+        isinstance(cfg.metric, str)
+        and (cfg.metric in ("S", "S_calibrated", "train_loss") or cfg.metric.startswith("loss:")),
         f"unknown metric {cfg.metric!r}: use 'S', 'S_calibrated', 'train_loss' or 'loss:TASK'",
     )
 
@@ -919,7 +920,7 @@ def _setup(self: Run):
         for i, t in enumerate(self.tasks)
     ]
     self.per_epoch = [st.per_epoch for st in self.streams]
-    self.order = mix_order(self.per_epoch) if cfg.mix == "proportional" and len(self.streams) > 1 else None
+    self.order = mix_order(self.per_epoch) if cfg.mix == "proportional" else None
     micro_per_epoch = sum(self.per_epoch)
     self.total_steps = cfg.max_steps or max(1, math.ceil((cfg.epochs or 1.0) * micro_per_epoch / cfg.grad_accum))
     self.eval_every = cfg.eval_every or max(1, self.total_steps // 10)
