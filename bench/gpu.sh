@@ -3,7 +3,7 @@
 # at bf16 with the fraction of matmul peak (MFU). Run from anywhere, with the project installed (README), on a
 # machine with a CUDA GPU; each phase has a time limit so that the whole fits a 15-minute device lease.
 #
-#     bash bench/gpu.sh            # everything (limits add up to 13 minutes; not yet timed on a GPU)
+#     bash bench/gpu.sh            # everything (limits add up to 13.5 minutes; not yet timed on a GPU)
 #     bash bench/gpu.sh --quick    # the tests and cells, and one short round of each bench
 #
 # Writes bench/results/gpu-*.txt (one file per phase) and prints a summary; exit status 1 if a phase failed,
@@ -38,17 +38,17 @@ phase() {  # phase NAME SECONDS COMMAND...: run it under a time limit, keep its 
   [ "$rc" -eq 0 ] || failed+=("$name (exit $rc)")
 }
 
-phase tests 240 python -m pytest -q -m cuda tests
+phase tests 150 python -m pytest -q -m cuda tests
 cells=$(grep -l '#| cuda' nbs/*.ipynb)
 for nb in $cells; do
-  phase "cells-$(basename "$nb" .ipynb)" 300 nbdev-test --flags cuda "$nb"
+  phase "cells-$(basename "$nb" .ipynb)" 150 nbdev-test --flags cuda "$nb"
 done
 if [ "$quick" -eq 1 ]; then
   phase fit 240 python bench/train.py --batch-size 256 --steps 8 --rounds 1 --n 4096
   phase score 180 python bench/eval.py --device cuda --rounds 1 --n 2000
 else
-  phase fit 420 python bench/train.py --batch-size 256 --steps 20 --rounds 4 --n 8192
-  phase score 240 python bench/eval.py --device cuda --rounds 3 --n 6000
+  phase fit 240 python bench/train.py --batch-size 256 --steps 20 --rounds 4 --n 8192
+  phase score 120 python bench/eval.py --device cuda --rounds 3 --n 6000
 fi
 
 echo
