@@ -28,10 +28,12 @@ class TaskScore(Record):
     loss: float  # L_i, the mean per-example loss
     loss_se: float  # the standard error of L_i
     accuracy: float  # the fraction of right predictions
-    macro_f1: float  # F1 averaged over classes
+    macro_f1: float | None  # F1 averaged over classes (None for a generative task)
     n: int  # examples scored
     num_labels: int  # classes (choices for a prompt task)
     probe_fitted: bool = False  # whether the head was fit just before scoring (set by whoever fit it)
+    exact_match: float | None = None  # generative tasks: the share of greedy answers equal to the reference
+    chrf: float | None = None  # generative tasks: chrF of the greedy answers (sacrebleu, 0-100)
 
     @property
     def chance(self) -> float:
@@ -98,7 +100,8 @@ class Score(Record):
         for k, t in self.tasks.items():
             lines.append(
                 f"{k:<22}{t.loss:>8.4f}{t.loss_se:>8.4f}{t.normalized:>7.3f}{t.accuracy:>7.3f}"
-                f"{t.macro_f1:>7.3f}{t.n:>7}{t.num_labels:>4}  {'fitted now' if t.probe_fitted else 'existing'}"
+                f"{'–' if t.macro_f1 is None else format(t.macro_f1, '.3f'):>7}{t.n:>7}{t.num_labels:>4}  "
+                f"{'fitted now' if t.probe_fitted else 'existing'}"
             )
         lines.append(
             f"S = {self.S:.4f} ± {self.S_se:.4f}   S_weighted = {self.S_weighted:.4f}   "

@@ -39,8 +39,9 @@ from .score import example_losses, mean_task_loss, sample_rows, task_logits, tas
 from .heads import HEAD_INITS, fit_probe, fit_temperature, init_heads
 
 # %% auto #0
-__all__ = ['METHODS', 'MIXES', 'DEFAULT_LR', 'SCHEDULES', 'TrainConfig', 'check_config', 'linear_names', 'lora_config',
-           'prepare_method', 'merge_lora', 'count_params', 'TaskStream', 'mix_order', 'micro_batch', 'evaluate_split',
+__all__ = ['METHODS', 'MIXES', 'DEFAULT_LR', 'SCHEDULES', 'LORA_DEFAULT', 'FAMILIES', 'ENCODERS', 'TrainConfig', 'check_config',
+           'linear_names', 'lora_config', 'prepare_method', 'merge_lora', 'count_params', 'Family', 'register_family',
+           'family_of', 'EncoderFamily', 'TaskStream', 'mix_order', 'micro_batch', 'evaluate_split',
            'model_fingerprint', 'save_checkpoint', 'DamagedCheckpoint', 'checkpoints', 'latest_checkpoint',
            'read_checkpoint', 'load_checkpoint', 'Callback', 'ProgressBar', 'CSVLog', 'EarlyStopping', 'NotebookPlot',
            'NonFiniteLoss', 'TrainResult', 'Run', 'fit', 'plot_history', 'finetune_cli', 'retrain_cli']
@@ -50,6 +51,7 @@ METHODS = ("full", "freeze", "lora", "retrain")
 MIXES = ("proportional", "equal")  # how several tasks' batches share the steps (see `mix_order`)
 DEFAULT_LR = {"full": 1e-4, "freeze": 3e-4, "lora": 1e-3, "retrain": 3e-4}
 SCHEDULES = ("linear", "cosine", "constant")
+LORA_DEFAULT = ["query", "value"]  # the attention's query and value projections (q_proj, v_proj in Llama-style models)
 
 
 @dataclass
@@ -97,8 +99,8 @@ class TrainConfig(Record):
     lora_alpha: int = field(default=16, metadata={"help": "lora: scale of the update (alpha / r)"})
     lora_dropout: float = field(default=0.1, metadata={"help": "lora: dropout on the adapters' input"})
     lora_targets: list = field(
-        default_factory=lambda: ["query", "value"],
-        metadata={"help": "lora: the linear layers to adapt, comma-separated"},
+        default_factory=lambda: list(LORA_DEFAULT),
+        metadata={"help": "lora: the linear layers to adapt, comma-separated (query,value: q_proj,v_proj in Llama-style models)"},
     )
     out: str | None = field(
         default=None, metadata={"help": "the run folder (config, log, checkpoints, model, metrics)"}
@@ -239,10 +241,13 @@ def lora_config(
     from peft import LoraConfig
 
     have = linear_names(module)
-    missing = [t for t in cfg.lora_targets if t.split(".")[-1] not in have]
+    targets = list(cfg.lora_targets)
+    if targets == LORA_DEFAULT and not set(targets) <= set(have) and {"q_proj", "v_proj"} <= set(have):
+        targets = ["q_proj", "v_proj"]  # the same two projections, as Llama-style models (SmolLM2) name them
+    missing = [t for t in targets if t.split(".")[-1] not in have]
     check(not missing, f"LoRA target module(s) {missing} not in the model: its linear layers are {have}")
     return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=list(cfg.lora_targets), bias="none", **kw)
+                      target_modules=targets, bias="none", **kw)
 
 
 def prepare_method(model: MultiTaskModel, cfg: TrainConfig, tasks: list[Task]) -> MultiTaskModel:
@@ -297,24 +302,133 @@ def count_params(model: nn.Module) -> tuple[int, int]:
     ps = list(model.parameters())
     return sum(p.numel() for p in ps if p.requires_grad), sum(p.numel() for p in ps)
 
+# %% ../nbs/04_train.ipynb #3c16e2c9
+class Family:
+    "What `fit` asks of a model family: check, set up, encode, batch, a training loss, an evaluation"
+
+    model_type: type = nn.Module  # the model class of the family
+    task_type: type = Task  # the task class it trains on
+    hint: str = ""  # how to build a model of this family, for messages
+
+    def check(self, model, tasks: list, cfg: TrainConfig):
+        "Raise `AdaptnbError` unless `tasks` and `cfg` suit this family's `model`"
+        wrong = [f"{getattr(t, 'name', t)!r} ({type(t).__name__})" for t in tasks if not isinstance(t, self.task_type)]
+        check(not wrong, f"a {type(model).__name__} trains on {self.task_type.__name__}s, got {', '.join(wrong)}: "
+              f"{self.task_hint}")
+
+    task_hint = "give tasks of the model's kind"
+
+    def load(self, tasks, what: str = "tasks") -> list:
+        "Tasks from tasks or references, or one of either"
+        return load_tasks(tasks, what=what)
+
+    def prepare(self, model, cfg: TrainConfig, tasks: list, watch: list):
+        "Set `model` up for `cfg.method` in place, with what it needs to evaluate `watch`"
+        raise NotImplementedError
+
+    def encode(self, model, task, split: str, max_length: int) -> list[tuple]:
+        "The examples of a split, tokenised: tuples whose first element is the token ids"
+        raise NotImplementedError
+
+    def collate(self, model, items: list[tuple]) -> dict[str, torch.Tensor]:
+        "A padded batch of examples"
+        raise NotImplementedError
+
+    def loss(self, model, batch: dict, task: str) -> torch.Tensor:
+        "The mean training loss of a batch of `task` (`model` may be wrapped, by DDP say)"
+        raise NotImplementedError
+
+    def evaluate(self, model, task, split: str, cfg: TrainConfig, max_examples=None, accelerator=None, dtype=None,
+                 final: bool = False) -> dict:
+        "loss, loss_calibrated, temperature, accuracy, macro_f1 and n of `task` on a split (`final`: the test report)"
+        raise NotImplementedError
+
+    def find_unused(self, tasks: list) -> bool:
+        "Whether some trainable parameters get no gradient in a step (DDP must then look for them)"
+        return False
+
+
+FAMILIES: list[Family] = []
+
+
+def register_family(
+    family: Family,  # an instance; the newest registration of a model class wins
+) -> Family:
+    "Make `fit` (and whatever trains through it) serve `family.model_type`"
+    FAMILIES.insert(0, family)
+    return family
+
+
+def family_of(
+    model,  # a model of a registered family
+) -> Family:
+    "The family that serves `model`"
+    fam = next((f for f in FAMILIES if isinstance(model, f.model_type)), None)
+    check(fam is not None, f"no model family serves a {type(model).__name__}: train a "
+          f"{' or a '.join(f.hint for f in FAMILIES)}")
+    return fam
+
+# %% ../nbs/04_train.ipynb #6614e081
+def _ensure_watch_heads(model: MultiTaskModel, watch: list[Task], cfg: TrainConfig):
+    "Watched tasks need a head to be evaluated: a linear probe (`heads.fit_probe`) where one is missing"
+    for t in watch:
+        if not model.has_head(t.name):
+            fit_probe(model, t, max_length=cfg.max_length)
+
+
+class EncoderFamily(Family):
+    "`MultiTaskModel`: classification tasks, one head each, cross-entropy"
+
+    model_type, task_type = MultiTaskModel, Task
+    hint = "MultiTaskModel (MultiTaskModel.from_pretrained('default'))"
+    task_hint = "give classification Tasks (load_task('news_topic'), task_from_file(...))"
+
+    def prepare(self, model, cfg, tasks, watch):
+        if watch and cfg.method != "retrain":
+            _ensure_watch_heads(model, watch, cfg)
+        prepare_method(model, cfg, tasks)
+        for t in watch if cfg.method == "retrain" else []:
+            if not model.has_head(t.name):
+                model.add_head(t.name, t.labels)
+                model.heads[t.name].requires_grad_(False)  # watched, never trained
+
+    def encode(self, model, task, split, max_length):
+        ds = task.split(split)
+        return list(zip(encode(ds["text"], model.tokenizer, max_length), ds["label"]))
+
+    def collate(self, model, items):
+        return collate([x for x, _ in items], model.tokenizer, np.asarray([y for _, y in items]))
+
+    def loss(self, model, batch, task):
+        return F.cross_entropy(model(batch["input_ids"], batch["attention_mask"], task=task).float(), batch["labels"])
+
+    def evaluate(self, model, task, split, cfg, max_examples=None, accelerator=None, dtype=None, final=False):
+        return evaluate_split(model, task, split, cfg.eval_batch_size, cfg.max_length, max_examples, accelerator, dtype)
+
+    def find_unused(self, tasks):
+        return len(tasks) > 1  # each step trains one task's head; the others get no gradient
+
+
+ENCODERS = register_family(EncoderFamily())
+
 # %% ../nbs/04_train.ipynb #8a5aa140
 class TaskStream:
     "Replayable training batches of one task: batch k is a pure function of (seed, k)"
 
     def __init__(
         self,
-        task: Task,
-        tokenizer,
-        batch_size: int,
-        max_length: int,
-        seed: int,
-        index: int = 0,
-        rank: int = 0,
-        world: int = 1,
+        task,  # the task whose train split to stream
+        model,  # the model, whose family encodes and batches the task
+        batch_size: int,  # examples per batch (all processes together)
+        max_length: int,  # tokens per example
+        seed: int,  # the seed of the shuffle
+        index: int = 0,  # the task's place in the run (each task shuffles differently)
+        rank: int = 0,  # this process
+        world: int = 1,  # the number of processes
     ):
-        self.task, self.tok, self.bs, self.seed, self.index, self.rank, self.world = (
+        self.task, self.model, self.bs, self.seed, self.index, self.rank, self.world = (
             task,
-            tokenizer,
+            model,
             batch_size,
             seed,
             index,
@@ -322,9 +436,9 @@ class TaskStream:
             world,
         )
         check(len(task.train) > 0, f"task {task.name!r} has an empty train split: give it training data")
-        self.ids = encode(task.train["text"], tokenizer, max_length)
-        self.labels = np.asarray(task.train["label"])
-        self.lengths = np.array([len(x) for x in self.ids])
+        self.family = family_of(model)
+        self.items = self.family.encode(model, task, "train", max_length)
+        self.lengths = np.array([len(x[0]) for x in self.items])
         self._cache = {}
         self.per_epoch = len(self._epoch(0))
 
@@ -338,7 +452,7 @@ class TaskStream:
         "The k-th training batch of this task (this process's slice of it)"
         e, j = divmod(k, self.per_epoch)
         ix = self._epoch(e)[j][self.rank :: self.world]
-        return collate([self.ids[i] for i in ix], self.tok, self.labels[ix])
+        return self.family.collate(self.model, [self.items[i] for i in ix])
 
 # %% ../nbs/04_train.ipynb #b1d66c35
 def mix_order(
@@ -415,7 +529,12 @@ def _save_tensors(sd: dict, path: Path):
     from safetensors.torch import save_file
 
     tmp = path.with_name(f".{path.name}.tmp")
-    save_file({k: v.detach().cpu().contiguous() for k, v in sd.items()}, str(tmp))
+    out, seen = {}, set()
+    for k, v in sd.items():  # tied weights (a causal LM's embedding and output layer) share memory: write each apart
+        v = v.detach().cpu().contiguous()
+        out[k] = v.clone() if v.data_ptr() in seen else v
+        seen.add(v.data_ptr())
+    save_file(out, str(tmp))
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -501,7 +620,7 @@ def _write_error(ckdir: Path, step: int, e: Exception) -> AdaptnbError:
     prev = latest_checkpoint(ckdir)
     kept = (f"the previous checkpoint ({prev.name}) is intact and resume=True (--resume) continues from it"
             if prev else "no earlier checkpoint was written")
-    why = (str(e).splitlines() or [type(e).__name__])[0][:200]
+    why = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
     return AdaptnbError(f"could not write checkpoint step-{step:08d} in {ckdir} ({why}): free disk space, then "
                         f"resume; {kept}")
 
@@ -703,6 +822,16 @@ class NonFiniteLoss(AdaptnbError):
     "Training met a NaN or infinite loss"
 
 
+def _mean_of(xs: list) -> float | None:
+    "The mean of the numbers that are there (a generative task has no macro-F1), or None"
+    xs = [x for x in xs if x is not None]
+    return float(np.mean(xs)) if xs else None
+
+
+def _num(x, spec: str = ".3f") -> str:
+    return "–" if x is None else format(x, spec)
+
+
 @dataclass
 class TrainResult(Record):
     "What a training run did: steps, time, evaluation history, best point, test metrics"
@@ -728,7 +857,7 @@ class TrainResult(Record):
     def metrics(self) -> dict:
         "The DESIGN.md metrics.json form: method, task, steps, train_seconds, test {loss, accuracy, macro_f1}"
         ts = [self.test[t] for t in self.tasks]
-        mean = {k: float(np.mean([m[k] for m in ts])) for k in ("loss", "accuracy", "macro_f1")}
+        mean = {k: _mean_of([m.get(k) for m in ts]) for k in ("loss", "accuracy", "macro_f1")}
         return {
             "method": self.method,
             "task": ",".join(self.tasks),
@@ -743,7 +872,7 @@ class TrainResult(Record):
 
     def _repr_markdown_(self):
         rows = "\n".join(
-            f"| {t} | {m['loss']:.4f} | {m['accuracy']:.3f} | {m['macro_f1']:.3f} |" for t, m in self.test.items()
+            f"| {t} | {m['loss']:.4f} | {_num(m['accuracy'])} | {_num(m.get('macro_f1'))} |" for t, m in self.test.items()
         )
         return (
             f"**{self.method}** on {', '.join(self.tasks)}: {self.steps} steps in {self.train_seconds:.1f} s"
@@ -757,8 +886,9 @@ class TrainResult(Record):
 class Run:
     "A training run: its state, which callbacks read, and the loop's pieces (setup, resume, take_step, evaluate, checkpoint, finish)"
 
-    def __init__(self, model: MultiTaskModel, tasks: list, watch: list, cfg: TrainConfig, callbacks=(), stop=None):
+    def __init__(self, model, tasks: list, watch: list, cfg: TrainConfig, callbacks=(), stop=None):
         self.cfg, self.model, self.tasks, self.watch, self.stop = cfg, model, tasks, watch, stop
+        self.family = family_of(model)
         self.task_names = [t.name for t in tasks]
         self.dir = RunDir(cfg.out) if cfg.out else None
         self.out = self.dir.root if self.dir else None
@@ -870,20 +1000,11 @@ def _metric_value(cfg: TrainConfig, record: dict) -> float:
     return record["valid"][t]
 
 # %% ../nbs/04_train.ipynb #954cbb58
-def _ensure_watch_heads(model: MultiTaskModel, watch: list[Task], cfg: TrainConfig):
-    "Watched tasks need a head to be evaluated: a linear probe (`heads.fit_probe`) where one is missing"
-    for t in watch:
-        if not model.has_head(t.name):
-            fit_probe(model, t, max_length=cfg.max_length)
-
-
 def _evaluate_all(run: Run, train_loss) -> dict:
     "One evaluation record: each trained and watched task's valid loss and accuracy, and S over them"
     cfg = run.cfg
     res = {
-        t.name: evaluate_split(
-            run.model, t, "valid", cfg.eval_batch_size, cfg.max_length, cfg.eval_max, run.accelerator, run.dtype
-        )
+        t.name: run.family.evaluate(run.model, t, "valid", cfg, cfg.eval_max, run.accelerator, run.dtype)
         for t in run.tasks + run.watch
     }
     valid, cal = ({k: v[f] for k, v in res.items()} for f in ("loss", "loss_calibrated"))
@@ -902,21 +1023,13 @@ def _setup(self: Run):
     "Heads and method, the accelerator, the batch streams, the schedule and the optimiser"
     cfg, model = self.cfg, self.model
     seed_everything(cfg.seed)
-    if self.watch and cfg.method != "retrain":
-        _ensure_watch_heads(model, self.watch, cfg)
-    prepare_method(model, cfg, self.tasks)
+    self.family.prepare(model, cfg, self.tasks, self.watch)
     self.trainable, self.total_params = count_params(model)
-    if self.watch and cfg.method == "retrain":
-        for t in self.watch:
-            if not model.has_head(t.name):
-                model.add_head(t.name, t.labels)
-    acc, self.dtype = _accelerator(cfg, find_unused=len(self.tasks) > 1)
+    acc, self.dtype = _accelerator(cfg, find_unused=self.family.find_unused(self.tasks))
     self.accelerator = acc
     model.to(acc.device)
     self.streams = [
-        TaskStream(
-            t, model.tokenizer, cfg.batch_size, cfg.max_length, cfg.seed, i, acc.process_index, acc.num_processes
-        )
+        TaskStream(t, model, cfg.batch_size, cfg.max_length, cfg.seed, i, acc.process_index, acc.num_processes)
         for i, t in enumerate(self.tasks)
     ]
     self.per_epoch = [st.per_epoch for st in self.streams]
@@ -1065,8 +1178,7 @@ def _take_step(self: Run) -> float:
         b = {k: v.to(acc.device) for k, v in self.streams[ti].batch(bi).items()}
         accumulate = a < cfg.grad_accum - 1 and acc.num_processes > 1  # no gradient all-reduce until the last
         with acc.no_sync(self.prepared) if accumulate else _null(), acc.autocast():
-            logits = self.prepared(b["input_ids"], b["attention_mask"], task=self.tasks[ti].name)
-            loss = F.cross_entropy(logits.float(), b["labels"])
+            loss = self.family.loss(self.prepared, b, self.tasks[ti].name)
         lv = acc.reduce(loss.detach(), "mean") if acc.num_processes > 1 else loss.detach()
         if not torch.isfinite(lv):
             self._nonfinite(lv, self.tasks[ti].name)
@@ -1139,7 +1251,7 @@ def _finish(self: Run) -> TrainResult:
     for p in model.parameters():
         p.requires_grad_(True)
     test = {
-        t.name: evaluate_split(model, t, "test", cfg.eval_batch_size, cfg.max_length, None, acc, self.dtype)
+        t.name: self.family.evaluate(model, t, "test", cfg, None, acc, self.dtype, final=True)
         for t in self.tasks + self.watch
     }
     speed = round(self.samples / (time.perf_counter() - self.t0), 2) if self.samples else 0.0
@@ -1175,7 +1287,7 @@ Run.finish = _finish
 
 # %% ../nbs/04_train.ipynb #4f5335ad
 def fit(
-    model: MultiTaskModel,  # the model to train, in place
+    model,  # the model to train, in place: a `MultiTaskModel`, an `adaptnb.llm.CausalLM` (see `FAMILIES`)
     tasks,  # the tasks to train: Tasks or references, or one of either
     cfg: TrainConfig | None = None,  # the run's configuration (default: `TrainConfig()`)
     watch=(),  # retained tasks to evaluate while training (forgetting as it happens)
@@ -1187,16 +1299,14 @@ def fit(
     bad = set(kw) - {f.name for f in dataclasses.fields(TrainConfig)}
     check(not bad, f"unknown training option(s) {sorted(bad)}: see TrainConfig for the options")
     cfg = dataclasses.replace(cfg or TrainConfig(), **kw)  # validated by TrainConfig itself
-    check(
-        isinstance(model, MultiTaskModel),
-        f"fit needs a MultiTaskModel, got {type(model).__name__}: use MultiTaskModel.from_pretrained('default')",
-    )
+    family = family_of(model)
     _check_model_limits(cfg, model.body.config)
     get_device(cfg.device)
     _check_out(RunDir(cfg.out) if cfg.out else None, cfg)
-    tasks = load_tasks(tasks, what="tasks")
-    check(len(tasks) > 0, "no task to train: pass one Task or a list of them")
-    watch = [t for t in load_tasks(watch, what="watch") if t.name not in {t.name for t in tasks}]
+    tasks = family.load(tasks, "tasks")
+    check(len(tasks) > 0, "no task to train: pass one task or a list of them")
+    watch = [t for t in family.load(watch, "watch") if t.name not in {t.name for t in tasks}]
+    family.check(model, tasks + watch, cfg)
     names = [t.name for t in tasks + watch]
     check(
         not cfg.metric.startswith("loss:") or cfg.metric[5:] in names,
