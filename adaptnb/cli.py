@@ -19,7 +19,7 @@ from adaptnb.core import (
 from .command import add_task_options, emit, parser, positive_int, seed_arg, task_list, task_options
 
 # %% auto #0
-__all__ = ['COMMANDS', 'main', 'tasks_cli', 'audit_cli', 'score_cli']
+__all__ = ['COMMANDS', 'FAMILY_MODULES', 'TRAINING_COMMANDS', 'main', 'tasks_cli', 'audit_cli', 'score_cli']
 
 # %% ../nbs/11_cli.ipynb #a62ef827
 COMMANDS = {
@@ -51,10 +51,16 @@ def _usage() -> str:
     )
 
 
+FAMILY_MODULES = ("adaptnb.llm",)  # modules that register a model family with `adaptnb.train` (causal LMs)
+TRAINING_COMMANDS = ("finetune", "retrain")  # the commands that train any family's model
+
+
 def _command(name: str):
     "The function that runs command `name`"
     mod, fn, _ = COMMANDS[name]
     try:
+        for m in FAMILY_MODULES if name in TRAINING_COMMANDS else ():
+            importlib.import_module(m)
         return getattr(importlib.import_module(mod), fn)
     except (ImportError, AttributeError) as e:
         raise AdaptnbError(f"the command {name!r} is not available in this build ({e})")
@@ -191,7 +197,8 @@ def _score_parser():
         "train split.",
     )
     p.add_argument(
-        "--model", default=DEFAULT_MODEL, help="default, a model folder, a run folder, or a hub id (default: default)"
+        "--model", default=DEFAULT_MODEL,
+        help="default, smollm2 (a causal LM), a model folder, a run folder, or a hub id (default: default)"
     )
     p.add_argument(
         "--tasks", required=True, help="comma-separated tasks: embedded names, csv:PATH, jsonl:PATH, hf:NAME"
@@ -213,17 +220,25 @@ def score_cli(argv: list[str]) -> int:
     from adaptnb.heads import init_heads
     from adaptnb.score import plot_score, score
 
+    from adaptnb.llm import CAUSAL, causal_score
+    from adaptnb.train import family_for
+
     a = _score_parser().parse_args(argv)
     check(a.split in SPLITS, f"there is no split {a.split!r}: use one of {list(SPLITS)}")
-    get_device(a.device)
-    check_max_length(a.max_length, model_config(a.model))  # before the weights are read
-    tasks = load_tasks(task_list(a.tasks), **task_options(a))
-    model = MultiTaskModel.from_pretrained(a.model)
-    kw = dict(batch_size=a.batch_size, max_length=a.max_length, device=a.device)
-    fitted = init_heads(model, tasks, replace=a.refit, seed=a.seed, **kw)
-    s = score(model, tasks, split=a.split, seed=a.seed, progress=False, **kw)
-    for name in fitted:
-        s.tasks[name].probe_fitted = True
+    dev, family = get_device(a.device), family_for(a.model)
+    check_max_length(a.max_length, family.model_config(a.model))  # before the weights are read
+    if family is CAUSAL:  # a causal LM: prompt tasks, L_i as the answer's NLL (adaptnb.llm)
+        tasks = family.load(task_list(a.tasks), "tasks", **task_options(a))
+        model = family.load_model(a.model).to(dev)
+        s = causal_score(model, model.tokenizer, tasks, a.split, a.batch_size, a.max_length, seed=a.seed, progress=False)
+    else:
+        tasks = load_tasks(task_list(a.tasks), **task_options(a))
+        model = MultiTaskModel.from_pretrained(a.model)
+        kw = dict(batch_size=a.batch_size, max_length=a.max_length, device=a.device)
+        fitted = init_heads(model, tasks, replace=a.refit, seed=a.seed, **kw)
+        s = score(model, tasks, split=a.split, seed=a.seed, progress=False, **kw)
+        for name in fitted:
+            s.tasks[name].probe_fitted = True
     s.model = str(a.model)
     summary = s.summary()
     if a.plot:

@@ -19,12 +19,13 @@ from .data import encode, length_batches, collate, load_tasks
 from .score import score
 from .heads import init_heads
 from .flow import RunResult
+from .llm import CAUSAL_FILE, CausalLM, _causal_folder, _choice_nll, generate_answers
 
 # %% auto #0
 __all__ = ['ARTIFACT_FORMAT', 'MANIFEST', 'HEADS', 'CARD', 'WEIGHTS', 'POOLER_EPS', 'OPTIONS', 'is_quantized', 'prune_model',
            'sparsity', 'quantize_model', 'body_tensors', 'GateResult', 'gate', 'versions', 'write_weights', 'RunInfo',
            'read_run', 'model_card', 'Compression', 'Gate', 'export', 'verify', 'load_artifact', 'Predictor', 'load',
-           'latency', 'compression_table', 'deploy_cli', 'predict_cli']
+           'latency', 'compression_table', 'CausalPredictor', 'deploy_cli', 'predict_cli']
 
 # %% ../nbs/09_deploy.ipynb #3bb4e7e8
 def _qlinear_type():
@@ -358,8 +359,8 @@ def _flow_info(rd: RunDir) -> RunInfo:
 
 
 def read_run(
-    src: str | Path,  # a train run folder, a flow run folder or a MultiTaskModel.save folder
-) -> tuple[MultiTaskModel, RunInfo]:
+    src: str | Path,  # a train run folder, a flow run folder, or a MultiTaskModel.save or CausalLM.save folder
+) -> tuple[MultiTaskModel | CausalLM, RunInfo]:
     "The model of a run or model folder, and what the folder says about it"
     p = Path(src).expanduser()
     check(
@@ -372,7 +373,8 @@ def read_run(
         "(or load it with adaptnb.deploy.load)",
     )
     rd = RunDir(p)
-    model = MultiTaskModel.load(rd.model_dir()).eval()
+    causal = (Path(_causal_folder(p)) / CAUSAL_FILE).exists()
+    model = CausalLM.load(p).eval() if causal else MultiTaskModel.load(rd.model_dir()).eval()
     info = _flow_info(rd) if rd.kind == "flow" else _train_info(rd) if rd.kind == "train" else RunInfo()
     info.source = str(p)
     return model, info
@@ -764,18 +766,18 @@ def _manifest(
     return meta | to_jsonable(facts)
 
 
-def _write_artifact(out: Path, shipped: MultiTaskModel, meta_of) -> Path:
+def _write_artifact(out: Path, shipped, meta_of, write=None, card=None) -> Path:
     "Write weights, card and manifest into a temporary sibling of `out`, flush them, then rename it into place"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}-{time.time_ns()}")
     tmp.mkdir()
     try:
-        lay = write_weights(shipped, tmp)
+        lay = (write or write_weights)(shipped, tmp)
         files = {
             p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in sorted(tmp.iterdir()) if p.is_file()
         }
         meta = meta_of(lay, files)
-        atomic_write(tmp / CARD, model_card(meta))
+        atomic_write(tmp / CARD, (card or model_card)(meta))
         save_json(meta, tmp / MANIFEST)  # last: a folder without its manifest is not an artifact
         _seal(tmp)
         _replace_dir(tmp, out)
@@ -800,17 +802,19 @@ def export(
     comp, spec, out = compression or Compression(), gate or Gate(), check_out_dir(out, "--out")
     _clean_leftovers(out)
     _check_artifact_out(out, overwrite)
-    if isinstance(src, MultiTaskModel):
+    if isinstance(src, (MultiTaskModel, CausalLM)):
         model, found = src, RunInfo(source=f"in-memory model on {src.base}")
     else:
         model, found = read_run(src)
+    if info is not None:
+        found = replace(found, **{k: v for k, v in vars(info).items() if v is not None})
+    info = found
+    if isinstance(model, CausalLM):
+        return _export_causal(model, info, out, comp, spec, name, max_length)
     check(
         len(model.heads) > 0,
         "the model has no task head: give it one first (adaptnb.heads.init_heads, adaptnb.train.fit)",
     )
-    if info is not None:
-        found = replace(found, **{k: v for k, v in vars(info).items() if v is not None})
-    info = found
     shipped = comp.apply(model)
     change = _gate_scores(model, shipped, spec, info, batch_size, max_length)
     g = _verdict(spec, info)
@@ -879,7 +883,8 @@ def verify(
         f"{ARTIFACT_FORMAT!r}): export the model with this adaptnb version",
     )
     files = meta.get("files") or {}
-    for n in (meta.get("weights"), HEADS, "config.json"):
+    heads = () if meta.get("family") == "causal" else (HEADS,)  # a causal LM answers in text: no heads
+    for n in (meta.get("weights"), *heads, "config.json"):
         check(n in files, f"the manifest lists no {n!r}: the artifact is incomplete; export it again")
     check(
         "tokenizer_config.json" in files,
@@ -966,6 +971,8 @@ def load_artifact(
         meta = load_json(_safe_file(root, MANIFEST))
         _check_listed(root, meta.get("files") or {})
     dev = get_device(device)
+    if meta.get("family") == "causal":
+        return _load_causal(root, meta, dev), meta
     body, tok = _empty_body(root)
     sd, pre = _read_tensors(_safe_file(root, meta["weights"])), meta.get("prefix", "")
     sd = {k[len(pre) :]: v for k, v in sd.items() if k.startswith(pre)} if pre else sd
@@ -1060,9 +1067,9 @@ def load(
     batch_size: int = 32,  # texts per batch
     dequantize: bool | None = None,  # expand int8 layers to fp32
 ) -> Predictor:
-    "Load an exported artifact as a `Predictor` (files checked against the manifest; safetensors only)"
+    "Load an exported artifact as a `Predictor` (a `CausalPredictor` for a causal LM; files checked; safetensors only)"
     m, meta = load_artifact(path, device, dequantize=dequantize)
-    return Predictor(m, meta, batch_size=batch_size)
+    return (CausalPredictor if meta.get("family") == "causal" else Predictor)(m, meta, batch_size=batch_size)
 
 # %% ../nbs/09_deploy.ipynb #80430249
 def latency(
@@ -1134,6 +1141,146 @@ def compression_table(
             row[f"Δacc {t.name}"] = row[f"acc {t.name}"] - ref[f"acc {t.name}"]
         rows[name] = row
     return pd.DataFrame.from_dict(rows, orient="index")
+
+# %% ../nbs/09_deploy.ipynb #12f26ada
+def _causal_card(meta: dict) -> str:
+    "The model card of a causal LM artifact: its tasks and prompts, the run's test metrics, the gate, how to use it"
+    tasks, test = meta.get("tasks") or {}, (meta.get("metrics") or {}).get("tasks_test") or {}
+    lines = [f"# {meta.get('name') or 'Causal LM adapted from ' + str(meta['base'])}", "",
+             f"A causal language model adapted by adaptnb from `{meta['base']}`, exported {meta['created']}.", "",
+             "## Tasks", "", "| task | answers | prompt template |", "|---|---|---|"]
+    for t, d in tasks.items():
+        labels = d.get("labels") or [""] * len(d.get("choices") or [])
+        ans = "free text" if d.get("generative") else ", ".join(
+            f"{c.strip()} ({l})" if l else c.strip() for c, l in zip(d["choices"], labels))
+        tmpl = (d.get("template") or "the text is the prompt").replace("\n", " ⏎ ")
+        lines.append(f"| {t} | {ans} | `{tmpl}` |")
+    if test:
+        lines += ["", "## Test metrics (of the run)", "", "| task | answer NLL | accuracy | exact match | chrF |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {t} | {_fmt(x['loss'])} | {_fmt(x.get('accuracy'), 3)} | {_fmt(x.get('exact_match'), 3)} | "
+                  f"{_fmt(x.get('chrf'), 1)} |" for t, x in test.items()]
+        S = float(np.mean([x["loss"] for x in test.values()]))
+        lines += ["", f"S(M) = {S:.4f}, the mean answer NLL over these tasks. Accuracy is choice accuracy for a choice "
+                  "task and answer-token accuracy for a generative one."]
+    if meta.get("lambda") is not None:
+        lines += ["", f"λ = {_fmt(meta['lambda'] if isinstance(meta['lambda'], float) else str(meta['lambda']))}"]
+    g = GateResult.from_dict(meta["gate"])
+    lines += ["", f"Gate: {g.message()}{' (forced)' if g.forced else ''}", "", "## Use", "", "```python",
+              "from adaptnb.deploy import load", "p = load('ARTIFACT')",
+              *([f"p.predict(['...'], task={next(iter(tasks))!r})"] if tasks else []),
+              "p.generate(['Question: ...\\nAnswer:'])", "```", "",
+              "or with transformers: `AutoModelForCausalLM.from_pretrained('ARTIFACT')`.", ""]
+    return "\n".join(lines)
+
+
+def _export_causal(model: CausalLM, info: RunInfo, out: Path, comp: Compression, spec: Gate, name, max_length: int):
+    "Write a causal LM as an artifact: merged weights, config, tokenizer, the tasks' prompts, card and manifest"
+    check(not (comp.quantize or comp.prune), "int8 quantisation and pruning apply to encoder artifacts for now: "
+          "deploy the causal LM without --quantize and --prune")
+    cfg = info.train_config if isinstance(info.train_config, dict) else {}
+    g = _verdict(spec, info)
+
+    def write(m, tmp):
+        m.save(tmp)
+        return {"weights": "model.safetensors", "layout": "causal"}
+
+    def meta_of(lay, files):
+        facts = {("lambda" if f == "lam" else f): v for f, v in vars(info).items() if v is not None}
+        return {"format": ARTIFACT_FORMAT, "family": "causal", "name": name,
+                "created": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "base": model.base,
+                "tasks": cfg.get("task_info") or {}, "max_length": int(max_length), **lay,
+                "compression": {"quantize": None, "prune": None, "weights_bytes": files[lay["weights"]]["bytes"]},
+                "gate": g.to_dict(), "versions": versions(), "files": files} | to_jsonable(facts)
+
+    return _write_artifact(out, model, meta_of, write, _causal_card)
+
+
+def _load_causal(root: Path, meta: dict, dev) -> CausalLM:
+    "The CausalLM of an artifact (no code from the artifact runs), on `dev`"
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    for n in ("config.json", "tokenizer_config.json"):
+        _no_custom_code(root, n)
+    try:
+        body = AutoModelForCausalLM.from_pretrained(root, dtype=torch.float32, trust_remote_code=False,
+                                                    use_safetensors=True)
+        tok = AutoTokenizer.from_pretrained(root, trust_remote_code=False)
+    except (OSError, ValueError) as e:
+        raise AdaptnbError(f"could not read the causal LM in {root} ({(str(e).splitlines() or [''])[0][:160]}): the "
+                           "artifact is damaged; re-export")
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return CausalLM(body, tok, meta.get("base", "")).to(dev).eval()
+
+# %% ../nbs/09_deploy.ipynb #385df9f0
+class CausalPredictor:
+    "Prediction with a causal LM artifact: a choice task's label by choice scoring, a generative task's answer"
+
+    def __init__(
+        self,
+        model: CausalLM,  # the artifact's model (load_artifact), or any CausalLM
+        meta: dict | None = None,  # the artifact's manifest: its tasks (templates, choices) and max_length
+        max_length: int | None = None,  # tokens per prompt + answer (default: the manifest's, else 128)
+        batch_size: int = 8,  # prompts per batch
+    ):
+        self.model, self.meta = model.eval(), meta or {}
+        self.task_info = self.meta.get("tasks") or {}
+        self.max_length, self.batch_size = int(max_length or self.meta.get("max_length", 128)), batch_size
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.task_info)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def _task(self, task: str | None) -> str:
+        check(self.tasks, "this artifact records no task: generate answers to prompts (generate, adaptnb predict "
+              "--generate)")
+        if task is None:
+            check(len(self.tasks) == 1, f"this model has several tasks {self.tasks}: say which one with task=... (--task)")
+            return self.tasks[0]
+        check(task in self.task_info, f"unknown task {task!r}: this model knows {self.tasks}; use --task {self.tasks[0]}")
+        return task
+
+    def prompts(self, texts, task: str) -> list[str]:
+        "The texts in `task`'s template (as they are, for a task without one)"
+        t = self.task_info[task].get("template")
+        return [t.replace("{text}", x) if t else x for x in ([texts] if isinstance(texts, str) else list(texts))]
+
+    def predict_proba(self, texts, task: str | None = None, batch_size: int | None = None) -> np.ndarray:
+        "Probabilities of a choice task's choices, renormalised over them, shape (len(texts), choices)"
+        task = self._task(task)
+        d = self.task_info[task]
+        check(not d.get("generative"), f"task {task!r} is generative: its answers are text, not class probabilities; "
+              "use generate (adaptnb predict --generate)")
+        with torch.inference_mode():
+            nll = _choice_nll(self.model, self.model.tokenizer, self.prompts(texts, task), d["choices"],
+                              self.max_length, batch_size or self.batch_size, self.device)
+        return torch.from_numpy(-nll).softmax(-1).numpy().astype(np.float32)
+
+    def predict(self, texts, task: str | None = None, batch_size: int | None = None) -> list[dict]:
+        "One {'text', 'label', 'probs'} record per text (a generative task: {'text', 'answer'}), in input order"
+        task = self._task(task)
+        texts, d = ([texts] if isinstance(texts, str) else list(texts)), self.task_info[task]
+        if d.get("generative"):
+            return [{"text": t, "answer": a} for t, a in zip(texts, self.generate(texts, task))]
+        names = d.get("labels") or [c.strip() for c in d["choices"]]
+        return [{"text": t, "label": names[int(p.argmax())], "probs": {l: float(x) for l, x in zip(names, p)}}
+                for t, p in zip(texts, self.predict_proba(texts, task, batch_size))]
+
+    def generate(self, texts, task: str | None = None, max_new_tokens: int = 32) -> list[str]:
+        "Greedy answers, each cut at its first line break: to the texts as prompts, or through `task`'s template"
+        prompts = self.prompts(texts, self._task(task)) if task else ([texts] if isinstance(texts, str) else list(texts))
+        return generate_answers(self.model, self.model.tokenizer, prompts, max_new_tokens, self.batch_size,
+                                self.max_length)
+
+    __call__ = predict
+
+    def __repr__(self):
+        return f"CausalPredictor(tasks={self.tasks}, device={self.device})"
 
 # %% ../nbs/09_deploy.ipynb #81c8b283
 def _deploy_parser():
@@ -1230,9 +1377,19 @@ def predict_cli(
     p.add_argument("--task", default=None, help="task whose head to use (needed when the artifact has several)")
     p.add_argument("--device", default=None, help="cpu, cuda or mps (default: best available)")
     p.add_argument("--batch-size", type=int, default=32, help="texts per batch (default: 32)")
+    p.add_argument("--generate", action="store_true",
+                   help="causal LM artifacts: print greedy answers to the texts as prompts (through --task's template)")
+    p.add_argument("--max-new-tokens", type=int, default=32, help="--generate: tokens per answer at most (default: 32)")
     a = p.parse_intermixed_args(argv)
     pred = load(a.artifact, device=a.device, batch_size=a.batch_size)
+    texts = _read_texts(a)
+    if a.generate:
+        check(isinstance(pred, CausalPredictor), f"{a.artifact} holds an encoder classifier, which predicts labels "
+              "and cannot generate text: drop --generate, or deploy a causal LM run")
+        for t, ans in zip(texts, pred.generate(texts, a.task, a.max_new_tokens)):
+            print(json.dumps({"text": t, "answer": ans}, ensure_ascii=False))
+        return 0
     task = pred._task(a.task)
-    for r in pred.predict(_read_texts(a), task):
+    for r in pred.predict(texts, task):
         print(json.dumps(r, ensure_ascii=False))
     return 0

@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_llm.ipynb #a9d13875
 from __future__ import annotations
-import dataclasses, math
+import dataclasses, math, re
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
@@ -64,6 +64,8 @@ class PromptTask(Splits):
     "A task phrased as prompts: train/valid/test splits of prompt/answer rows, and the answer choices (none: free text)"
 
     choices: list = field(default_factory=list)  # the answers to choose from; empty for a generative task
+    labels: list = field(default_factory=list)  # the class label each choice stands for (a task phrased from a Task)
+    template: str | None = None  # the prompt with {text} where the text goes (a task phrased from a Task)
 
     @property
     def generative(self) -> bool:
@@ -219,7 +221,8 @@ def prompt_task(
         for s in SPLITS
     }
     rows = {s: r for s, r in rows.items() if r}
-    return prompt_task_from_rows(rows, name or task.name, [answers[l] for l in task.labels])
+    pt = prompt_task_from_rows(rows, name or task.name, [answers[l] for l in task.labels])
+    return dataclasses.replace(pt, labels=list(task.labels), template=template)
 
 # %% ../nbs/08_llm.ipynb #8c8291af
 def split_by_prompt(
@@ -266,8 +269,8 @@ def generative_task_from_file(
     return prompt_task_from_rows(parts, name or _name_from_path(p), generative=True)
 
 # %% ../nbs/08_llm.ipynb #27c6f198
-def _chatterbot_qa(max_chars: int = 200) -> list[dict]:
-    "Each utterance of chatterbot-corpus's English conversations and the reply to it, the first reply of each"
+def _chatterbot_qa(max_chars: int = 120) -> list[dict]:
+    "Each utterance of chatterbot-corpus's English conversations and its reply (the first; one line, at most `max_chars`)"
     import yaml
 
     root = _package_dir("chatterbot_corpus", "chatterbot-corpus==1.3.3") / "data" / "english"
@@ -280,7 +283,7 @@ def _chatterbot_qa(max_chars: int = 200) -> list[dict]:
         for conv in doc.get("conversations") or []:
             us = [u.strip() for u in conv or [] if isinstance(u, str) and u.strip()]
             for q, a in zip(us, us[1:]):
-                if q not in seen and len(a) <= max_chars:
+                if q not in seen and len(a) <= max_chars and "\n" not in a + q:
                     seen.add(q)
                     rows.append({"prompt": f"Question: {q}\nAnswer:", "answer": " " + a})
     return rows
@@ -294,16 +297,18 @@ def load_prompt_task(
     seed: int = 0,  # the seed of the split (and of loading a classification task)
     max_per_class: int | None = None,  # cap on examples per class of a classification task
     template: str | None = None,  # a classification task's prompt, with {text} (default: its entry in PROMPTS)
+    **kw,  # `data.load_task`'s text_col and label_col, for a classification file
 ) -> PromptTask:
     "A `PromptTask` from a reference: generative ones as they are, classification ones through their template"
     if isinstance(ref, PromptTask):
         return ref
     if isinstance(ref, str) and ref in GENERATIVE:
         return prompt_task_from_rows(split_by_prompt(GENERATIVE[ref](), seed), ref, generative=True)
-    if isinstance(ref, (str, Path)) and Path(str(ref)).suffix.lower() in (".csv", ".jsonl") and \
-            "prompt" in Path(str(ref)).expanduser().open(encoding="utf-8", errors="replace").readline():
-        return generative_task_from_file(ref, seed=seed)
-    task = load_task(ref, seed=seed, max_per_class=max_per_class)
+    path = re.sub(r"^(csv|jsonl):", "", str(ref)) if isinstance(ref, (str, Path)) else ""
+    if Path(path).suffix.lower() in (".csv", ".jsonl") and Path(path).expanduser().is_file() and \
+            "prompt" in Path(path).expanduser().open(encoding="utf-8", errors="replace").readline():
+        return generative_task_from_file(path, seed=seed)
+    task = load_task(ref, seed=seed, max_per_class=max_per_class, **kw)
     check(template is not None or task.name in PROMPTS,
           f"task {task.name!r} has neither prompts nor a prompt template: phrase it with "
           "prompt_task(task, template='...{text}...') (a template per task in the spec), or give prompt/answer rows")
@@ -313,10 +318,11 @@ def load_prompt_task(
 def load_prompt_tasks(
     refs,  # one reference or a list of them (see `load_prompt_task`)
     what: str = "tasks",  # what they are, for messages
+    **opts,  # `load_prompt_task`'s seed and max_per_class, and `data.load_task`'s text_col and label_col
 ) -> list[PromptTask]:
     "`PromptTask`s from references, names distinct"
     refs = list(refs) if isinstance(refs, (list, tuple)) else [] if refs is None else [refs]
-    tasks = [load_prompt_task(r) for r in refs]
+    tasks = [load_prompt_task(r, **opts) for r in refs]
     names = [t.name for t in tasks]
     check(len(set(names)) == len(names), f"the {what} have repeated names {names}: give each task once")
     return tasks
@@ -849,8 +855,28 @@ class CausalFamily(Family):
     hint = "CausalLM (CausalLM.from_pretrained('smollm2'))"
     task_hint = "give PromptTasks (prompt_task('news_topic'), load_prompt_task('chatterbot_qa'))"
 
-    def load(self, tasks, what="tasks"):
-        return load_prompt_tasks(tasks, what)
+    def load(self, tasks, what="tasks", **opts):
+        return load_prompt_tasks(tasks, what, **opts)
+
+    def describe(self, task):
+        return {"generative": task.generative, "choices": list(task.choices), "labels": list(task.labels),
+                "template": task.template}
+
+    def claims(self, ref):
+        return _causal_ref(ref)
+
+    def model_config(self, ref):
+        from transformers import AutoConfig
+
+        src, kw = causal_lm_source(_causal_folder(ref))
+        _needs_gguf(kw)
+        try:
+            return AutoConfig.from_pretrained(src, **kw)
+        except (OSError, ValueError) as e:
+            raise _load_error("the config of", ref, e) from None
+
+    def load_model(self, ref, from_scratch=False):
+        return CausalLM.from_pretrained(_causal_folder(ref))  # `retrain` draws new weights in `prepare`
 
     def check(self, model, tasks, cfg):
         super().check(model, tasks, cfg)
@@ -907,6 +933,29 @@ class CausalFamily(Family):
 
 
 CAUSAL = register_family(CausalFamily())
+
+
+def _causal_folder(ref) -> str:
+    "A causal run folder's model/, else `ref` itself"
+    p = Path(str(ref)).expanduser()
+    return str(p / "model") if (p / "model" / CAUSAL_FILE).exists() else str(ref)
+
+
+def _causal_ref(ref) -> bool:
+    "`ref` names a causal LM: 'smollm2', a .gguf file, a saved CausalLM or causal run, or a *ForCausalLM config"
+    import json
+
+    s = str(ref)
+    if s.lower() == "smollm2" or s.endswith(".gguf"):
+        return True
+    p = Path(s).expanduser()
+    if (p / CAUSAL_FILE).exists() or (p / "model" / CAUSAL_FILE).exists():
+        return True
+    try:
+        arch = json.loads((p / "config.json").read_text()).get("architectures") or []
+    except (OSError, ValueError, AttributeError):
+        return False
+    return any(str(a).endswith("ForCausalLM") for a in arch)
 
 
 def causal_lora_config(**kw) -> TrainConfig:

@@ -41,7 +41,7 @@ from .heads import HEAD_INITS, fit_probe, fit_temperature, init_heads
 # %% auto #0
 __all__ = ['METHODS', 'MIXES', 'DEFAULT_LR', 'SCHEDULES', 'LORA_DEFAULT', 'FAMILIES', 'ENCODERS', 'TrainConfig', 'check_config',
            'linear_names', 'lora_config', 'prepare_method', 'merge_lora', 'count_params', 'Family', 'register_family',
-           'family_of', 'EncoderFamily', 'TaskStream', 'mix_order', 'micro_batch', 'evaluate_split',
+           'family_of', 'family_for', 'EncoderFamily', 'TaskStream', 'mix_order', 'micro_batch', 'evaluate_split',
            'model_fingerprint', 'save_checkpoint', 'DamagedCheckpoint', 'checkpoints', 'latest_checkpoint',
            'read_checkpoint', 'load_checkpoint', 'Callback', 'ProgressBar', 'CSVLog', 'EarlyStopping', 'NotebookPlot',
            'NonFiniteLoss', 'TrainResult', 'Run', 'fit', 'plot_history', 'finetune_cli', 'retrain_cli']
@@ -318,9 +318,21 @@ class Family:
 
     task_hint = "give tasks of the model's kind"
 
-    def load(self, tasks, what: str = "tasks") -> list:
-        "Tasks from tasks or references, or one of either"
-        return load_tasks(tasks, what=what)
+    def load(self, tasks, what: str = "tasks", **opts) -> list:
+        "Tasks from tasks or references, or one of either (`opts`: `data.load_tasks`' seed, max_per_class, columns)"
+        return load_tasks(tasks, what=what, **opts)
+
+    def claims(self, ref) -> bool:
+        "Whether the model reference `ref` (a name, folder or hub id) names a model of this family"
+        return False
+
+    def model_config(self, ref):
+        "The transformers config of the model `ref`, read without its weights"
+        return model_config(ref)
+
+    def load_model(self, ref, from_scratch: bool = False):
+        "The model `ref` names (`from_scratch`: only its architecture is needed)"
+        raise NotImplementedError
 
     def prepare(self, model, cfg: TrainConfig, tasks: list, watch: list):
         "Set `model` up for `cfg.method` in place, with what it needs to evaluate `watch`"
@@ -347,6 +359,10 @@ class Family:
         "Whether some trainable parameters get no gradient in a step (DDP must then look for them)"
         return False
 
+    def describe(self, task) -> dict:
+        "What a run records of a task, for those who use its model later (labels, prompt template...)"
+        return {"labels": list(getattr(task, "labels", []) or [])}
+
 
 FAMILIES: list[Family] = []
 
@@ -367,6 +383,13 @@ def family_of(
     check(fam is not None, f"no model family serves a {type(model).__name__}: train a "
           f"{' or a '.join(f.hint for f in FAMILIES)}")
     return fam
+
+
+def family_for(
+    ref,  # a model reference: 'default', 'smollm2', a folder or a hub id
+) -> Family:
+    "The family whose models `ref` names: the first registered one that claims it (the encoders claim the rest)"
+    return next(f for f in FAMILIES if f.claims(ref))
 
 # %% ../nbs/04_train.ipynb #6614e081
 def _ensure_watch_heads(model: MultiTaskModel, watch: list[Task], cfg: TrainConfig):
@@ -407,6 +430,12 @@ class EncoderFamily(Family):
 
     def find_unused(self, tasks):
         return len(tasks) > 1  # each step trains one task's head; the others get no gradient
+
+    def claims(self, ref):
+        return True  # the fallback: whatever no other family claims is an encoder reference
+
+    def load_model(self, ref, from_scratch=False):
+        return MultiTaskModel.from_pretrained(ref, from_scratch=from_scratch)  # heads: `cfg.init_heads`, in fit
 
 
 ENCODERS = register_family(EncoderFamily())
@@ -1091,6 +1120,7 @@ def _resume(self: Run):
             watch=[t.name for t in self.watch],
             base=self.model.base,
             total_steps=self.total_steps,
+            task_info={t.name: self.family.describe(t) for t in self.tasks + self.watch},
         )
         save_json(dict(cfg.to_dict(), **meta), rd.train_config)
 
@@ -1360,7 +1390,8 @@ def _train_parser(name: str, retrain: bool):
     )
     p = parser(name, what)
     arch = " (its architecture is used, not its weights)" if retrain else ""
-    p.add_argument("--model", default="default", help="'default', a model folder, a run folder or a hub id" + arch)
+    p.add_argument("--model", default="default",
+                   help="'default', 'smollm2' (a causal LM), a model folder, a run folder or a hub id" + arch)
     p.add_argument(
         "--task", required=True, help="task(s) to train, comma-separated: embedded name, csv:PATH, jsonl:PATH, hf:NAME"
     )
@@ -1385,12 +1416,13 @@ def _train_cli(argv: list[str], name: str, retrain: bool) -> int:
     cfg = TrainConfig(**(config_kwargs(TrainConfig, a) | dict(method=method, out=a.out, resume=a.resume, seed=a.seed)))
     get_device(cfg.device)
     _check_out(RunDir(a.out), cfg)
-    _check_model_limits(cfg, model_config(a.model), cli=True)  # before the weights are read
+    family = family_for(a.model)  # an encoder, or a causal LM ('smollm2') where adaptnb.llm is loaded
+    _check_model_limits(cfg, family.model_config(a.model), cli=True)  # before the weights are read
     opts = task_options(a)
-    tasks = load_tasks(task_list(a.task), **opts)
-    watch = load_tasks(task_list(a.watch), what="watch", **opts) if a.watch else []
+    tasks = family.load(task_list(a.task), "tasks", **opts)
+    watch = family.load(task_list(a.watch), "watch", **opts) if a.watch else []
     seed_everything(cfg.seed)  # the random body of `retrain` is drawn here; fit draws the heads after seeding again
-    model = MultiTaskModel.from_pretrained(a.model, from_scratch=retrain)  # heads: `cfg.init_heads`, in fit
+    model = family.load_model(a.model, from_scratch=retrain)
     res = fit(model, tasks, cfg, watch=watch)
     if os.environ.get("RANK", "0") != "0":
         return 0
@@ -1401,7 +1433,7 @@ def _train_cli(argv: list[str], name: str, retrain: bool) -> int:
         m,
         a.json,
         f"{name} ({cfg.method}) on {m['task']}: {m['steps']} steps in {m['train_seconds']:.1f} s; test loss "
-        f"{t['loss']:.4f}, accuracy {t['accuracy']:.3f}, macro-F1 {t['macro_f1']:.3f}{stopped}\nwrote {a.out}",
+        f"{t['loss']:.4f}, accuracy {t['accuracy']:.3f}, macro-F1 {_num(t['macro_f1'])}{stopped}\nwrote {a.out}",
     )
     return 0
 

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from adaptnb.core import MultiTaskModel, autocast_dtype, get_device, load_tokenizer, resolve_model
 from adaptnb.data import load_task
+from peak import matmul_peak
 from adaptnb.train import Callback, TrainConfig, fit
 
 ap = argparse.ArgumentParser()
@@ -65,19 +66,6 @@ def run_trainer(best: bool):
             callbacks=[CB()]).train()
     return (STEPS - 1) * BS / (t[STEPS] - t[1])
 
-def matmul_peak(n=2048, reps=8):
-    "Measured peak FLOP/s of a square matmul at fit's precision"
-    x = torch.randn(n, n, device=dev, dtype=dtype or torch.float32); y = torch.randn_like(x)
-    for _ in range(2): x @ y
-    best = 0
-    for _ in range(3):
-        if dev.type == "cuda": torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        for _ in range(reps): x @ y
-        if dev.type == "cuda": torch.cuda.synchronize()
-        best = max(best, 2 * n**3 * reps / (time.perf_counter() - t0))
-    return best
-
 res = {"fit": [], "trainer_default": [], "trainer_best": []}
 for r in range(a.rounds):
     res["fit"].append(run_fit()); res["trainer_default"].append(run_trainer(False)); res["trainer_best"].append(run_trainer(True))
@@ -88,7 +76,7 @@ cfg = MultiTaskModel.from_pretrained("default").body.config
 nonemb = sum(p.numel() for n, p in MultiTaskModel.from_pretrained("default").body.named_parameters() if "embeddings" not in n and "pooler" not in n)
 # fit pads each length-bucketed batch to its longest text: about the mean token count plus a little
 seq = float(np.mean(lens)); flops_tok = 6 * nonemb + 12 * cfg.num_hidden_layers * cfg.hidden_size * seq
-peak = matmul_peak()
+peak = matmul_peak(dev, dtype)
 achieved = med["fit"] * seq * flops_tok
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(f"median samples/s: fit {med['fit']:.1f}, Trainer default {med['trainer_default']:.1f}, Trainer best ({prec}) {med['trainer_best']:.1f}")

@@ -334,7 +334,7 @@ PY = [
     ("TrainConfig: unknown method", lambda d: TrainConfig(method="distill"), "unknown method"),
     ("TrainConfig: unknown schedule", lambda d: TrainConfig(schedule="wavy"), "unknown schedule"),
     ("fit: unknown option", lambda d: fit(None, "news_topic", bogus=1), "unknown training option"),
-    ("fit: not a model", lambda d: fit("default", "news_topic"), "fit needs a MultiTaskModel"),
+    ("fit: not a model", lambda d: fit("default", "news_topic"), "no model family serves a str: train a"),
     ("fit: max_length above the model's positions",
      lambda d: fit(_base(), f"csv:{d}/good.csv", max_length=600, max_steps=1), "512 or less"),
     ("fit: resume with nothing to resume",

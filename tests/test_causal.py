@@ -217,3 +217,65 @@ def test_smollm2_lora_lowers_the_valid_answer_nll():
     r = fit(m, zh, causal_lora_config(max_steps=4, lr=2e-3, batch_size=4, max_length=32, eval_max=8, seed=1))
     print([h["S"] for h in r.history])
     assert r.history[-1]["S"] < r.history[0]["S"] and r.trainable_params < 0.01 * r.total_params
+
+
+def test_cli_finetune_deploy_predict_a_causal_lm(tiny_dir, tmp_path, capsys, monkeypatch):
+    "adaptnb finetune/retrain/deploy/predict take a causal LM (a saved CausalLM here; 'smollm2' offline) and prompt tasks"
+    from conftest import main_cli
+    small = ["--max-steps", "3", "--max-length", "64", "--batch-size", "8", "--eval-max", "8"]
+    rc, out, err = main_cli(capsys, "finetune", "--model", tiny_dir, "--task", "movie_sentiment,chatterbot_qa",
+                            "--max-per-class", "12", "--method", "lora", *small, "--out", tmp_path / "ft", "--json", "-")
+    assert rc == 0, err
+    m = json.loads(out)
+    qa = m["tasks_test"]["chatterbot_qa"]
+    assert m["method"] == "lora" and m["steps"] == 3 and qa["macro_f1"] is None and {"exact_match", "chrf"} <= set(qa)
+    assert qa["n"] == len(load_prompt_task("chatterbot_qa").test) and m["test"]["macro_f1"] is not None
+    assert not any("lora" in k for k in CausalLM.load(tmp_path / "ft").state_dict())
+    rc, out, err = main_cli(capsys, "retrain", "--model", tmp_path / "ft", "--task", "movie_sentiment",
+                            "--max-per-class", "12", *small, "--out", tmp_path / "rt")
+    assert rc == 0 and "retrain (retrain) on movie_sentiment: 3 steps" in out and "macro-F1" in out, err
+    # deploy the run, then predict labels and generate answers from the artifact
+    rc, out, err = main_cli(capsys, "deploy", tmp_path / "ft", "--out", tmp_path / "art", "--max-length", "64")
+    assert rc == 0 and "gate not checked" in out, err
+    meta = json.loads((tmp_path / "art" / "artifact.json").read_text())
+    assert meta["family"] == "causal" and meta["tasks"]["movie_sentiment"]["labels"] == ["fresh", "rotten"]
+    assert "{text}" in meta["tasks"]["movie_sentiment"]["template"] and meta["tasks"]["chatterbot_qa"]["generative"]
+    card = (tmp_path / "art" / "README.md").read_text()
+    assert "Is this movie review Positive or Negative?" in card and "exact match" in card
+    rc, out, err = main_cli(capsys, "predict", tmp_path / "art", "--task", "movie_sentiment", "Loved it.", "Awful.")
+    recs = [json.loads(l) for l in out.splitlines()]
+    assert rc == 0 and [r["text"] for r in recs] == ["Loved it.", "Awful."], err
+    assert all(r["label"] in ("fresh", "rotten") and abs(sum(r["probs"].values()) - 1) < 1e-5 for r in recs)
+    rc, out, err = main_cli(capsys, "predict", tmp_path / "art", "--generate", "--max-new-tokens", "3", "--file", "-",
+                            stdin="Question: Are you sentient? Answer:\n", monkeypatch=monkeypatch)
+    assert rc == 0 and set(json.loads(out)) == {"text", "answer"}, err
+    rc, out, err = main_cli(capsys, "predict", tmp_path / "art", "--task", "chatterbot_qa", "Are you sentient?")
+    assert rc == 0 and set(json.loads(out)) == {"text", "answer"}, err
+    rc, out, err = main_cli(capsys, "deploy", tmp_path / "ft", "--out", tmp_path / "q", "--quantize", "int8")
+    assert rc == 2 and "encoder artifacts" in err and len(err.strip().splitlines()) == 1, err
+    # bad input: a classification file without a template, and generation asked of an encoder artifact
+    (tmp_path / "colours.csv").write_text("text,label\n" + "".join(f"{c} thing {i},{c}\n" for i in range(6)
+                                                                   for c in ("red", "blue")))
+    rc, out, err = main_cli(capsys, "finetune", "--model", tiny_dir, "--task", f"csv:{tmp_path}/colours.csv",
+                            *small, "--out", tmp_path / "x")
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "neither prompts nor a prompt template" in err, err
+    from adaptnb.core import MultiTaskModel
+    from adaptnb.deploy import export
+    from adaptnb.heads import init_heads
+    enc = MultiTaskModel.from_pretrained("default")
+    init_heads(enc, [load_task("news_topic", max_per_class=6)], max_length=32)
+    export(enc, tmp_path / "enc_art", max_length=32)
+    rc, out, err = main_cli(capsys, "predict", tmp_path / "enc_art", "--generate", "Question: hi?")
+    assert rc == 2 and "cannot generate text" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_cli_score_a_causal_lm(tiny_dir, capsys):
+    "adaptnb score on a causal LM: answer NLL per task, choice accuracy, exact match and chrF, S(M)"
+    from conftest import main_cli
+    rc, out, err = main_cli(capsys, "score", "--model", tiny_dir, "--tasks", "movie_sentiment,chatterbot_qa",
+                            "--max-per-class", "6", "--max-length", "64", "--batch-size", "8", "--json", "-")
+    assert rc == 0, err
+    s = json.loads(out)
+    mv, qa = s["tasks"]["movie_sentiment"], s["tasks"]["chatterbot_qa"]
+    assert s["S"] == pytest.approx((mv["loss"] + qa["loss"]) / 2) and mv["num_labels"] == 2 and qa["macro_f1"] is None
+    assert qa["exact_match"] is not None and qa["chrf"] is not None and mv["exact_match"] is None
