@@ -13,7 +13,6 @@ from adaptnb.core import (
     check_max_length,
     check_out_dir,
     get_device,
-    model_config,
     save_json,
 )
 from .command import add_task_options, emit, parser, positive_int, seed_arg, task_list, task_options

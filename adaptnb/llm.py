@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_llm.ipynb #a9d13875
 from __future__ import annotations
-import dataclasses, math, re
+import dataclasses, re
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
