@@ -428,6 +428,9 @@ def load_causal_lm(
         model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32, **kw)
     except OSError as e:
         raise _load_error("the model", name, e) from None
+    if "gguf_file" in kw:  # de-quantised to float32 on load: nothing is quantised any more, so training may touch it
+        model.hf_quantizer, model.is_quantized = None, False
+        model.config.__dict__.pop("quantization_config", None)
     model.name_or_path = str(name)
     return model.to(get_device(device)).eval(), tok
 
