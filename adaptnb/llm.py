@@ -23,9 +23,9 @@ from .train import Family, TrainConfig, _layers, lora_config, register_family
 __all__ = ['PROMPTS', 'GENERATIVE', 'SMOLLM2_GGUF', 'CAUSAL_FILE', 'CAUSAL', 'answer_nll', 'PromptTask', 'prompt_task_from_rows',
            'prompt_task', 'split_by_prompt', 'generative_task_from_file', 'load_prompt_task', 'load_prompt_tasks',
            'causal_lm_source', 'load_causal_tokenizer', 'load_causal_lm', 'encode_prompts', 'collate_prompts',
-           'CausalLM', 'prompt_batches', 'check_causal_lm', 'lm_logits', 'generate_answers', 'causal_outputs',
-           'outputs_score', 'causal_task_score', 'causal_task_loss', 'causal_score', 'CausalFamily',
-           'causal_lora_config']
+           'CausalLM', 'prompt_batches', 'check_causal_lm', 'lm_logits', 'answer_logits', 'per_example_mean',
+           'generate_answers', 'causal_outputs', 'outputs_score', 'causal_task_score', 'causal_task_loss',
+           'causal_score', 'CausalFamily', 'causal_lora_config']
 
 # %% ../nbs/08_llm.ipynb #4ee33d9a
 def _shape(x) -> str:
@@ -503,13 +503,9 @@ class CausalLM(nn.Module):
         "The (batch, tokens, vocabulary) logits; with `labels`, each example's answer NLL (`answer_nll`)"
         if labels is None:
             return self.body(input_ids=input_ids, attention_mask=attention_mask).logits
-        inner = self.body.get_base_model() if hasattr(self.body, "get_base_model") else self.body
-        h = getattr(inner, inner.base_model_prefix)(input_ids=input_ids, attention_mask=attention_mask)[0]
-        y = labels[:, 1:]
-        keep = y != -100  # the output layer runs on the answer positions only: the rest is never scored
-        nll = F.cross_entropy(inner.get_output_embeddings()(h[:, :-1][keep]).float(), y[keep], reduction="none")
-        rows = keep.nonzero()[:, 0]
-        return torch.zeros(len(y), device=nll.device).index_add(0, rows, nll) / keep.sum(1)
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        z, rows, y = answer_logits(self, batch, input_ids.device)  # the output layer on the answer positions only
+        return per_example_mean(F.cross_entropy(z, y, reduction="none"), rows, len(labels))
 
     def get_input_embeddings(self):
         return self.body.get_input_embeddings()
@@ -652,6 +648,34 @@ def lm_logits(
     return out if isinstance(out, torch.Tensor) else out.logits  # a CausalLM gives the logits themselves
 
 # %% ../nbs/08_llm.ipynb #5ec5b538
+def answer_logits(
+    model,  # a CausalLM or a transformers causal LM (wrapped by peft or not)
+    batch: dict,  # a prompt batch: input_ids, attention_mask and labels (-100 off the answer)
+    device=None,  # where the batch goes (default: the model's device)
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    "The logits at the answer-predicting positions only, (K, vocabulary), with each one's example and target token"
+    body = model.body if isinstance(model, CausalLM) else model
+    inner = body.get_base_model() if hasattr(body, "get_base_model") else body
+    device = device if device is not None else next(body.parameters()).device
+    h = getattr(inner, inner.base_model_prefix)(input_ids=batch["input_ids"].to(device),
+                                                attention_mask=batch["attention_mask"].to(device))[0]
+    y = batch["labels"][:, 1:].to(device)
+    keep = y != -100
+    return inner.get_output_embeddings()(h[:, :-1][keep]).float(), keep.nonzero()[:, 0], y[keep]
+
+
+def per_example_mean(
+    values: torch.Tensor,  # one value per answer token
+    rows: torch.Tensor,  # the example each belongs to (from answer_logits)
+    n: int,  # examples in the batch
+) -> torch.Tensor:
+    "The mean of the values of each example's answer tokens"
+    count = torch.bincount(rows, minlength=n)
+    check(bool((count > 0).all()), f"example(s) {torch.nonzero(count == 0).flatten().tolist()} have no answer token: "
+          "give each example a non-empty answer, and a max_length that leaves room for it")
+    return torch.zeros(n, device=values.device, dtype=values.dtype).index_add(0, rows, values) / count
+
+# %% ../nbs/08_llm.ipynb #619202e2
 def _choice_ids(tokenizer, task: PromptTask) -> list[list[int]]:
     ids = tokenizer(list(task.choices), add_special_tokens=False)["input_ids"]
     empty = [c for c, x in zip(task.choices, ids) if not x]
@@ -666,10 +690,9 @@ def _choice_nll(model, tokenizer, prompts, choices, max_length, batch_size, devi
     items = encode_prompts(tokenizer, ps, cs, max_length)
     out = np.zeros(len(items))
     for ix in length_batches([len(x) for x, _ in items], batch_size):
-        b = collate_prompts([items[i] for i in ix], tokenizer)
-        lg = lm_logits(model, b, device)
-        n_ans = (b["labels"][:, 1:] != -100).sum(1).to(lg.device)
-        out[ix] = (answer_nll(lg, b["labels"]) * n_ans).double().cpu().numpy()
+        z, rows, y = answer_logits(model, collate_prompts([items[i] for i in ix], tokenizer), device)
+        nll = F.cross_entropy(z, y, reduction="none")
+        out[ix] = torch.zeros(len(ix), device=nll.device).index_add(0, rows, nll).double().cpu().numpy()
     return out.reshape(len(prompts), C)
 
 
@@ -682,16 +705,13 @@ def _answer_pass(model, tokenizer, items, cids, batch_size, dev, desc, progress)
     for ix in tqdm(
         length_batches([len(x) for x, _ in items], batch_size), desc=desc, disable=not progress, leave=False
     ):
-        b = collate_prompts([items[i] for i in ix], tokenizer)
-        lg = lm_logits(model, b, dev)
-        losses[ix] = answer_nll(lg, b["labels"]).double().cpu().numpy()
-        y = b["labels"][:, 1:].to(lg.device)
-        hit = (lg[:, :-1].argmax(-1) == y) & (y != -100)
-        hits[ix] = (hit.sum(1) / (y != -100).sum(1)).double().cpu().numpy()
-        if single:  # every choice is one token: read them off the same pass
-            last = torch.tensor([items[i][1] - 1 for i in ix], device=lg.device)
-            lp = lg[torch.arange(len(ix), device=lg.device), last].float().log_softmax(-1)
-            scores[ix] = -lp[:, [x[0] for x in cids]].double().cpu().numpy()
+        z, rows, y = answer_logits(model, collate_prompts([items[i] for i in ix], tokenizer), dev)
+        losses[ix] = per_example_mean(F.cross_entropy(z, y, reduction="none"), rows, len(ix)).double().cpu().numpy()
+        hits[ix] = per_example_mean((z.argmax(-1) == y).float(), rows, len(ix)).double().cpu().numpy()
+        if single:  # every choice is one token: read them off the same pass, at each example's first answer position
+            first = torch.ones_like(rows, dtype=torch.bool)
+            first[1:] = rows[1:] != rows[:-1]
+            scores[ix] = -z[first].log_softmax(-1)[:, [x[0] for x in cids]].double().cpu().numpy()
     return losses, hits, (scores if single else None)
 
 
@@ -816,7 +836,8 @@ def causal_task_loss(
     total = 0.0
     with eval_mode(model), torch.inference_mode():
         for b in prompt_batches(tokenizer, task, split, batch_size, max_length, n, seed=seed):
-            total += float(answer_nll(lm_logits(model, b, dev), b["labels"]).double().sum())
+            z, rows, y = answer_logits(model, b, dev)
+            total += float(per_example_mean(F.cross_entropy(z, y, reduction="none"), rows, len(b["labels"])).double().sum())
     return total / len(ds)
 
 # %% ../nbs/08_llm.ipynb #c5d52bf1
