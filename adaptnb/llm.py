@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_llm.ipynb #a9d13875
 from __future__ import annotations
-import dataclasses, re
+import dataclasses, os, re
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
@@ -269,7 +269,7 @@ def generative_task_from_file(
     return prompt_task_from_rows(parts, name or _name_from_path(p), generative=True)
 
 # %% ../nbs/08_llm.ipynb #27c6f198
-def _chatterbot_qa(max_chars: int = 120) -> list[dict]:
+def _chatterbot_qa(template: str, max_chars: int = 120) -> list[dict]:
     "Each utterance of chatterbot-corpus's English conversations and its reply (the first; one line, at most `max_chars`)"
     import yaml
 
@@ -285,11 +285,11 @@ def _chatterbot_qa(max_chars: int = 120) -> list[dict]:
             for q, a in zip(us, us[1:]):
                 if q not in seen and len(a) <= max_chars and "\n" not in a + q:
                     seen.add(q)
-                    rows.append({"prompt": f"Question: {q}\nAnswer:", "answer": " " + a})
+                    rows.append({"prompt": template.replace("{text}", q), "answer": " " + a})
     return rows
 
 
-GENERATIVE = {"chatterbot_qa": _chatterbot_qa}  # embedded generative tasks: name -> rows
+GENERATIVE = {"chatterbot_qa": (_chatterbot_qa, "Question: {text}\nAnswer:")}  # name -> (rows of a template, template)
 
 
 def load_prompt_task(
@@ -303,7 +303,9 @@ def load_prompt_task(
     if isinstance(ref, PromptTask):
         return ref
     if isinstance(ref, str) and ref in GENERATIVE:
-        return prompt_task_from_rows(split_by_prompt(GENERATIVE[ref](), seed), ref, generative=True)
+        rows_of, template = GENERATIVE[ref]
+        pt = prompt_task_from_rows(split_by_prompt(rows_of(template), seed), ref, generative=True)
+        return dataclasses.replace(pt, template=template)
     path = re.sub(r"^(csv|jsonl):", "", str(ref)) if isinstance(ref, (str, Path)) else ""
     if Path(path).suffix.lower() in (".csv", ".jsonl") and Path(path).expanduser().is_file() and \
             "prompt" in Path(path).expanduser().open(encoding="utf-8", errors="replace").readline():
@@ -423,6 +425,10 @@ def load_causal_lm(
 
     src, kw = causal_lm_source(name)
     _needs_gguf(kw)
+    if os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS") == "1":  # the commands' setting: no de-quantising bar either
+        import transformers
+
+        transformers.utils.logging.disable_progress_bar()
     tok = load_causal_tokenizer(name)
     try:
         model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32, **kw)

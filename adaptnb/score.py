@@ -96,11 +96,12 @@ class Score(Record):
 
     def summary(self) -> str:
         "A short human-readable report"
-        lines = [f"{'task':<22}{'loss':>8}{'±se':>8}{'norm':>7}{'acc':>7}{'F1':>7}{'n':>7}{'C':>4}  probe"]
+        c = max([4] + [1 + len(str(t.num_labels)) for t in self.tasks.values()])  # a generative task's C is its vocabulary
+        lines = [f"{'task':<22}{'loss':>8}{'±se':>8}{'norm':>7}{'acc':>7}{'F1':>7}{'n':>7}{'C':>{c}}  probe"]
         for k, t in self.tasks.items():
             lines.append(
                 f"{k:<22}{t.loss:>8.4f}{t.loss_se:>8.4f}{t.normalized:>7.3f}{t.accuracy:>7.3f}"
-                f"{'–' if t.macro_f1 is None else format(t.macro_f1, '.3f'):>7}{t.n:>7}{t.num_labels:>4}  "
+                f"{'–' if t.macro_f1 is None else format(t.macro_f1, '.3f'):>7}{t.n:>7}{t.num_labels:>{c}}  "
                 f"{'fitted now' if t.probe_fitted else 'existing'}"
             )
         lines.append(

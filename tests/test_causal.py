@@ -240,6 +240,7 @@ def test_cli_finetune_deploy_predict_a_causal_lm(tiny_dir, tmp_path, capsys, mon
     meta = json.loads((tmp_path / "art" / "artifact.json").read_text())
     assert meta["family"] == "causal" and meta["tasks"]["movie_sentiment"]["labels"] == ["fresh", "rotten"]
     assert "{text}" in meta["tasks"]["movie_sentiment"]["template"] and meta["tasks"]["chatterbot_qa"]["generative"]
+    assert meta["tasks"]["chatterbot_qa"]["template"] == "Question: {text}\nAnswer:"  # predict asks as training did
     card = (tmp_path / "art" / "README.md").read_text()
     assert "Is this movie review Positive or Negative?" in card and "exact match" in card
     rc, out, err = main_cli(capsys, "predict", tmp_path / "art", "--task", "movie_sentiment", "Loved it.", "Awful.")
