@@ -44,9 +44,10 @@ def _float_weight(m: nn.Module) -> torch.Tensor:
 
 
 def _linear_names(body: nn.Module) -> list[str]:
-    "Names of the encoder's linear layers that compression touches (the unused pooler is left out)"
+    "Names of the linear layers that compression touches (not an encoder's unused pooler, nor a causal LM's lm_head)"
     linear = (nn.Linear, _qlinear_type())
-    return [n for n, m in body.named_modules() if isinstance(m, linear) and not n.startswith("pooler")]
+    return [n for n, m in body.named_modules()
+            if isinstance(m, linear) and not n.startswith("pooler") and n != "lm_head"]  # lm_head: tied to embeddings
 
 # %% ../nbs/09_deploy.ipynb #2e951a2c
 def prune_model(
@@ -114,7 +115,10 @@ def body_tensors(
         out[f"{n}.weight.int8"] = w.int_repr().contiguous()
         out[f"{n}.weight.scale"] = torch.tensor([w.q_scale()], dtype=torch.float64)
         out[f"{n}.weight.zero_point"] = torch.tensor([w.q_zero_point()], dtype=torch.int64)
-        out[f"{n}.bias"] = m.bias().detach().contiguous()
+        if m.bias() is not None:  # a Llama's projections have none
+            out[f"{n}.bias"] = m.bias().detach().contiguous()
+    if getattr(getattr(body, "config", None), "tie_word_embeddings", False):
+        out.pop("lm_head.weight", None)  # the input embedding, stored once
     return out
 
 
@@ -127,7 +131,7 @@ def _set_int8_layers(body: nn.Module, sd: dict[str, torch.Tensor], quantized: bo
             sd.pop(k),
             float(sd.pop(f"{n}.weight.scale")),
             int(sd.pop(f"{n}.weight.zero_point")),
-            sd.pop(f"{n}.bias"),
+            sd.pop(f"{n}.bias", None),
         )
         check(
             n in mods,
@@ -138,7 +142,8 @@ def _set_int8_layers(body: nn.Module, sd: dict[str, torch.Tensor], quantized: bo
         else:
             with torch.no_grad():
                 mods[n].weight.copy_((q.float() - z) * s)
-                mods[n].bias.copy_(b)
+                if b is not None:
+                    mods[n].bias.copy_(b)
 
 # %% ../nbs/09_deploy.ipynb #33812ed4
 def _score_dict(s) -> dict | None:
@@ -972,7 +977,7 @@ def load_artifact(
         _check_listed(root, meta.get("files") or {})
     dev = get_device(device)
     if meta.get("family") == "causal":
-        return _load_causal(root, meta, dev), meta
+        return _load_causal(root, meta, dev, dequantize), meta
     body, tok = _empty_body(root)
     sd, pre = _read_tensors(_safe_file(root, meta["weights"])), meta.get("prefix", "")
     sd = {k[len(pre) :]: v for k, v in sd.items() if k.startswith(pre)} if pre else sd
@@ -1163,6 +1168,13 @@ def _causal_card(meta: dict) -> str:
         S = float(np.mean([x["loss"] for x in test.values()]))
         lines += ["", f"S(M) = {S:.4f}, the mean answer NLL over these tasks. Accuracy is choice accuracy for a choice "
                   "task and answer-token accuracy for a generative one."]
+    c = meta.get("compression") or {}
+    if c.get("quantize"):
+        ch = c.get("change") or {}
+        lines += ["", f"int8: the linear layers are int8 (dynamic quantisation); weights {c['weights_bytes'] / 2**20:.0f} "
+                  f"MiB against {c['fp32_bytes'] / 2**20:.0f} MiB in fp32. " + (
+                      "On the test splits it changed " + ", ".join(f"{k} by {v:+.4f}" for k, v in ch.items()) + "."
+                      if ch else "Its effect was not measured: deploy with --tasks to score int8 against fp32.")]
     if meta.get("lambda") is not None:
         lines += ["", f"λ = {_fmt(meta['lambda'] if isinstance(meta['lambda'], float) else str(meta['lambda']))}"]
     g = GateResult.from_dict(meta["gate"])
@@ -1176,32 +1188,55 @@ def _causal_card(meta: dict) -> str:
 
 def _export_causal(model: CausalLM, info: RunInfo, out: Path, comp: Compression, spec: Gate, name, max_length: int):
     "Write a causal LM as an artifact: merged weights, config, tokenizer, the tasks' prompts, card and manifest"
-    check(not (comp.quantize or comp.prune), "int8 quantisation and pruning apply to encoder artifacts for now: "
-          "deploy the causal LM without --quantize and --prune")
+    check(not comp.prune, "pruning applies to encoder artifacts for now: deploy the causal LM without --prune")
     cfg = info.train_config if isinstance(info.train_config, dict) else {}
+    shipped = comp.apply(model)
+    change = _causal_change(model, shipped, spec, max_length)
     g = _verdict(spec, info)
 
     def write(m, tmp):
-        m.save(tmp)
-        return {"weights": "model.safetensors", "layout": "causal"}
+        if not is_quantized(m):
+            m.save(tmp)
+            return {"weights": WEIGHTS["fp32"], "layout": "causal"}
+        m.body.config.save_pretrained(tmp)
+        _save_tensors(body_tensors(m.body), tmp / WEIGHTS["int8"])
+        m.tokenizer.save_pretrained(tmp)
+        save_json({"family": "causal", "base": m.base}, tmp / CAUSAL_FILE)
+        return {"weights": WEIGHTS["int8"], "layout": "causal-int8"}
 
     def meta_of(lay, files):
         facts = {("lambda" if f == "lam" else f): v for f, v in vars(info).items() if v is not None}
         return {"format": ARTIFACT_FORMAT, "family": "causal", "name": name,
                 "created": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "base": model.base,
                 "tasks": cfg.get("task_info") or {}, "max_length": int(max_length), **lay,
-                "compression": {"quantize": None, "prune": None, "weights_bytes": files[lay["weights"]]["bytes"]},
+                "compression": {"quantize": comp.quantize, "prune": None, "change": change,
+                                "weights_bytes": files[lay["weights"]]["bytes"],
+                                "fp32_bytes": 4 * sum(p.numel() for p in model.body.parameters())},
                 "gate": g.to_dict(), "versions": versions(), "files": files} | to_jsonable(facts)
 
-    return _write_artifact(out, model, meta_of, write, _causal_card)
+    return _write_artifact(out, shipped, meta_of, write, _causal_card)
 
 
-def _load_causal(root: Path, meta: dict, dev) -> CausalLM:
-    "The CausalLM of an artifact (no code from the artifact runs), on `dev`"
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def _causal_change(model: CausalLM, shipped: CausalLM, spec: Gate, max_length: int) -> dict:
+    "What compression changed on the gate's tasks (test splits): S and each task's accuracy; {} when not asked"
+    if shipped is model or not spec.tasks:
+        return {}
+    from adaptnb.llm import causal_score, load_prompt_tasks
+
+    tasks = load_prompt_tasks(spec.tasks)
+    kw = dict(max_length=max_length, progress=False)
+    a, b = causal_score(shipped, shipped.tokenizer, tasks, **kw), causal_score(model.cpu(), model.tokenizer, tasks, **kw)
+    return {"S": a.S - b.S} | {f"accuracy[{t}]": a.tasks[t].accuracy - b.tasks[t].accuracy for t in a.tasks}
+
+
+def _load_causal(root: Path, meta: dict, dev, dequantize: bool | None = None) -> CausalLM:
+    "The CausalLM of an artifact (no code from the artifact runs), on `dev`; int8 layers stay int8 on the CPU"
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     for n in ("config.json", "tokenizer_config.json"):
         _no_custom_code(root, n)
+    if meta.get("weights") == WEIGHTS["int8"]:
+        return _load_causal_int8(root, meta, dev, dequantize)
     try:
         body = AutoModelForCausalLM.from_pretrained(root, dtype=torch.float32, trust_remote_code=False,
                                                     use_safetensors=True)
@@ -1212,6 +1247,32 @@ def _load_causal(root: Path, meta: dict, dev) -> CausalLM:
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return CausalLM(body, tok, meta.get("base", "")).to(dev).eval()
+
+
+def _load_causal_int8(root: Path, meta: dict, dev, dequantize: bool | None) -> CausalLM:
+    "An int8 causal artifact: the model built from its config, float weights loaded, int8 layers filled"
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        body = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(root, trust_remote_code=False))
+        tok = AutoTokenizer.from_pretrained(root, trust_remote_code=False)
+    except (OSError, ValueError) as e:
+        raise AdaptnbError(f"could not read the config or tokenizer in {root} ({e}): the artifact is damaged; re-export")
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    sd = _read_tensors(_safe_file(root, meta["weights"]))
+    q8 = _split_int8(sd)
+    res = body.load_state_dict(sd, strict=False)
+    qnames = {k[: -len(".weight.int8")] for k in q8 if k.endswith(".weight.int8")}
+    missing = [k for k in res.missing_keys if k.rsplit(".", 1)[0] not in qnames and k != "lm_head.weight"]
+    check(not missing and not res.unexpected_keys, f"the weights in {root} do not fit its config (missing "
+          f"{missing[:3]}, unexpected {res.unexpected_keys[:3]}): the artifact is inconsistent; re-export")
+    m = CausalLM(body, tok, meta.get("base", ""))
+    int8_kernels = dev.type == "cpu" and not dequantize
+    if int8_kernels:
+        quantize_model(m)
+    _set_int8_layers(m.body, q8, quantized=int8_kernels)
+    return m.to(dev).eval()
 
 # %% ../nbs/09_deploy.ipynb #385df9f0
 class CausalPredictor:
@@ -1313,8 +1374,12 @@ def deploy_cli(
     argv: list[str],  # the command's arguments
 ) -> int:
     "`adaptnb deploy RUN_DIR --out ARTIFACT`: export a run as an artifact with a model card, behind the gate"
+    from adaptnb.llm import load_prompt_tasks
+
     a = _deploy_parser().parse_args(argv)
-    tasks = load_tasks(task_list(a.tasks), **task_options(a)) if a.tasks else None
+    causal = (Path(_causal_folder(a.run)) / CAUSAL_FILE).exists()
+    load_as = load_prompt_tasks if causal else load_tasks  # a causal LM's tasks are prompt tasks
+    tasks = load_as(task_list(a.tasks), **task_options(a)) if a.tasks else None
     spec = Gate(tasks=tasks, base="auto" if tasks else None, max_loss_rise=a.max_loss_rise, force=a.force)
     out = export(
         a.run,

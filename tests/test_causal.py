@@ -252,8 +252,16 @@ def test_cli_finetune_deploy_predict_a_causal_lm(tiny_dir, tmp_path, capsys, mon
     assert rc == 0 and set(json.loads(out)) == {"text", "answer"}, err
     rc, out, err = main_cli(capsys, "predict", tmp_path / "art", "--task", "chatterbot_qa", "Are you sentient?")
     assert rc == 0 and set(json.loads(out)) == {"text", "answer"}, err
-    rc, out, err = main_cli(capsys, "deploy", tmp_path / "ft", "--out", tmp_path / "q", "--quantize", "int8")
-    assert rc == 2 and "encoder artifacts" in err and len(err.strip().splitlines()) == 1, err
+    rc, out, err = main_cli(capsys, "deploy", tmp_path / "ft", "--out", tmp_path / "q", "--quantize", "int8",
+                            "--tasks", "movie_sentiment", "--max-per-class", "12", "--max-length", "64")
+    assert rc == 0, err
+    q = json.loads((tmp_path / "q" / "artifact.json").read_text())["compression"]
+    assert q["quantize"] == "int8" and q["weights_bytes"] < q["fp32_bytes"] and set(q["change"]) >= {"S"}
+    assert "int8: the linear layers are int8" in (tmp_path / "q" / "README.md").read_text()
+    rc, out, err = main_cli(capsys, "predict", tmp_path / "q", "--task", "movie_sentiment", "Loved it.")
+    assert rc == 0 and json.loads(out)["label"] in ("fresh", "rotten"), err
+    rc, out, err = main_cli(capsys, "deploy", tmp_path / "ft", "--out", tmp_path / "p", "--prune", "0.5")
+    assert rc == 2 and "pruning applies to encoder artifacts" in err and len(err.strip().splitlines()) == 1, err
     # bad input: a classification file without a template, and generation asked of an encoder artifact
     (tmp_path / "colours.csv").write_text("text,label\n" + "".join(f"{c} thing {i},{c}\n" for i in range(6)
                                                                    for c in ("red", "blue")))
