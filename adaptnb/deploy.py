@@ -1178,7 +1178,8 @@ def _causal_card(meta: dict) -> str:
     if meta.get("lambda") is not None:
         lines += ["", f"λ = {_fmt(meta['lambda'] if isinstance(meta['lambda'], float) else str(meta['lambda']))}"]
     g = GateResult.from_dict(meta["gate"])
-    lines += ["", f"Gate: {g.message()}{' (forced)' if g.forced else ''}", "", "## Use", "", "```python",
+    versus = " (the int8 model against the fp32 one, on the test splits)" if c.get("change") else ""
+    lines += ["", f"Gate{versus}: {g.message()}{' (forced)' if g.forced else ''}", "", "## Use", "", "```python",
               "from adaptnb.deploy import load", "p = load('ARTIFACT')",
               *([f"p.predict(['...'], task={next(iter(tasks))!r})"] if tasks else []),
               "p.generate(['Question: ...\\nAnswer:'])", "```", "",
@@ -1191,7 +1192,7 @@ def _export_causal(model: CausalLM, info: RunInfo, out: Path, comp: Compression,
     check(not comp.prune, "pruning applies to encoder artifacts for now: deploy the causal LM without --prune")
     cfg = info.train_config if isinstance(info.train_config, dict) else {}
     shipped = comp.apply(model)
-    change = _causal_change(model, shipped, spec, max_length)
+    change = _causal_change(model, shipped, spec, info, max_length)
     g = _verdict(spec, info)
 
     def write(m, tmp):
@@ -1217,8 +1218,8 @@ def _export_causal(model: CausalLM, info: RunInfo, out: Path, comp: Compression,
     return _write_artifact(out, shipped, meta_of, write, _causal_card)
 
 
-def _causal_change(model: CausalLM, shipped: CausalLM, spec: Gate, max_length: int) -> dict:
-    "What compression changed on the gate's tasks (test splits): S and each task's accuracy; {} when not asked"
+def _causal_change(model: CausalLM, shipped: CausalLM, spec: Gate, info: RunInfo, max_length: int) -> dict:
+    "What compression changed on the gate's tasks (test splits), S and each task's accuracy; the gate then compares them"
     if shipped is model or not spec.tasks:
         return {}
     from adaptnb.llm import causal_score, load_prompt_tasks
@@ -1226,6 +1227,7 @@ def _causal_change(model: CausalLM, shipped: CausalLM, spec: Gate, max_length: i
     tasks = load_prompt_tasks(spec.tasks)
     kw = dict(max_length=max_length, progress=False)
     a, b = causal_score(shipped, shipped.tokenizer, tasks, **kw), causal_score(model.cpu(), model.tokenizer, tasks, **kw)
+    info.score_before, info.score_after = b, a  # the gate: int8 must not serve the tasks worse than its fp32 model
     return {"S": a.S - b.S} | {f"accuracy[{t}]": a.tasks[t].accuracy - b.tasks[t].accuracy for t in a.tasks}
 
 
