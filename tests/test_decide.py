@@ -1,5 +1,6 @@
-"adaptnb decide / run / demo as a user runs them: runs in real subprocesses, refusals in this process, real model and data (tiny slices)."
-import json, os, subprocess, sys, time
+"""adaptnb decide / run / demo as a user runs them, real model and data (tiny slices): the run that is killed in a real
+subprocess; the whole run, the resume and the refusals through the same `adaptnb.cli.main` in this process."""
+import contextlib, io, json, os, subprocess, sys, time
 from pathlib import Path
 import pytest
 from conftest import main_cli
@@ -23,6 +24,14 @@ def adaptnb(*args, cwd=None, timeout=900):
 def here(capsys, *args):
     "`adaptnb ARGS` in this process, in the form `adaptnb(...)` returns"
     return subprocess.CompletedProcess(args, *main_cli(capsys, *args))
+
+def in_process(*args):
+    "`adaptnb ARGS` in this process (without capsys, for a module fixture), in the form `adaptnb(...)` returns"
+    from adaptnb.cli import main
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in args])
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 @pytest.fixture
 def spec(tmp_path):
@@ -62,7 +71,7 @@ def whole_run(tmp_path_factory):
     "One uninterrupted `adaptnb run` of the tiny spec: its spec, folder and completed process"
     d = tmp_path_factory.mktemp("whole")
     spec = d/"spec.yaml"; spec.write_text(SPEC)
-    r = adaptnb("run", str(spec), "--out", str(d/"run"), "--sample", "60", "--json", str(d/"r.json"))
+    r = in_process("run", str(spec), "--out", str(d/"run"), "--sample", "60", "--json", str(d/"r.json"))
     return spec, d/"run", r
 
 def test_run_writes_the_run_folder(whole_run, capsys):
@@ -113,7 +122,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(whole_run, tmp_path):
         time.sleep(0.01)
     p.kill(); p.wait()
     assert not (out/"run.json").exists() and not (out/"stages"/"train-joint.json").exists()
-    r = adaptnb("run", str(spec), "--out", str(out), "--sample", "60", "--resume")
+    r = in_process("run", str(spec), "--out", str(out), "--sample", "60", "--resume")
     assert r.returncode == 0, r.stderr[-3000:]
     for stage in ("audit", "probe the base", "assess", "train lp-ft"):
         assert f"{stage}: finished before" in r.stdout, stage
@@ -121,7 +130,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(whole_run, tmp_path):
     a, b = (json.loads((d/"run.json").read_text()) for d in (whole, out))
     assert "resumed: audit, probe the base, assess, train lp-ft" in " ".join(b["notes"])
     a, b = _timeless(a), _timeless(b)
-    for k in a:                                               # the same numbers, each in its own fresh processes
+    for k in a:                          # the same numbers, from a run that was killed in its own process and one that was not
         assert a[k] == b[k], k
     for f in ("heads.safetensors", "body/model.safetensors"):   # and the same winner, byte for byte
         assert (whole/"model"/f).read_bytes() == (out/"model"/f).read_bytes(), f

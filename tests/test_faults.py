@@ -1,9 +1,11 @@
-"""Faults of a training run's checkpoints, each in real `adaptnb` processes: `--resume` with nothing to resume, a
-damaged newest checkpoint, and a disk that fills (a file-size limit, `RLIMIT_FSIZE`) while a checkpoint is written.
-And `adaptnb deploy` killed with SIGKILL while it writes an artifact.
+"""Faults of a training run's checkpoints: `--resume` with nothing to resume, a damaged newest checkpoint, and a disk
+that fills (a file-size limit, `RLIMIT_FSIZE`) while a checkpoint is written. And `adaptnb deploy` killed with SIGKILL
+while it writes an artifact.
 
-One uninterrupted run is the reference: every recovery must end with its weights, bit for bit."""
-import hashlib, json, os, signal, subprocess, sys, textwrap, time
+The faults that strike a process (the file-size limit, SIGKILL) strike a real `adaptnb` process; the runs and resumes
+around them go through the same `adaptnb.cli.main` in this process (a fresh process would add seconds of imports and
+test nothing more). One uninterrupted run is the reference: every recovery must end with its weights, bit for bit."""
+import contextlib, hashlib, io, json, os, signal, subprocess, sys, textwrap, time
 from pathlib import Path
 import pytest
 
@@ -16,9 +18,17 @@ WEIGHTS = ("model/body/model.safetensors", "model/heads.safetensors")
 
 
 def _cli(*args) -> subprocess.CompletedProcess:
-    "`adaptnb ARGS...` in a fresh process"
-    return subprocess.run([sys.executable, "-m", "adaptnb.cli", *args], env=ENV, capture_output=True, text=True,
-                          timeout=600)
+    "`adaptnb ARGS...` in this process (`adaptnb.cli.main`, as the entry point runs it), as `subprocess.run` returns it"
+    from adaptnb.cli import main
+    out, err, quiet = io.StringIO(), io.StringIO(), os.environ.get("ADAPTNB_NO_PROGRESS")
+    os.environ["ADAPTNB_NO_PROGRESS"] = "1"  # as in ENV: no progress bars
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main([str(a) for a in args])
+    finally:
+        if quiet is None: os.environ.pop("ADAPTNB_NO_PROGRESS")
+        else: os.environ["ADAPTNB_NO_PROGRESS"] = quiet
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
 def _digests(out: Path) -> dict:

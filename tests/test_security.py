@@ -11,6 +11,7 @@ import torch
 
 from adaptnb.core import AdaptnbError, MultiTaskModel
 from adaptnb.deploy import CARD, HEADS, MANIFEST, export, load, load_artifact
+from conftest import main_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", ADAPTNB_NO_PROGRESS="1")
@@ -299,15 +300,16 @@ def test_crafted_checkpoint_file_is_never_unpickled(run, tmp_path, name):
     assert not (tmp_path / "ran").exists()
 
 
-def test_resume_refuses_a_crafted_checkpoint(run, tmp_path):
+def test_resume_refuses_a_crafted_checkpoint(run, tmp_path, capsys):
     "adaptnb finetune --resume on a run whose only checkpoint holds a crafted pickle: one line, exit 2, nothing runs"
-    box, env, _, out = run
+    # (`main` in this process: what is checked is the refusal, not where the command writes)
+    out = run[3]
     mine = shutil.copytree(out, tmp_path / "run")
     ck = next((mine / "checkpoint").glob("step-*"))
     torch.save({"state": _RunsCode(tmp_path / "ran")}, ck / "optimizer.pt")
-    r = _in(box, env, "finetune", *TRAIN, "--out", str(mine), "--resume")
-    lines = r.stderr.strip().splitlines()
-    assert r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    rc, _, err = main_cli(capsys, "finetune", *TRAIN, "--out", mine, "--resume")
+    lines = err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1 and "Traceback" not in err, err[-3000:]
     assert "no checkpoint" in lines[0] and "optimizer.pt holds Python objects" in lines[0]
     assert "never unpickles" in lines[0] and not (tmp_path / "ran").exists()
 

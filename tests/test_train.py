@@ -8,6 +8,7 @@ from safetensors.torch import load_file
 from adaptnb.core import AdaptnbError, MultiTaskModel
 from adaptnb.data import load_task
 from adaptnb.train import TrainConfig, fit, NonFiniteLoss, latest_checkpoint
+from conftest import main_cli
 load_run = MultiTaskModel.from_pretrained  # the one loader reads a run folder
 
 ENV = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", ADAPTNB_NO_PROGRESS="1", PYTHONUNBUFFERED="1")
@@ -115,7 +116,8 @@ def test_stop_flag(task, base, tmp_path):
 def _cli(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "adaptnb.cli", *args], env=ENV, capture_output=True, text=True, cwd=cwd, timeout=900)
 
-def test_cli_finetune_and_retrain(tmp_path):
+def test_cli_finetune_and_retrain(tmp_path, capsys):
+    "The finetune command in a real process; the refusals and retrain through the same `main`, in this process"
     out = tmp_path/"ft"
     r = _cli("finetune", "--task", "news_topic", "--method", "lora", "--max-per-class", "12", "--max-steps", "3", "--max-length", "32",
              "--batch-size", "8", "--out", str(out), "--json", "-")
@@ -126,14 +128,14 @@ def test_cli_finetune_and_retrain(tmp_path):
     assert (out/"train_config.json").exists() and (out/"log.jsonl").exists() and latest_checkpoint(out/"checkpoint") is not None
     body = load_run(out).body
     assert not any("lora" in n for n, _ in body.named_parameters())   # merged back
-    r = _cli("finetune", "--task", "news_topic", "--max-steps", "3", "--out", str(out))
-    assert r.returncode == 2 and "already holds a run" in r.stderr and "--resume" in r.stderr
-    r = _cli("finetune", "--task", "news_topic", "--method", "dora", "--out", str(tmp_path/"x"))
-    assert r.returncode == 2 and "unknown method 'dora'" in r.stderr
-    r = _cli("retrain", "--task", "news_topic", "--max-per-class", "12", "--max-steps", "2", "--max-length", "32", "--batch-size", "8",
-             "--out", str(tmp_path/"rt"))
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert "retrain (retrain) on news_topic: 2 steps" in r.stdout
+    rc, _, err = main_cli(capsys, "finetune", "--task", "news_topic", "--max-steps", "3", "--out", out)
+    assert rc == 2 and "already holds a run" in err and "--resume" in err
+    rc, _, err = main_cli(capsys, "finetune", "--task", "news_topic", "--method", "dora", "--out", tmp_path/"x")
+    assert rc == 2 and "unknown method 'dora'" in err
+    rc, stdout, err = main_cli(capsys, "retrain", "--task", "news_topic", "--max-per-class", "12", "--max-steps", "2", "--max-length", "32",
+                               "--batch-size", "8", "--out", tmp_path/"rt")
+    assert rc == 0, err[-3000:]
+    assert "retrain (retrain) on news_topic: 2 steps" in stdout
     assert json.loads((tmp_path/"rt"/"metrics.json").read_text())["method"] == "retrain"
 
 TORCHRUN = textwrap.dedent('''
