@@ -1233,7 +1233,7 @@ def _causal_change(model: CausalLM, shipped: CausalLM, spec: Gate, info: RunInfo
 
 def _load_causal(root: Path, meta: dict, dev, dequantize: bool | None = None) -> CausalLM:
     "The CausalLM of an artifact (no code from the artifact runs), on `dev`; int8 layers stay int8 on the CPU"
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     for n in ("config.json", "tokenizer_config.json"):
         _no_custom_code(root, n)
