@@ -294,7 +294,8 @@ def test_command_mistake(ws, tmp_path, area, argv, words):
     assert code == 2
 
 
-# A few rows through a real `adaptnb` process: the installed entry point behaves as `main` does.
+# A few rows through a real `adaptnb` process: the installed entry point behaves as `main` does. (The processes run
+# side by side: each is its own, and most of what each costs is its imports.)
 SUBPROCESS = [
     row("usage", ["frobnicate"], "unknown command"),
     row("ranges", ["finetune", *NT, "--out", "{o}", "--seed", "-1"], "is not a seed"),
@@ -303,11 +304,24 @@ SUBPROCESS = [
 ]
 
 
+@pytest.fixture(scope="module")
+def processes(ws, tmp_path_factory):
+    "Every SUBPROCESS row's `adaptnb` process, started all at once (each its own process): {row's argv: (argv, result)}"
+    started = {}
+    for p in SUBPROCESS:
+        argv = _argv(p.values[1], ws, tmp_path_factory.mktemp("row") / "out")
+        started[tuple(p.values[1])] = argv, subprocess.Popen([sys.executable, "-m", "adaptnb.cli", *argv], env=ENV,
+                                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    done = {}
+    for k, (argv, proc) in started.items():
+        out, err = proc.communicate(timeout=300)
+        done[k] = argv, subprocess.CompletedProcess(argv, proc.returncode, out, err)
+    return done
+
+
 @pytest.mark.parametrize("area,argv,words", SUBPROCESS)
-def test_command_mistake_in_a_process(ws, tmp_path, area, argv, words):
-    argv = _argv(argv, ws, tmp_path / "out")
-    r = subprocess.run([sys.executable, "-m", "adaptnb.cli", *argv], env=ENV, capture_output=True, text=True,
-                       timeout=300)
+def test_command_mistake_in_a_process(processes, area, argv, words):
+    argv, r = processes[tuple(argv)]
     _check_line(r.stderr, words, argv[0])
     assert r.returncode == 2 and r.stdout == ""
 

@@ -41,19 +41,25 @@ def art(model, tmp_path_factory):
     return export(model, tmp_path_factory.mktemp("a")/"news", max_length=64, info=RunInfo(seed=0))
 
 
-def cli(*args, stdin=None):
-    return subprocess.run([sys.executable, "-m", "adaptnb.cli", *map(str, args)], capture_output=True, text=True,
-                          input=stdin, cwd=ROOT, env=ENV)
+FRESH = ("import json, sys; from adaptnb.deploy import load; p = load(sys.argv[1], device='cpu');"
+         "print(json.dumps([[x.hex() for x in map(float, r)] for r in p.predict_proba(json.loads(sys.argv[2]))]));"
+         "from adaptnb.cli import main; sys.exit(main(['predict', sys.argv[1]]))")
 
 
-def test_fresh_process_gives_identical_predictions(model, art, tmp_path):
+@pytest.fixture(scope="module")
+def fresh(art, tmp_path_factory):
+    """One fresh Python process (one start, one set of imports, for two tests): it loads the artifact and prints the
+    hex of its probabilities for TEXTS on its first line; then it runs `adaptnb predict ART` on TEXTS[:3], read from its
+    standard input"""
+    return subprocess.run([sys.executable, "-c", FRESH, str(art), json.dumps(TEXTS)], capture_output=True, text=True,
+                          input="\n".join(TEXTS[:3]), env=ENV, cwd=tmp_path_factory.mktemp("fresh"))
+
+
+def test_fresh_process_gives_identical_predictions(model, fresh):
     "A fresh Python process loading the artifact predicts exactly what the in-memory model does (probabilities bit for bit)"
     mine = Predictor(model, max_length=64).predict_proba(TEXTS)
-    code = ("import json, sys; from adaptnb.deploy import load; p = load(sys.argv[1], device='cpu');"
-            "print(json.dumps([[x.hex() for x in map(float, r)] for r in p.predict_proba(json.loads(sys.argv[2]))]))")
-    r = subprocess.run([sys.executable, "-c", code, str(art), json.dumps(TEXTS)], capture_output=True, text=True, env=ENV, cwd=tmp_path)
-    assert r.returncode == 0, r.stderr[-2000:]
-    theirs = np.array([[float.fromhex(x) for x in row] for row in json.loads(r.stdout.splitlines()[-1])], dtype=np.float32)
+    assert fresh.returncode == 0, fresh.stderr[-2000:]
+    theirs = np.array([[float.fromhex(x) for x in row] for row in json.loads(fresh.stdout.splitlines()[0])], dtype=np.float32)
     assert np.array_equal(theirs, mine)
 
 
@@ -75,12 +81,12 @@ def test_calibrated_artifact_carries_its_temperatures(model, news, tmp_path):
     assert not np.allclose(p, Predictor(model, max_length=64).predict_proba(TEXTS))  # the temperature acts
 
 
-def test_predict_cli_args_file_stdin(model, art, tmp_path, capsys, monkeypatch):
+def test_predict_cli_args_file_stdin(model, art, fresh, tmp_path, capsys, monkeypatch):
     "adaptnb predict: texts as arguments, from --file and on stdin (in a real process) give the same JSON lines, in the contract form"
     f = tmp_path/"texts.txt"; f.write_text("\n".join(TEXTS[:3]) + "\n\n", encoding="utf-8")
-    r = cli("predict", art, stdin="\n".join(TEXTS[:3]))
-    assert r.returncode == 0, r.stderr[-2000:]
-    outs = [r.stdout, main_cli(capsys, "predict", art, *TEXTS[:3])[1], main_cli(capsys, "predict", art, "--file", f)[1],
+    assert fresh.returncode == 0, fresh.stderr[-2000:]
+    outs = ["".join(fresh.stdout.splitlines(True)[1:]),   # the fresh process's `adaptnb predict`, after its first line
+            main_cli(capsys, "predict", art, *TEXTS[:3])[1], main_cli(capsys, "predict", art, "--file", f)[1],
             main_cli(capsys, "predict", art, "--file", "-", stdin="\n".join(TEXTS[:3]), monkeypatch=monkeypatch)[1]]
     lines = [[json.loads(l) for l in o.splitlines()] for o in outs]
     assert lines[0] == lines[1] == lines[2] == lines[3]
