@@ -18,7 +18,7 @@ from adaptnb.core import (
 from .command import add_task_options, emit, parser, positive_int, seed_arg, task_list, task_options
 
 # %% auto #0
-__all__ = ['COMMANDS', 'FAMILY_MODULES', 'TRAINING_COMMANDS', 'main', 'tasks_cli', 'audit_cli', 'score_cli']
+__all__ = ['COMMANDS', 'main', 'tasks_cli', 'audit_cli', 'score_cli']
 
 # %% ../nbs/11_cli.ipynb #a62ef827
 COMMANDS = {
@@ -50,16 +50,10 @@ def _usage() -> str:
     )
 
 
-FAMILY_MODULES = ("adaptnb.llm",)  # modules that register a model family with `adaptnb.train` (causal LMs)
-TRAINING_COMMANDS = ("finetune", "retrain")  # the commands that train any family's model
-
-
 def _command(name: str):
     "The function that runs command `name`"
     mod, fn, _ = COMMANDS[name]
     try:
-        for m in FAMILY_MODULES if name in TRAINING_COMMANDS else ():
-            importlib.import_module(m)
         return getattr(importlib.import_module(mod), fn)
     except (ImportError, AttributeError) as e:
         raise AdaptnbError(f"the command {name!r} is not available in this build ({e})")

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 # %% auto #0
-__all__ = ['MODEL_FILE', 'DEFAULT_MODEL', 'TASK_NAME_RE', 'AdaptnbError', 'check', 'is_int', 'get_device', 'cpu_bf16',
+__all__ = ['MODEL_FILE', 'DEFAULT_MODEL', 'TASK_NAME_RE', 'POOLINGS', 'AdaptnbError', 'check', 'is_int', 'get_device', 'cpu_bf16',
            'autocast_dtype', 'autocast', 'resolve_dtype', 'eval_mode', 'check_seed', 'seed_everything', 'atomic_write',
            'to_jsonable', 'save_json', 'load_json', 'Record', 'RunDir', 'check_out_dir', 'default_model_path',
            'looks_like_hub_id', 'resolve_model', 'load_tokenizer', 'model_config', 'check_max_length',
@@ -424,6 +424,9 @@ def check_task_name(
     return name
 
 # %% ../nbs/00_core.ipynb #fcdbe9fb
+POOLINGS = ("mean", "cls", "last")  # how a body's token states become one feature vector per text
+
+
 class MultiTaskModel(nn.Module):
     "A shared encoder body with one linear classification head per task"
 
@@ -431,12 +434,12 @@ class MultiTaskModel(nn.Module):
         self,
         body: nn.Module,  # an encoder (`transformers.AutoModel`)
         heads: dict[str, list[str]] | None = None,  # task name -> label names, for fresh random heads
-        pooling: str = "mean",  # 'mean' over the tokens or 'cls' (the first token)
+        pooling: str = "mean",  # 'mean' over the tokens, 'cls' (the first token) or 'last' (the last: a causal LM's)
         tokenizer=None,  # the body's tokenizer
         base: str = DEFAULT_MODEL,  # the reference the body came from, recorded with the model
     ):
         super().__init__()
-        check(pooling in ("mean", "cls"), f"unknown pooling {pooling!r}: use 'mean' or 'cls'")
+        check(pooling in POOLINGS, f"unknown pooling {pooling!r}: use one of {list(POOLINGS)}")
         self.body, self.pooling, self.tokenizer, self.base = body, pooling, tokenizer, str(base)
         self.heads, self.labels = nn.ModuleDict(), {}
         self.temperatures: dict[str, float] = {}  # task -> calibration temperature of its head (none: 1)
@@ -456,6 +459,9 @@ class MultiTaskModel(nn.Module):
         h = self.body(input_ids=input_ids, attention_mask=attention_mask, **kw).last_hidden_state  # (B, T, H)
         if self.pooling == "cls":
             return h[:, 0]
+        if self.pooling == "last":  # the last real token, whichever side the padding is on
+            last = attention_mask.shape[1] - 1 - attention_mask.flip(1).argmax(1)
+            return h[torch.arange(len(h), device=h.device), last]
         m = attention_mask.unsqueeze(-1).to(h.dtype)  # (B, T, 1)
         return (h * m).sum(1) / m.sum(1).clamp(min=1e-9)
 
@@ -567,7 +573,7 @@ def _mt_load(
     check((path / MODEL_FILE).exists(), f"{path} holds no {MODEL_FILE}: it is not a saved MultiTaskModel")
     meta = load_json(path / MODEL_FILE)
     check(
-        isinstance(meta, dict) and isinstance(meta.get("labels"), dict) and meta.get("pooling") in ("mean", "cls"),
+        isinstance(meta, dict) and isinstance(meta.get("labels"), dict) and meta.get("pooling") in POOLINGS,
         f"{path / MODEL_FILE} lacks the labels or the pooling of a saved MultiTaskModel: the folder is damaged; "
         "save the model again",
     )
@@ -591,7 +597,7 @@ def _mt_from_pretrained(
     ref: str | Path = DEFAULT_MODEL,  # any model reference (see `resolve_model`)
     heads: dict | None = None,  # task name -> labels: random heads for the tasks the model lacks
     from_scratch: bool = False,  # the same architecture with random weights (the retrain path)
-    pooling: str = "mean",  # 'mean' or 'cls', for a body without saved heads
+    pooling: str = "mean",  # one of POOLINGS, for a body without saved heads
 ) -> MultiTaskModel:
     "A `MultiTaskModel` from any model reference (or its random twin with `from_scratch`), with heads for `heads`"
     from transformers import AutoConfig, AutoModel

@@ -22,6 +22,7 @@ from adaptnb.core import (
 from .data import Task, audit, collate, encode
 from .heads import fit_probe
 from .score import features
+from .train import EncoderFamily, family_for, family_of
 
 # %% auto #0
 __all__ = ['logme', 'seconds_per_step', 'budget_steps', 'TaskAssessment', 'assess_task', 'Assessment', 'assess', 'Thresholds',
@@ -132,7 +133,7 @@ def budget_steps(budget: dict, n_train: int, batch_size: int, step_seconds: floa
 # %% ../nbs/06_decide.ipynb #1ad918a7
 @dataclass
 class TaskAssessment(Record):
-    "Adaptability numbers of one task, measured on the frozen pretrained encoder and its random twin"
+    "Adaptability numbers of one task, measured on the frozen pretrained model and its random twin"
 
     task: str
     num_labels: int
@@ -146,14 +147,15 @@ class TaskAssessment(Record):
     probe_accuracy_scratch: float
     gap: float
     relative_gap: float
-    logme: float
-    logme_scratch: float
+    logme: float | None  # None where there are no classes (a generative task)
+    logme_scratch: float | None
     unk_rate: float
     tokens_per_word: float
     tokens_per_char: float
     truncated: float
     n_probe: int
     seconds: float
+    probe: str = "linear"  # what measured probe_loss: 'linear' (a probe on pooled features) or 'lm' (the LM's answer NLL)
 
 
 def _subsample(task: Task, sample: int, seed: int) -> Task:
@@ -224,6 +226,19 @@ def _assess_on(task: Task, pre: MultiTaskModel, scr: MultiTaskModel, **kw) -> Ta
     r.task = task.name
     return r
 
+# %% ../nbs/06_decide.ipynb #791e8df7
+def _encoder_assess_task(self, task, pretrained, scratch, max_length, sample, seed):
+    "`Family.assess_task` of the encoders: `_assess_on`"
+    return _assess_on(task, pretrained, scratch, max_length=max_length, sample=sample, seed=seed)
+
+
+def _encoder_step_seconds(self, model, task, batch_size, max_length, repeats=2):
+    "`Family.step_seconds` of the encoders: `seconds_per_step` on the task's first texts (the body alone: no head)"
+    return seconds_per_step(model, list(task.train["text"][:batch_size]), batch_size, max_length, repeats)
+
+
+EncoderFamily.assess_task, EncoderFamily.step_seconds = _encoder_assess_task, _encoder_step_seconds
+
 # %% ../nbs/06_decide.ipynb #045f7ac2
 @dataclass
 class Assessment(Record):
@@ -277,7 +292,7 @@ class Assessment(Record):
 def assess(
     part,  # the requirement's tasks, loaded: a `flow.Partition` (from `flow.partition(spec)`)
     sample: int = 1000,  # training examples each probe sees per task (valid: half as many)
-    pretrained: MultiTaskModel | None = None,  # the pretrained model, if already loaded (left as it was)
+    pretrained=None,  # the pretrained model (any family's), if already loaded (left as it was)
     progress: bool = True,  # show a progress bar
 ) -> Assessment:
     "Assess every new task of a requirement on the frozen pretrained model and its random twin; convert the budget to steps"
@@ -290,13 +305,13 @@ def assess(
     )
     req = part.requirement
     check(is_int(sample, 10), f"sample must be an integer >= 10, got {sample!r}")
-    pre = pretrained if pretrained is not None else MultiTaskModel.from_pretrained(req.model)
-    seed_everything(req.seed)
-    scr = MultiTaskModel.from_pretrained(req.model, from_scratch=True)
+    fam = family_of(pretrained) if pretrained is not None else family_for(req.model)
+    pre = pretrained if pretrained is not None else fam.load_model(req.model)
+    scr = fam.scratch(pre, list(part.new), "base", req.seed)  # the random twin
     tasks = {}
     for t in tqdm(part.new, desc="assess", disable=not progress, leave=False):
-        tasks[t.name] = _assess_on(t, pre, scr, max_length=req.max_length, sample=sample, seed=req.seed)
-    sps = seconds_per_step(pre, list(part.new[0].train["text"][: req.batch_size]), req.batch_size, req.max_length)
+        tasks[t.name] = fam.assess_task(t, pre, scr, req.max_length, sample, req.seed)
+    sps = fam.step_seconds(pre, part.new[0], req.batch_size, req.max_length)
     steps, how = budget_steps(req.budget, sum(len(t.train) for t in part.new), req.batch_size, sps)
     return Assessment(
         req.name,
@@ -395,10 +410,11 @@ class Decision(Record):
 # %% ../nbs/06_decide.ipynb #9470b85b
 def _vote(t: TaskAssessment, th: Thresholds) -> tuple[str, str, str]:
     "One new task's vote, its ground ('tokenizer', 'gap' or 'ok') and the reason in words"
+    who = "the pretrained LM's answer NLL" if t.probe == "lm" else "a linear probe on the frozen pretrained features"
     probe = (
-        f"a linear probe on the frozen pretrained features reaches valid loss {t.probe_loss:.3f} against"
-        f" {t.probe_loss_scratch:.3f} on the random twin's (chance {t.chance_loss:.3f}; relative gap"
-        f" {t.relative_gap:.1%}); LogME {t.logme:.3f} against {t.logme_scratch:.3f}"
+        f"{who} reaches valid loss {t.probe_loss:.3f} against {t.probe_loss_scratch:.3f} on the random twin's (chance"
+        f" {t.chance_loss:.3f}; relative gap {t.relative_gap:.1%})"
+        + ("" if t.logme is None else f"; LogME {t.logme:.3f} against {t.logme_scratch:.3f}")
     )
     if t.unk_rate > th.max_unk_rate:
         return (
@@ -512,7 +528,8 @@ def decide(
         isinstance(assessment, Assessment),
         f"decide needs an Assessment (from assess(partition(spec))), got {type(assessment).__name__}",
     )
-    A, th = assessment, _thresholds(thresholds, overrides)
+    A = assessment
+    th = _thresholds(thresholds or Thresholds(**family_for(A.model).decide_defaults), overrides)
     check(A.tasks, "the assessment holds no new task: a requirement needs at least one task under 'new'")
     ballots = {name: _vote(t, th) for name, t in A.tasks.items()}
     votes = {n: b[0] for n, b in ballots.items()}
@@ -559,3 +576,12 @@ def scratch_model(model: str = DEFAULT_MODEL, tokenizer=None, seed: int = 0) -> 
         cfg.vocab_size = len(tok)
     seed_everything(seed)
     return MultiTaskModel(AutoModel.from_config(cfg), tokenizer=tok, base=str(model))
+
+# %% ../nbs/06_decide.ipynb #f5fa920e
+def _encoder_scratch(self, base, tasks, tokenizer, seed):
+    "`Family.scratch` of the encoders: `scratch_model`, with `task_tokenizer` when `tokenizer` is 'task'"
+    tok = task_tokenizer(tasks, base.tokenizer) if tokenizer == "task" else base.tokenizer
+    return scratch_model(base.base, tok, seed)
+
+
+EncoderFamily.scratch = _encoder_scratch

@@ -335,6 +335,7 @@ class RunInfo(Record):
     seed: int | None = None  # the run's seed
     score_after_note: str | None = None  # set when the scores predate compression
     verdict: Any = None  # the flow's verdict: which candidate won, or that the base stays
+    task_info: dict | None = None  # task -> what the run recorded of it (a causal LM's prompt template and choices)
 
 # %% ../nbs/09_deploy.ipynb #097d2091
 def _maybe_json(p: Path):
@@ -358,6 +359,7 @@ def _flow_info(rd: RunDir) -> RunInfo:
     info.audit = r.audit or info.audit
     info.score_before, info.score_after, info.lam, info.decision = r.score_base, r.score_final, r.lambda_, r.decision
     info.verdict = r.verdict
+    info.task_info = {t["name"]: t for t in r.tasks}
     info.retain = [t.name or t.task for t in r.requirement.retain] or None
     info.seed = r.requirement.seed
     return info
@@ -744,7 +746,7 @@ def _manifest(
 ):
     "The artifact's manifest: format, model facts, compression, gate, versions, files and what the run said"
     contract = lambda x: x.to_contract() if hasattr(x, "to_contract") else x  # Score and Decision: their JSON form
-    facts = {("lambda" if f == "lam" else f): contract(v) for f, v in vars(info).items() if v is not None}
+    facts = {("lambda" if f == "lam" else f): contract(v) for f, v in vars(info).items() if v is not None and f != "task_info"}
     compression = {
         "quantize": comp.quantize,
         "prune": comp.prune,
@@ -1206,10 +1208,10 @@ def _export_causal(model: CausalLM, info: RunInfo, out: Path, comp: Compression,
         return {"weights": WEIGHTS["int8"], "layout": "causal-int8"}
 
     def meta_of(lay, files):
-        facts = {("lambda" if f == "lam" else f): v for f, v in vars(info).items() if v is not None}
+        facts = {("lambda" if f == "lam" else f): v for f, v in vars(info).items() if v is not None and f != "task_info"}
         return {"format": ARTIFACT_FORMAT, "family": "causal", "name": name,
                 "created": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "base": model.base,
-                "tasks": cfg.get("task_info") or {}, "max_length": int(max_length), **lay,
+                "tasks": cfg.get("task_info") or info.task_info or {}, "max_length": int(max_length), **lay,
                 "compression": {"quantize": comp.quantize, "prune": None, "change": change,
                                 "weights_bytes": files[lay["weights"]]["bytes"],
                                 "fp32_bytes": 4 * sum(p.numel() for p in model.body.parameters())},

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 from adaptnb.core import (
     AdaptnbError,
-    MultiTaskModel,
     Record,
     RunDir,
     check,
@@ -23,19 +22,18 @@ from adaptnb.core import (
     seed_everything,
     to_jsonable,
 )
-from .data import EMBEDDED, Audit, Task, audit, load_task, plot_audit
-from .score import Interpretation, Paired, Predictions, Score, paired_diff, plot_scores, predictions
-from .heads import calibrate, init_heads
-from .train import TrainConfig, TrainResult, checkpoints, fit, plot_history
-from .decide import Decision, Thresholds, assess, decide, scratch_model, task_tokenizer
+from .data import EMBEDDED, Audit, Task, audit, plot_audit
+from .score import Interpretation, Paired, Predictions, Score, paired_diff, plot_scores
+from .train import TrainConfig, TrainResult, checkpoints, family_for, family_of, fit, plot_history
+from .decide import Decision, Thresholds, assess, decide
 from .command import emit, parser
 
 # %% auto #0
 __all__ = ['SPEC_KEYS', 'BUDGET_KEYS', 'METRICS', 'CANDIDATES', 'TRAINED', 'MIN_STEPS', 'LPFT_LR', 'LAMBDAS', 'DEMO_SPEC',
-           'TaskRef', 'Requirement', 'load_requirement', 'Partition', 'partition', 'Plan', 'check_budget',
-           'plan_candidates', 'candidate_config', 'candidate_tasks', 'candidate_start', 'Candidate', 'compare_valid',
-           'choose', 'score_test', 'Verdict', 'verdict', 'check_targets', 'RunResult', 'Stages', 'run', 'report',
-           'decide_cli', 'summary', 'run_cli', 'demo_cli']
+           'CAUSAL_DEMO_SPEC', 'TaskRef', 'Requirement', 'load_requirement', 'Partition', 'partition', 'Plan',
+           'check_budget', 'plan_candidates', 'candidate_config', 'candidate_tasks', 'candidate_start', 'Candidate',
+           'compare_valid', 'choose', 'score_test', 'Verdict', 'verdict', 'check_targets', 'RunResult', 'Stages', 'run',
+           'report', 'decide_cli', 'summary', 'run_cli', 'demo_cli']
 
 # %% ../nbs/07_flow.ipynb #933a69fc
 SPEC_KEYS = {
@@ -58,8 +56,8 @@ BUDGET_KEYS = {"max_steps", "epochs", "minutes"}
 METRICS = ("loss", "accuracy", "macro_f1")
 CANDIDATES = {
     "probe": "the base with a linear probe head per task; the body does not move",
-    "lp-ft": "LP-FT: fine-tuned from the probe heads on the new tasks, early stopping on their valid loss",
-    "joint": "joint multi-task training on the retained and new tasks (rehearsal), from the probe heads",
+    "lp-ft": "LP-FT: fine-tuned from the base candidate (an encoder's probe heads) on the new tasks, early stopping on their valid loss",
+    "joint": "joint multi-task training on the retained and new tasks (rehearsal), from the base candidate",
     "lambda": "θ0 + λ(θt − θ0) from lp-ft, one global λ learned on valid",
     "lambda-layer": "θ0 + λ(θt − θ0) from lp-ft, one λ per layer learned on valid",
     "retrain": "the same architecture from random weights, trained on every task",
@@ -75,6 +73,7 @@ class TaskRef(Record):
     label_col: str = "label"  # the label column
     name: str | None = None  # a name for the task (default: from the reference)
     train_data: bool = True  # whether its train split may be trained on (false: a retained task checked only)
+    template: str | None = None  # a causal LM's prompt for a classification task, with {text} (default: its PROMPTS entry)
 
 # %% ../nbs/07_flow.ipynb #688e9f5e
 @dataclass
@@ -108,11 +107,11 @@ def _task_ref(x, where: str) -> TaskRef:
     check(
         isinstance(x, dict) and "task" in x, f"{where}: each task is a name or a mapping with a 'task' key, got {x!r}"
     )
-    extra = set(x) - {"task", "text_col", "label_col", "name", "train_data"}
+    extra = set(x) - {"task", "text_col", "label_col", "name", "train_data", "template"}
     check(
         not extra,
         f"{where}: unknown key(s) {sorted(extra)} in task entry {x!r}: allowed are task, text_col, label_col, name, "
-        "train_data",
+        "train_data, template",
     )
     check(
         isinstance(x.get("train_data", True), bool),
@@ -229,11 +228,11 @@ class Partition:
     "The tasks of a requirement, loaded and validated: those to retain and those to add"
 
     requirement: Requirement  # the requirement they come from
-    retain: list[Task]  # the competencies to keep
-    new: list[Task]  # the tasks to learn
+    retain: list  # the competencies to keep: Tasks (encoders) or PromptTasks (causal LMs)
+    new: list  # the tasks to learn
 
     @property
-    def tasks(self) -> list[Task]:
+    def tasks(self) -> list:
         return self.retain + self.new
 
 
@@ -242,16 +241,11 @@ def partition(
 ) -> Partition:
     "Load and validate every task a requirement names (the chart's *task partition* step)"
     req = load_requirement(spec)
+    fam = family_for(req.model)
 
-    def load(r: TaskRef) -> Task:
-        return load_task(
-            r.task,
-            seed=req.seed,
-            max_per_class=req.max_per_class,
-            text_col=r.text_col,
-            label_col=r.label_col,
-            name=r.name,
-        )
+    def load(r: TaskRef):
+        kw = dict(text_col=r.text_col, label_col=r.label_col, name=r.name, template=r.template)
+        return fam.load_task(r.task, seed=req.seed, max_per_class=req.max_per_class, **kw)
 
     part = Partition(req, [load(r) for r in req.retain], [load(r) for r in req.new])
     names = [t.name for t in part.tasks]
@@ -395,14 +389,13 @@ def candidate_start(
     name: str,  # a trained candidate: lp-ft, joint or retrain
     D: Decision,  # the decision (its tokenizer choice, for retrain)
     part: Partition,  # the requirement's tasks
-    base: MultiTaskModel,  # the pretrained model with its probe heads (not changed)
-) -> MultiTaskModel:
-    "The model a trained candidate starts from: a copy of the probed base, or the random twin (retrain)"
+    base,  # the pretrained model, ready for every task (not changed)
+):
+    "The model a trained candidate starts from: a copy of the base, or its random twin (retrain)"
     check(name in TRAINED, f"unknown trained candidate {name!r}: use one of {list(TRAINED)}")
     if name != "retrain":
         return copy.deepcopy(base)
-    tok = task_tokenizer(part.tasks, base.tokenizer) if D.tokenizer == "task" else base.tokenizer
-    return scratch_model(part.requirement.model, tok, part.requirement.seed)
+    return family_of(base).scratch(base, part.tasks, D.tokenizer, part.requirement.seed)
 
 # %% ../nbs/07_flow.ipynb #36d29855
 @dataclass
@@ -457,7 +450,7 @@ class Candidate(Record):
         }
 
 # %% ../nbs/07_flow.ipynb #49a61971
-def _same_weights(a: MultiTaskModel, b: MultiTaskModel) -> bool:
+def _same_weights(a, b) -> bool:
     "Whether two models hold exactly the same weights (then their predictions are the same too)"
     sa, sb = a.state_dict(), b.state_dict()
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
@@ -468,7 +461,8 @@ def _predict_once(cands: list[Candidate], models: dict, tasks: list[Task], split
     preds = {}
     for c in cands:
         twin = preds.get(c.same_as) if c.same_as else None
-        preds[c.name] = twin or predictions(models[c.name], tasks, split, max_length=max_length, progress=progress)
+        m = models[c.name]
+        preds[c.name] = twin or family_of(m).predictions(m, tasks, split, max_length, progress)
     return preds
 
 
@@ -485,7 +479,7 @@ def compare_valid(
         c.same_as = next((d.name for d in cands[:i] if _same_weights(models[c.name], models[d.name])), None)
     raw, preds = _predict_once(cands, models, tasks, "valid", max_length, progress), {}
     for c in cands:
-        c.temperatures = calibrate(models[c.name], raw[c.name])
+        c.temperatures = family_of(models[c.name]).calibrate(models[c.name], raw[c.name])
         preds[c.name] = raw[c.name].scaled(c.temperatures)
         c.valid_raw, c.valid = raw[c.name].score(), preds[c.name].score()
     for c in cands:
@@ -549,7 +543,7 @@ def _task_changes(b: Score, w: Score) -> dict:
     }
 
 
-def _verdict_text(v: Verdict, best: Candidate) -> str:
+def _verdict_text(v: Verdict, best: Candidate, base: Candidate) -> str:
     "The verdict in words, with the numbers and standard errors"
     if v.base_stays:
         near = (
@@ -559,7 +553,7 @@ def _verdict_text(v: Verdict, best: Candidate) -> str:
         )
         return (
             f"The base stays: no candidate beat it on valid by more than its standard error{near}. "
-            f"model/ is the base with its probe heads; test S {v.S_before:.4f}."
+            f"model/ holds {base.what}; test S {v.S_before:.4f}."
         )
     s = (
         f"{v.winner} won: test S {'fell' if v.S_diff < 0 else 'rose'} from {v.S_before:.4f} to {v.S_after:.4f} "
@@ -615,7 +609,7 @@ def verdict(
         _task_changes(base.test, winner.test),
     )
     v.advice = _advice(cands, trains or {}, v)
-    v.text = _verdict_text(v, best)
+    v.text = _verdict_text(v, best, base)
     return v
 
 # %% ../nbs/07_flow.ipynb #a25b60f8
@@ -811,9 +805,10 @@ def _stage(
     return value
 
 # %% ../nbs/07_flow.ipynb #8fe2cb82
-def _audit_stage(part: Partition, base: MultiTaskModel, rd: RunDir) -> list[Audit]:
+def _audit_stage(part: Partition, base, rd: RunDir) -> list[Audit]:
     "Audit every task with the base's tokenizer; write audit.json and audit.png"
-    audits = [audit(t, base.tokenizer, seed=part.requirement.seed) for t in part.tasks]
+    view = family_of(base).audit_view
+    audits = [audit(view(t), base.tokenizer, seed=part.requirement.seed) for t in part.tasks]
     save_json(audits, rd.audit)
     plot_audit(audits, rd.plot("audit"))
     return audits
@@ -824,31 +819,32 @@ def _audits(records: list) -> list[Audit]:
     return [Audit.from_dict(a) for a in records]
 
 
-def _probe_stage(part: Partition, base: MultiTaskModel, rd: RunDir) -> Candidate:
-    "Give the base a linear probe head per task (LP, the start of LP-FT), kept in stages/: candidate `probe`"
-    req, t0 = part.requirement, time.perf_counter()
-    init_heads(base, part.tasks, how="probe", max_length=req.max_length, seed=req.seed)
-    base.save_heads(rd.stages / "probe.safetensors")
-    moved = sum(p.numel() for h in base.heads.values() for p in h.parameters())
-    return Candidate("probe", CANDIDATES["probe"], time.perf_counter() - t0, moved)
+def _probe_stage(part: Partition, base, rd: RunDir) -> Candidate:
+    "Ready the base for every task as its family does (an encoder: a linear probe head each, LP), kept in stages/"
+    req, t0, fam = part.requirement, time.perf_counter(), family_of(base)
+    moved = fam.zero_shot(base, part.tasks, req.max_length, req.seed, rd.stages)
+    return Candidate("probe", fam.base_what, time.perf_counter() - t0, moved)
 
 
-def _probe_read_back(base: MultiTaskModel, rd: RunDir, record: dict) -> Candidate:
-    "The probe heads of an earlier attempt, put back on the base: candidate `probe`"
-    base.load_heads(rd.stages / "probe.safetensors", record["labels"])
+def _probe_read_back(part: Partition, base, rd: RunDir, record: dict) -> Candidate:
+    "The base as an earlier attempt readied it (its probe heads back from stages/): candidate `probe`"
+    family_of(base).zero_shot(base, part.tasks, part.requirement.max_length, part.requirement.seed, rd.stages)
     return Candidate.from_dict(record["candidate"])
 
 
 def _train_candidate(
-    name: str, plan: Plan, D: Decision, part: Partition, base: MultiTaskModel, rd: RunDir, stop
-) -> tuple[MultiTaskModel, TrainResult, Candidate]:
+    name: str, plan: Plan, D: Decision, part: Partition, base, rd: RunDir, stop
+) -> tuple:
     "Train one candidate into train/<name>/ (continuing from its last checkpoint, if it has one); plot its curves"
     t0, out = time.perf_counter(), rd.train.root / name
     model, tasks = candidate_start(name, D, part, base), candidate_tasks(name, part)
     resume = bool(checkpoints(RunDir(out).checkpoints))
     if out.exists() and not resume:  # killed before its first checkpoint: nothing of it to keep
         shutil.rmtree(out)
-    cfg = candidate_config(name, plan, part.requirement, out, resume=resume)
+    layers = getattr(getattr(model.body, "config", None), "num_hidden_layers", None) or TrainConfig.freeze_layers
+    frozen = min(TrainConfig.freeze_layers, max(layers - 1, 0))  # freeze: leave a shallow model a layer to train
+    kw = dict(resume=resume, eval_max=family_of(model).eval_examples, freeze_layers=frozen)
+    cfg = candidate_config(name, plan, part.requirement, out, **kw)
     tr = fit(model, tasks, cfg, stop=stop)
     title = f"{name} ({cfg.method}): training"
     _plot(plot_history(tr.history, tr.losses, title=title), rd.plot(f"training-{name}"))
@@ -856,13 +852,11 @@ def _train_candidate(
     return model, tr, Candidate(name, what, time.perf_counter() - t0, tr.trainable_params, tr.steps)
 
 # %% ../nbs/07_flow.ipynb #4e5f30ed
-def _decide_stage(
-    part: Partition, base: MultiTaskModel, sample: int, thresholds, progress: bool, st: Stages
-) -> Decision:
+def _decide_stage(part: Partition, base, sample: int, thresholds, progress: bool, st: Stages) -> Decision:
     "Assess the new tasks on the frozen base and its random twin (stage 'assess'), then decide; print the decision"
     A = assess(part, sample=sample, pretrained=base, progress=progress)
     st("decide")
-    D = decide(A, thresholds)
+    D = decide(A, None, **thresholds) if isinstance(thresholds, dict) else decide(A, thresholds)
     if progress:
         print(D.summary(), flush=True)
     return D
@@ -871,15 +865,13 @@ def _decide_stage(
 LAMBDAS = {"lambda": "global", "lambda-layer": "layer"}  # each λ candidate and the granularity of its λ
 
 
-def _task_vector(base: MultiTaskModel, tuned: MultiTaskModel, part: Partition):
-    "θ0 (a copy of the base, with a probe head for every task) and τ = θt − θ0 from the fine-tuned `tuned`"
-    from adaptnb.interpolate import probed_task_vector
-
-    b, req = copy.deepcopy(base), part.requirement  # Interpolation freezes the model it holds as θ0
-    return b, probed_task_vector(b, tuned, part.tasks, req.max_length, req.seed)
+def _task_vector(base, tuned, part: Partition):
+    "θ0 (a copy of the base, ready for every task) and τ = θt − θ0 from the fine-tuned `tuned`, as the family makes them"
+    req = part.requirement
+    return family_of(base).blend(base, tuned, part.tasks, req.max_length, req.seed)
 
 
-def _lambda_models(base: MultiTaskModel, tuned: MultiTaskModel, part: Partition, cands: list[Candidate]) -> dict:
+def _lambda_models(base, tuned, part: Partition, cands: list[Candidate]) -> dict:
     "θ(λ) for each λ candidate, from the λ it learned: a resumed run's λ models, without learning λ again"
     from adaptnb.interpolate import Interpolation
 
@@ -888,20 +880,15 @@ def _lambda_models(base: MultiTaskModel, tuned: MultiTaskModel, part: Partition,
 
 
 def _lambda_candidates(
-    base: MultiTaskModel, tuned: MultiTaskModel, part: Partition, rd: RunDir, steps: int, progress: bool
+    base, tuned, part: Partition, rd: RunDir, steps: int, progress: bool
 ) -> tuple[dict, list[Candidate], dict]:
     "θ(λ) from lp-ft, coarse to fine on valid: a grid, Adam from its best (global), then per layer from that"
-    from adaptnb.interpolate import (
-        Interpolation,
-        grid_lambda,
-        learn_lambda,
-        objective_data,
-        plot_lambda,
-    )
+    from adaptnb.interpolate import Interpolation, grid_lambda, learn_lambda, plot_lambda
 
     req, models, cands, summary = part.requirement, {}, [], {}
     b, tv = _task_vector(base, tuned, part)
-    data = objective_data(b.tokenizer, part.tasks, "valid", 64, req.max_length, 32, req.seed)
+    fam = family_of(base)
+    data = fam.objective(b, part.tasks, "valid", fam.lambda_examples, req.max_length, 32, req.seed)
     n, k, t0 = sum(data.n.values()), max(1, steps // 2), time.perf_counter()
     grid = grid_lambda(Interpolation(b, tv, "global"), data=data, lambdas=[i / 5 for i in range(6)], progress=progress)
     summary["grid"] = {"lambdas": grid.lambdas, "S": grid.values, "best_lambda": grid.best_lambda}
@@ -922,13 +909,13 @@ def _lambda_candidates(
 
 # %% ../nbs/07_flow.ipynb #9902e0ad
 def _make_candidates(
-    plan: Plan, D: Decision, part: Partition, base: MultiTaskModel, rd: RunDir, st: Stages, stop, lambda_steps, progress
+    plan: Plan, D: Decision, part: Partition, base, rd: RunDir, st: Stages, stop, lambda_steps, progress
 ) -> tuple[dict, list[Candidate], dict, dict | None, list[str]]:
     "Train the planned candidates and learn λ: their models, Candidates, training runs, λ summary and notes"
     models, cands, trains, interp, notes = {}, [], {}, None, []
 
     def read_back(name, d):
-        model = MultiTaskModel.load(rd.train.root / name / "model")
+        model = family_of(base).load_saved(rd.train.root / name / "model")
         return model, TrainResult.from_dict(d["train"]), Candidate.from_dict(d["candidate"])
 
     for name in [n for n in plan.names if n in TRAINED]:
@@ -961,7 +948,7 @@ def run(
     spec,  # the requirement: a YAML file or text, a mapping, a Requirement or a Partition
     out,  # the run folder to write
     sample: int = 1000,  # training examples the assessment's probes see per task
-    thresholds: Thresholds | None = None,  # the decision's thresholds (default: `Thresholds()`)
+    thresholds: Thresholds | dict | None = None,  # the decision's thresholds, or a dict of some to override (default: the family's)
     overwrite: bool = False,  # replace a run already in `out`
     progress: bool = True,  # print the stages and show progress bars
     stop: threading.Event | None = None,  # set it to stop training early (the run still finishes)
@@ -979,12 +966,12 @@ def run(
     rd = _resume_out(out, req) if resume else _prepare_out(out, req, overwrite)
     st.n = 8 + 2 * bool(part.retain)  # until the plan is known: lp-ft, and joint and λ when tasks are retained
     seed_everything(req.seed)
-    base = MultiTaskModel.from_pretrained(req.model)
+    base = family_for(req.model).load_model(req.model)
     what = ", ".join(t.name for t in part.tasks)
     audits = _stage(rd, "audit", st, "audit", what, lambda: _audit_stage(part, base, rd), _audits)
-    what = "a linear probe head per task on the frozen pretrained model: candidate 'probe'"
-    make, load = lambda: _probe_stage(part, base, rd), lambda d: _probe_read_back(base, rd, d)
-    record = lambda c: {"candidate": c, "labels": base.labels}
+    what = f"{family_of(base).base_what}: candidate 'probe'"
+    make, load = lambda: _probe_stage(part, base, rd), lambda d: _probe_read_back(part, base, rd, d)
+    record = lambda c: {"candidate": c}
     probe = _stage(rd, "probe", st, "probe the base", what, make, load, record)
     names = ", ".join(t.name for t in part.new)
     what = f"probes on pretrained vs random-init features, LogME, tokenizer coverage ({names})"
@@ -1030,7 +1017,7 @@ def _resumed_note(st: Stages) -> list[str]:
 
 # %% ../nbs/07_flow.ipynb #215dee27
 def _finish(
-    rd: RunDir, model: MultiTaskModel, res: RunResult, part: Partition, P: Predictions, st: Stages, progress: bool
+    rd: RunDir, model, res: RunResult, part: Partition, P: Predictions, st: Stages, progress: bool
 ) -> RunResult:
     "Save the winner, the plots (scores, each new task's confusion matrix), run.json and report.md"
     model.save(rd.model)
@@ -1038,7 +1025,7 @@ def _finish(
         {c.name: c.test for c in res.candidates}, title="test loss per task, every candidate (calibrated)"
     )
     _plot(plot, rd.plot("scores"))
-    interp = {t.name: Interpretation(P, t) for t in part.new}
+    interp = {t.name: Interpretation(P, t) for t in part.new if isinstance(t, Task)}  # a classifier's mistakes
     for t, I in interp.items():
         I.plot_confusion_matrix(path=rd.plot(f"confusion-{t}"))
     res.seconds = st.total()
@@ -1090,7 +1077,9 @@ def _report_verdict(res: RunResult, interp: dict | None) -> list[str]:
         _md_table([c.row() for c in res.candidates]),
         "",
         "ΔS is the candidate's S minus the base's (`probe`), with the paired standard error of the per-example "
-        "differences; S is calibrated (one temperature T per head, fit on valid); *raw* is before calibration.",
+        + ("differences; S is calibrated (one temperature T per head, fit on valid); *raw* is before calibration."
+           if any(c.temperatures for c in res.candidates) else
+           "differences; S is the mean answer NLL, which has no head to calibrate (raw and calibrated agree)."),
         "",
         res.plan.how,
         "",
@@ -1231,10 +1220,22 @@ DEMO_SPEC = {
     "seed": 0,
     "notes": "the embedded default requirement of `adaptnb demo`",
 }
+CAUSAL_DEMO_SPEC = {
+    "name": "demo on a causal LM: keep news topics, add movie sentiment and chatterbot's questions and answers",
+    "model": "smollm2",
+    "retain": ["news_topic"],
+    "new": ["movie_sentiment", "chatterbot_qa"],
+    "max_per_class": 150,
+    "budget": {"max_steps": 192},
+    "max_length": 96,
+    "batch_size": 8,
+    "seed": 0,
+    "notes": "the embedded requirement of `adaptnb demo --model smollm2`",
+}
 
 
-def _threshold_overrides(items: list[str] | None) -> Thresholds:
-    "`Thresholds` with each `NAME=VALUE` of `--set` applied"
+def _threshold_overrides(items: list[str] | None) -> dict:
+    "Each `NAME=VALUE` of `--set`, checked: the thresholds to override (the others: the model family's defaults)"
     types = {f.name: f.type for f in dataclasses.fields(Thresholds)}
     kw = {}
     for it in items or []:
@@ -1244,7 +1245,8 @@ def _threshold_overrides(items: list[str] | None) -> Thresholds:
             kw[k] = int(v) if types[k] in ("int", int) else float(v)
         except ValueError:
             raise AdaptnbError(f"--set {it!r}: {v!r} is not a number: use NAME=NUMBER, e.g. max_unk_rate=0.05")
-    return Thresholds(**kw)
+    Thresholds(**kw)  # each value checked now, before any work
+    return kw
 
 
 def _flow_parser(name: str, description: str, spec: bool = True, out: bool = True):
@@ -1284,7 +1286,7 @@ def decide_cli(argv: list[str]) -> int:
         out=False,
     ).parse_args(argv)
     th = _threshold_overrides(a.set)
-    D = decide(assess(partition(a.spec), sample=a.sample, progress=a.json != "-"), th)
+    D = decide(assess(partition(a.spec), sample=a.sample, progress=a.json != "-"), **th)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         table = D.assessment.table().to_string()
     emit(D.to_contract(), a.json, f"{table}\nbudget: {D.assessment.budget_basis} -> {D.steps} steps\n{D.summary()}")
@@ -1339,8 +1341,17 @@ def run_cli(argv: list[str]) -> int:
 
 
 def demo_cli(argv: list[str]) -> int:
-    "`adaptnb demo --out DIR`: the whole flow on the embedded default requirement (keep news topics, add movie sentiment)"
+    "`adaptnb demo --out DIR [--model M]`: the whole flow on an embedded requirement (the encoder's, or a causal LM's)"
     p = _flow_parser(
-        "demo", "The whole flow on the embedded default requirement: keep news topics, add movie sentiment.", spec=False
+        "demo",
+        "The whole flow on an embedded requirement: an encoder keeps news topics and adds movie sentiment; a causal LM "
+        "(--model smollm2) keeps news topics and adds movie sentiment and chatterbot's questions and answers.",
+        spec=False,
     )
-    return _run_and_emit(dict(DEMO_SPEC), p.parse_args(argv))
+    p.add_argument("--model", default="default", help="the base model: an encoder (default) or a causal LM (smollm2)")
+    a = p.parse_args(argv)
+    causal = family_for(a.model).name == "causal"
+    spec = dict(CAUSAL_DEMO_SPEC if causal else DEMO_SPEC)
+    if a.model != "default" or causal:
+        spec["model"] = a.model
+    return _run_and_emit(spec, a)

@@ -14,9 +14,10 @@ import torch.nn.functional as F
 from torch.func import functional_call
 from .core import AdaptnbError, Record, autocast, check, is_int, MultiTaskModel, resolve_dtype
 from .command import parser, add_task_options, task_options, task_list, emit
-from .data import Task, load_task, load_tasks, encode, length_batches, collate
-from .score import mean_task_loss, score
+from .data import Task, load_task, encode, length_batches, collate
+from .score import mean_task_loss
 from .heads import init_heads
+from .train import EncoderFamily, family_for, family_of
 
 # %% auto #0
 __all__ = ['GRANULARITIES', 'OPTIMIZERS', 'OBJECTIVES', 'GRID', 'is_head_key', 'named_weights', 'first_mismatch', 'split_delta',
@@ -446,6 +447,7 @@ class ObjectiveData:
     n: dict[str, int]  # examples per task
     batches: list = field(repr=False, default_factory=list)  # (task, batch) pairs
     per_example: Callable | None = field(repr=False, default=None)  # a custom loss (custom_objective), or None
+    autocast: bool = True  # the loss may run under autocast (bf16 where the device has it; see `evaluate_lambda`)
 
 # %% ../nbs/05_interpolate.ipynb #0a8ae953
 def objective_data(
@@ -495,6 +497,7 @@ def custom_objective(
     batches: Sequence[tuple[str, Any]],  # (task name, batch) pairs
     per_example: Callable,  # per_example(interp, theta, task, batch) -> a float tensor, one loss per example
     split: str = "custom",  # a name for the data, shown in results
+    autocast: bool = False,  # whether `per_example` may run under autocast (it returns float32 losses either way)
 ) -> ObjectiveData:
     "Objective data for any model: `(task, batch)` pairs and a function giving one loss per example"
     check(
@@ -510,7 +513,7 @@ def custom_objective(
     n: dict[str, int] = {}
     for t, b in batches:
         n[t] = n.get(t, 0) + _rows(b)
-    return ObjectiveData(list(n), split, n, batches, per_example)
+    return ObjectiveData(list(n), split, n, batches, per_example, autocast)
 
 # %% ../nbs/05_interpolate.ipynb #a64b86a9
 def _per_example(data: ObjectiveData, interp, theta, task: str, batch) -> torch.Tensor:
@@ -562,7 +565,7 @@ def evaluate_lambda(
             f"the base model has no head for task {t!r}: give θ0 one first (adaptnb.heads.init_heads(base, tasks))",
         )
     T, sums = len(data.tasks), {t: 0.0 for t in data.tasks}
-    amp = None if custom else resolve_dtype(interp.device, dtype)
+    amp = resolve_dtype(interp.device, dtype) if data.autocast else None
     with torch.set_grad_enabled(grad):
         theta = interp.theta(lam)
         for i, (t, b) in enumerate(data.batches):
@@ -892,6 +895,20 @@ def probed_task_vector(
     wt = {k: v for k, v in named_weights(tuned, "tuned").items() if keep(k)}
     return TaskVector.between(base, wt, "tuned")
 
+# %% ../nbs/05_interpolate.ipynb #abd2a6e3
+def _encoder_blend(self, base, tuned, tasks, max_length, seed):
+    "`Family.blend` of the encoders: θ0 a copy of `base` with a probe head for every task, τ by `probed_task_vector`"
+    b = copy.deepcopy(base)  # `Interpolation` freezes the model it holds as θ0
+    return b, probed_task_vector(b, tuned, tasks, max_length, seed)
+
+
+def _encoder_objective(self, model, tasks, split, n, max_length, batch_size, seed):
+    "`Family.objective` of the encoders: `objective_data` with the model's tokenizer"
+    return objective_data(model.tokenizer, tasks, split, n, max_length, batch_size, seed)
+
+
+EncoderFamily.blend, EncoderFamily.objective = _encoder_blend, _encoder_objective
+
 # %% ../nbs/05_interpolate.ipynb #519e9ae9
 def _interpolate_parser():
     "The options of `adaptnb interpolate`"
@@ -932,11 +949,11 @@ def _interpolate_parser():
     return add_task_options(p)
 
 # %% ../nbs/05_interpolate.ipynb #edece8ba
-def _blend_scores(interp: Interpolation, lam, tasks: list[Task], a) -> dict:
+def _blend_scores(interp: Interpolation, lam, tasks: list, a) -> dict:
     "Test-split scores of θ(0), θ(1) and θ(λ)"
-    sc = {}
+    sc, fam = {}, family_of(interp.base)
     for k, v in (("0", 0.0), ("1", 1.0), ("learned", lam)):
-        sc[k] = score(interp.materialize(v), tasks, split="test", max_length=a.max_length, seed=a.seed, progress=False)
+        sc[k] = fam.predictions(interp.materialize(v), tasks, "test", a.max_length).score()
         sc[k].model = f"{a.base} + λ({a.tuned} − {a.base})"
     return sc
 
@@ -982,12 +999,14 @@ def interpolate_cli(
     "`adaptnb interpolate`: θ(λ) = θ0 + λ(θt − θ0), λ learned or from the grid, scored at 0, 1 and λ"
     a = _interpolate_parser().parse_args(argv)
     check_lambda_options(a.granularity, a.optimizer, a.objective)
-    tuned, base = MultiTaskModel.from_pretrained(a.tuned), MultiTaskModel.from_pretrained(a.base)
-    tasks = load_tasks(task_list(a.tasks), **task_options(a))
-    interp = Interpolation(
-        base, probed_task_vector(base, tuned, tasks, a.max_length, a.seed), a.granularity if a.learn else "global"
-    )
-    data = objective_data(base.tokenizer, tasks, "valid", a.n, a.max_length, a.batch_size, a.seed)
+    fam = family_for(a.base)  # an encoder, or a causal LM: its models, tasks, task vector and objective
+    check(a.objective == "S" or fam.name == "encoder", f"objective {a.objective!r} reads a classifier's predictions: "
+          "a causal LM learns λ on S (its answer NLL); drop --objective")
+    tuned, base = fam.load_model(a.tuned), fam.load_model(a.base)
+    tasks = fam.load(task_list(a.tasks), **task_options(a))
+    base, tv = fam.blend(base, tuned, tasks, a.max_length, a.seed)
+    interp = Interpolation(base, tv, a.granularity if a.learn else "global")
+    data = fam.objective(base, tasks, "valid", a.n, a.max_length, a.batch_size, a.seed)
     grid = grid_lambda(interp, data, objective=a.objective, progress=False) if (a.plot or not a.learn) else None
     res = None
     if a.learn:

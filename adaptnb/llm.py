@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_llm.ipynb #a9d13875
 from __future__ import annotations
-import dataclasses, os, re
+import copy, dataclasses, math, os, re, time
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
@@ -13,11 +13,13 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 import datasets
-from .core import (AdaptnbError, MultiTaskModel, autocast, check, eval_mode, get_device, is_int, load_json,
-                          save_json, seed_everything)
-from .data import SPLITS, Splits, Task, _name_from_path, _package_dir, length_batches, load_task
-from .score import Score, TaskScore, aggregate, sample_rows, task_score
+from .core import (DEFAULT_MODEL, AdaptnbError, MultiTaskModel, autocast, check, eval_mode, get_device, is_int,
+                          load_json, resolve_dtype, save_json, seed_everything)
+from .data import SPLITS, Splits, Task, _name_from_path, _package_dir, audit, length_batches, load_task
+from .score import Predictions, Score, TaskScore, aggregate, sample_rows, task_score
 from .train import Family, TrainConfig, _layers, lora_config, register_family
+from .interpolate import TaskVector, custom_objective
+from .decide import TaskAssessment, _assess_on
 
 # %% auto #0
 __all__ = ['PROMPTS', 'GENERATIVE', 'SMOLLM2_GGUF', 'CAUSAL_FILE', 'CAUSAL', 'answer_nll', 'PromptTask', 'prompt_task_from_rows',
@@ -25,7 +27,8 @@ __all__ = ['PROMPTS', 'GENERATIVE', 'SMOLLM2_GGUF', 'CAUSAL_FILE', 'CAUSAL', 'an
            'causal_lm_source', 'load_causal_tokenizer', 'load_causal_lm', 'encode_prompts', 'collate_prompts',
            'CausalLM', 'prompt_batches', 'check_causal_lm', 'lm_logits', 'answer_logits', 'per_example_mean',
            'generate_answers', 'causal_outputs', 'outputs_score', 'causal_task_score', 'causal_task_loss',
-           'causal_score', 'CausalFamily', 'causal_lora_config']
+           'causal_score', 'CausalPredictions', 'causal_predictions', 'prompt_view', 'assess_prompt_task',
+           'CausalFamily', 'causal_lora_config']
 
 # %% ../nbs/08_llm.ipynb #4ee33d9a
 def _shape(x) -> str:
@@ -75,6 +78,11 @@ class PromptTask(Splits):
     @property
     def num_labels(self) -> int:
         return len(self.choices)
+
+    def info(self) -> dict:
+        "The task's description, as a run records it"
+        return {"name": self.name, "sizes": self.sizes, "generative": self.generative, "choices": list(self.choices),
+                "labels": list(self.labels), "template": self.template}
 
     def __repr__(self):
         kind = "generative" if self.generative else f"choices={self.choices}"
@@ -297,9 +305,15 @@ def load_prompt_task(
     seed: int = 0,  # the seed of the split (and of loading a classification task)
     max_per_class: int | None = None,  # cap on examples per class of a classification task
     template: str | None = None,  # a classification task's prompt, with {text} (default: its entry in PROMPTS)
+    name: str | None = None,  # the task's name (default: from the reference)
     **kw,  # `data.load_task`'s text_col and label_col, for a classification file
 ) -> PromptTask:
     "A `PromptTask` from a reference: generative ones as they are, classification ones through their template"
+    pt = _load_prompt_task(ref, seed, max_per_class, template, **kw)
+    return dataclasses.replace(pt, name=name) if name else pt
+
+
+def _load_prompt_task(ref, seed, max_per_class, template, **kw) -> PromptTask:
     if isinstance(ref, PromptTask):
         return ref
     if isinstance(ref, str) and ref in GENERATIVE:
@@ -782,6 +796,7 @@ def causal_outputs(
             if scores is None:
                 scores = _choice_nll(model, tokenizer, rows["prompt"], list(task.choices), max_length, batch_size, dev)
             out["preds"], out["gold"] = scores.argmin(1), np.array([task.choices.index(a) for a in rows["answer"]])
+            out["choice_nll"] = scores
     if generate and task.generative:
         longest = max(len(x) - n for x, n in items)
         out["generations"] = generate_answers(model, tokenizer, rows["prompt"], min(64, longest + 4), batch_size,
@@ -877,20 +892,159 @@ def causal_score(
     }
     return aggregate(out, split, str(getattr(model, "name_or_path", "") or type(model).__name__))
 
+# %% ../nbs/08_llm.ipynb #e535665a
+@dataclass
+class CausalPredictions(Predictions):
+    "A causal LM's outputs on one split of each prompt task: per-example answer NLL, the choices or the generations"
+
+    outputs: dict = field(default_factory=dict)  # task -> `causal_outputs`
+    tasks: dict = field(default_factory=dict)  # task -> its PromptTask
+    vocab_size: int = 0  # the model's vocabulary (chance loss of a generative task: ln V)
+
+    def losses(self, task: str) -> np.ndarray:
+        return np.asarray(self.outputs[task]["losses"], dtype=np.float64)
+
+    def preds(self, task: str) -> np.ndarray:
+        return np.asarray(self.outputs[task].get("preds", []))
+
+    def task_score(self, task: str) -> TaskScore:
+        return outputs_score(self.outputs[task], self.tasks[task], self.vocab_size)
+
+    def scaled(self, temperatures: dict) -> "CausalPredictions":
+        return self  # the answer NLL is the loss: nothing to scale
+
+
+def causal_predictions(
+    model: "CausalLM",  # the causal LM
+    tasks: list,  # PromptTasks
+    split: str = "valid",  # train, valid or test; generative tasks are also answered greedily on test
+    batch_size: int = 16,  # examples per batch
+    max_length: int = 128,  # tokens per prompt + answer
+    progress: bool = False,  # show progress bars
+    dtype: torch.dtype | None = None,  # autocast dtype; None: the device's default (bf16 where native), torch.float32: none
+) -> CausalPredictions:
+    "Each prompt task's outputs on a split, as `Predictions` that the flow compares"
+    outs, labels, names, logits = {}, {}, {}, {}
+    dev = next(model.parameters()).device
+    for t in tasks:
+        check(len(t.split(split)) > 0, f"prompt task {t.name!r} has an empty {split!r} split: nothing to predict")
+        with autocast(dev, resolve_dtype(dev, dtype)):
+            o = outs[t.name] = causal_outputs(model, model.tokenizer, t, t.split(split), batch_size, max_length,
+                                              generate=split == "test", progress=progress)
+        labels[t.name] = np.asarray(o["gold"] if "gold" in o else o["answers"])
+        names[t.name] = list(t.labels or t.choices)
+        if "choice_nll" in o:
+            logits[t.name] = -torch.as_tensor(o["choice_nll"], dtype=torch.float32)
+    return CausalPredictions(logits, labels, names, split, model.base, outs, {t.name: t for t in tasks},
+                             model.get_input_embeddings().num_embeddings)
+
+# %% ../nbs/08_llm.ipynb #a0a668ab
+def prompt_view(
+    task: PromptTask,  # a prompt task
+) -> Task:
+    "The prompts as a classification Task: a choice task's label is its choice; a generative task has one class"
+    def rows(ds):
+        if task.generative:
+            return datasets.Dataset.from_dict({"text": [p + a for p, a in zip(ds["prompt"], ds["answer"])],
+                                               "label": [0] * len(ds)})
+        return datasets.Dataset.from_dict({"text": list(ds["prompt"]),
+                                           "label": [task.choices.index(a) for a in ds["answer"]]})
+
+    labels = ["answer"] if task.generative else list(task.labels or task.choices)
+    return Task(task.name, rows(task.train), rows(task.valid), rows(task.test), labels)
+
+
+def _pooled(model: "CausalLM") -> MultiTaskModel:
+    "The causal LM's transformer (below its LM head) as an encoder of its last token's state, sharing its weights"
+    return MultiTaskModel(model.body.base_model, pooling="last", tokenizer=model.tokenizer, base=model.base)
+
+
+def assess_prompt_task(
+    task: PromptTask,  # a new task
+    pretrained: "CausalLM",  # the pretrained causal LM
+    scratch: "CausalLM",  # its random twin
+    max_length: int = 128,  # tokens per prompt
+    sample: int = 1000,  # training examples a probe sees (valid: half as many)
+    seed: int = 0,  # which examples
+) -> TaskAssessment:
+    "decide's numbers for a prompt task: a probe on pooled states (choice tasks) or the LM's answer NLL (generative)"
+    view = prompt_view(task)
+    if not task.generative:
+        return _assess_on(view, _pooled(pretrained), _pooled(scratch), max_length=max_length, sample=sample, seed=seed)
+    t0, rows = time.perf_counter(), task.valid.select(sample_rows(len(task.valid), max(sample // 2, 1), seed))
+    check(len(rows) > 0, f"prompt task {task.name!r} has an empty valid split: the assessment needs valid examples")
+    pre, scr = (causal_outputs(m, m.tokenizer, task, rows, 16, max_length) for m in (pretrained, scratch))
+    L_pre, L_scr = float(np.mean(pre["losses"])), float(np.mean(scr["losses"]))
+    chance = math.log(pretrained.get_input_embeddings().num_embeddings)
+    lp, ls = min(L_pre, chance), min(L_scr, chance)
+    au = audit(view, pretrained.tokenizer, sample=sample, seed=seed)
+    texts = [q + r for q, r in zip(rows["prompt"], rows["answer"])]
+    n = len(task.train)
+    return TaskAssessment(
+        task.name, num_labels=0, n_train=n, per_class_min=n, per_class_median=float(n), chance_loss=chance,
+        probe_loss=L_pre, probe_loss_scratch=L_scr, probe_accuracy=float(np.mean(pre["token_acc"])),
+        probe_accuracy_scratch=float(np.mean(scr["token_acc"])), gap=ls - lp, relative_gap=(ls - lp) / max(ls, 1e-12),
+        logme=None, logme_scratch=None, unk_rate=au.unk_rate or 0.0, tokens_per_word=au.tokens_per_word,
+        tokens_per_char=au.tokens_per_char,
+        truncated=float(np.mean([len(x) > max_length for x in pretrained.tokenizer(texts)["input_ids"]])),
+        n_probe=len(rows), seconds=round(time.perf_counter() - t0, 2), probe="lm")
+
+
+def _answer_nll_at(interp, theta, task: str, batch: dict) -> torch.Tensor:
+    "Each example's answer NLL at θ(λ): λ's objective for a causal LM"
+    dev = interp.device
+    return interp.call(theta, batch["input_ids"].to(dev), batch["attention_mask"].to(dev), labels=batch["labels"].to(dev))
+
 # %% ../nbs/08_llm.ipynb #95c2951a
 class CausalFamily(Family):
     "`CausalLM`: prompt tasks, the answer tokens' NLL as the loss"
 
-    model_type, task_type = CausalLM, PromptTask
+    name, model_type, task_type = "causal", CausalLM, PromptTask
     hint = "CausalLM (CausalLM.from_pretrained('smollm2'))"
     task_hint = "give PromptTasks (prompt_task('news_topic'), load_prompt_task('chatterbot_qa'))"
+
+    base_what = "the base as it is: zero-shot prompts, choice scoring and answer NLL; nothing moves"
+    eval_examples, lambda_examples = 32, 8  # a forward and backward pass of an LLM costs more: fewer examples
+    decide_defaults = {"small_budget_steps": 2000}  # a full fine-tune moves every weight of an LLM: LoRA short of that
 
     def load(self, tasks, what="tasks", **opts):
         return load_prompt_tasks(tasks, what, **opts)
 
+    def load_task(self, ref, **opts):
+        return load_prompt_task(ref, **opts)
+
+    def predictions(self, model, tasks, split, max_length, progress=False, device=None):
+        if device is not None:
+            model.to(get_device(device))
+        return causal_predictions(model, tasks, split, max_length=max_length, progress=progress)
+
+    def scratch(self, base, tasks, tokenizer, seed):
+        from transformers import AutoModelForCausalLM
+
+        seed_everything(seed)  # the same architecture and tokenizer (a causal LM keeps its vocabulary)
+        body = AutoModelForCausalLM.from_config(base.body.config).to(next(base.parameters()).device)
+        return CausalLM(body, base.tokenizer, base.base)
+
+    def load_saved(self, path):
+        return CausalLM.load(path)
+
+    def assess_task(self, task, pretrained, scratch, max_length, sample, seed):
+        return assess_prompt_task(task, pretrained, scratch, max_length, sample, seed)
+
+    def blend(self, base, tuned, tasks, max_length, seed):
+        b = copy.deepcopy(base)  # `Interpolation` freezes the model it holds as θ0
+        return b, TaskVector.between(b, tuned, "tuned")
+
+    def objective(self, model, tasks, split, n, max_length, batch_size, seed):
+        batches = [(t.name, b) for t in tasks for b in prompt_batches(model.tokenizer, t, split, batch_size, max_length, n,
+                                                                      seed=seed)]
+        return custom_objective(batches, _answer_nll_at, split, autocast=True)
+
+    def audit_view(self, task):
+        return prompt_view(task)
+
     def describe(self, task):
-        return {"generative": task.generative, "choices": list(task.choices), "labels": list(task.labels),
-                "template": task.template}
+        return {k: v for k, v in task.info().items() if k not in ("name", "sizes")}
 
     def claims(self, ref):
         return _causal_ref(ref)
@@ -978,6 +1132,8 @@ def _causal_ref(ref) -> bool:
     s = str(ref)
     if s.lower() == "smollm2" or s.endswith(".gguf"):
         return True
+    if s == DEFAULT_MODEL:  # the encoders' name, whatever folder of that name the working directory holds
+        return False
     p = Path(s).expanduser()
     if (p / CAUSAL_FILE).exists() or (p / "model" / CAUSAL_FILE).exists():
         return True

@@ -512,7 +512,7 @@ class Predictions:
 
     def score(self) -> Score:
         "S(M) and each task's numbers, as `score` gives them"
-        return aggregate({t: self.task_score(t) for t in self.logits}, self.split, self.model)
+        return aggregate({t: self.task_score(t) for t in self.labels}, self.split, self.model)
 
     def scaled(
         self,
@@ -596,7 +596,7 @@ def paired_diff(
             t in b.labels and np.array_equal(a.labels[t], b.labels[t]),
             f"task {t!r}: the two predictions are not of the same examples: predict both on the same split",
         )
-    return paired_losses({t: a.losses(t) for t in a.logits}, {t: b.losses(t) for t in b.logits})
+    return paired_losses({t: a.losses(t) for t in a.labels}, {t: b.losses(t) for t in b.labels})
 
 # %% ../nbs/02_score.ipynb #b11eb552
 class Interpretation:

@@ -34,17 +34,18 @@ from adaptnb.core import (
     to_jsonable,
 )
 from .command import add_config_options, add_task_options, config_kwargs, emit, parser, task_list, task_options
-from .data import Task, collate, encode, length_batches, load_tasks
-from .score import example_losses, mean_task_loss, sample_rows, task_logits, task_score
-from .heads import HEAD_INITS, fit_probe, fit_temperature, init_heads
+from .data import Task, collate, encode, length_batches, load_task, load_tasks
+from .score import example_losses, mean_task_loss, predictions, sample_rows, task_logits, task_score
+from .heads import HEAD_INITS, calibrate, fit_probe, fit_temperature, init_heads
 
 # %% auto #0
-__all__ = ['METHODS', 'MIXES', 'DEFAULT_LR', 'SCHEDULES', 'LORA_DEFAULT', 'FAMILIES', 'ENCODERS', 'TrainConfig', 'check_config',
-           'linear_names', 'lora_config', 'prepare_method', 'merge_lora', 'count_params', 'Family', 'register_family',
-           'family_of', 'family_for', 'EncoderFamily', 'TaskStream', 'mix_order', 'micro_batch', 'evaluate_split',
-           'model_fingerprint', 'save_checkpoint', 'DamagedCheckpoint', 'checkpoints', 'latest_checkpoint',
-           'read_checkpoint', 'load_checkpoint', 'Callback', 'ProgressBar', 'CSVLog', 'EarlyStopping', 'NotebookPlot',
-           'NonFiniteLoss', 'TrainResult', 'Run', 'fit', 'plot_history', 'finetune_cli', 'retrain_cli']
+__all__ = ['METHODS', 'MIXES', 'DEFAULT_LR', 'SCHEDULES', 'LORA_DEFAULT', 'FAMILIES', 'FAMILY_MODULES', 'ENCODERS', 'TrainConfig',
+           'check_config', 'linear_names', 'lora_config', 'prepare_method', 'merge_lora', 'count_params', 'Family',
+           'register_family', 'family_of', 'family_for', 'EncoderFamily', 'TaskStream', 'mix_order', 'micro_batch',
+           'evaluate_split', 'model_fingerprint', 'save_checkpoint', 'DamagedCheckpoint', 'checkpoints',
+           'latest_checkpoint', 'read_checkpoint', 'load_checkpoint', 'Callback', 'ProgressBar', 'CSVLog',
+           'EarlyStopping', 'NotebookPlot', 'NonFiniteLoss', 'TrainResult', 'Run', 'fit', 'plot_history',
+           'finetune_cli', 'retrain_cli']
 
 # %% ../nbs/04_train.ipynb #84776ed1
 METHODS = ("full", "freeze", "lora", "retrain")
@@ -306,6 +307,7 @@ def count_params(model: nn.Module) -> tuple[int, int]:
 class Family:
     "What `fit` asks of a model family: check, set up, encode, batch, a training loss, an evaluation"
 
+    name: str = ""  # the family's name, as a spec or the dashboard says it
     model_type: type = nn.Module  # the model class of the family
     task_type: type = Task  # the task class it trains on
     hint: str = ""  # how to build a model of this family, for messages
@@ -321,6 +323,12 @@ class Family:
     def load(self, tasks, what: str = "tasks", **opts) -> list:
         "Tasks from tasks or references, or one of either (`opts`: `data.load_tasks`' seed, max_per_class, columns)"
         return load_tasks(tasks, what=what, **opts)
+
+    def load_task(self, ref, **opts):
+        "One task from a reference (`opts`: `data.load_task`'s seed, max_per_class, text_col, label_col and name)"
+        check(opts.pop("template", None) is None, f"task {ref!r}: a prompt template is for a causal LM's prompts; an "
+              f"encoder reads the text itself: drop `template`, or use a causal model (model: smollm2)")
+        return load_task(ref, **opts)
 
     def claims(self, ref) -> bool:
         "Whether the model reference `ref` (a name, folder or hub id) names a model of this family"
@@ -363,8 +371,67 @@ class Family:
         "What a run records of a task, for those who use its model later (labels, prompt template...)"
         return {"labels": list(getattr(task, "labels", []) or [])}
 
+    # what the flow asks besides: its base candidate, predictions to compare, the retrain start, λ's data
+    base_what = "the base as it is"  # the flow's base candidate (`probe`), in a line
+    eval_examples = 500  # examples per task that each evaluation of a flow candidate's training reads
+    lambda_examples = 64  # valid examples per task that λ is learned on
+    decide_defaults: dict = {}  # `decide.Thresholds` this family's models default to, where they differ
+
+    def zero_shot(self, model, tasks: list, max_length: int, seed: int, folder) -> int:
+        "Ready the base to be scored on `tasks` as it is (read back from `folder` if made there before); the parameters made"
+        return 0
+
+    def predictions(self, model, tasks: list, split: str, max_length: int, progress: bool = False, device=None):
+        "A `score.Predictions` of each task's split: per-example losses, predictions and the truth (`device`: where)"
+        raise NotImplementedError
+
+    def calibrate(self, model, preds) -> dict:
+        "Fit what calibrates `model` on valid predictions, in place: task -> temperature (empty: nothing to calibrate)"
+        return {}
+
+    def scratch(self, base, tasks: list, tokenizer: str, seed: int):
+        "The retrain candidate's start: `base`'s architecture at random weights (`tokenizer`: 'base' or 'task')"
+        raise NotImplementedError
+
+    def load_saved(self, path):
+        "The model of this family saved in folder `path`"
+        raise NotImplementedError
+
+    def assess_task(self, task, pretrained, scratch, max_length: int, sample: int, seed: int):
+        "The `decide.TaskAssessment` of a new task: the pretrained model against its random twin `scratch`"
+        raise NotImplementedError
+
+    def step_seconds(self, model, task, batch_size: int, max_length: int, repeats: int = 2) -> float:
+        "Measured seconds of one training step (forward and backward) on a batch of `task`, for the budget in steps"
+        items = self.encode(model, task, "train", max_length)
+        b = self.collate(model, (items * batch_size)[:batch_size])
+        dev, was, best = next(model.parameters()).device, model.training, float("inf")
+        model.train()
+        try:
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                self.loss(model, {k: v.to(dev) for k, v in b.items()}, task.name).backward()
+                best = min(best, time.perf_counter() - t0)
+        finally:
+            model.zero_grad(set_to_none=True)
+            model.train(was)
+        return best * 1.15  # + the optimiser's update, about a sixth of a backward pass here
+
+    def blend(self, base, tuned, tasks: list, max_length: int, seed: int) -> tuple:
+        "θ0 (a copy of `base`, ready for every task) and the `interpolate.TaskVector` θt − θ0 of `tuned`"
+        raise NotImplementedError
+
+    def objective(self, model, tasks: list, split: str, n: int, max_length: int, batch_size: int, seed: int):
+        "The `interpolate.ObjectiveData` λ is learned on: up to `n` examples of each task's split"
+        raise NotImplementedError
+
+    def audit_view(self, task):
+        "`task` as `data.audit` reads it: a Task of texts and labels"
+        return task
+
 
 FAMILIES: list[Family] = []
+FAMILY_MODULES = ["adaptnb.llm"]  # modules that register a family when imported; `family_for` imports them
 
 
 def register_family(
@@ -389,6 +456,10 @@ def family_for(
     ref,  # a model reference: 'default', 'smollm2', a folder or a hub id
 ) -> Family:
     "The family whose models `ref` names: the first registered one that claims it (the encoders claim the rest)"
+    import importlib
+
+    for m in FAMILY_MODULES:
+        importlib.import_module(m)  # registers its family, once
     return next(f for f in FAMILIES if f.claims(ref))
 
 # %% ../nbs/04_train.ipynb #6614e081
@@ -402,7 +473,7 @@ def _ensure_watch_heads(model: MultiTaskModel, watch: list[Task], cfg: TrainConf
 class EncoderFamily(Family):
     "`MultiTaskModel`: classification tasks, one head each, cross-entropy"
 
-    model_type, task_type = MultiTaskModel, Task
+    name, model_type, task_type = "encoder", MultiTaskModel, Task
     hint = "MultiTaskModel (MultiTaskModel.from_pretrained('default'))"
     task_hint = "give classification Tasks (load_task('news_topic'), task_from_file(...))"
 
@@ -436,6 +507,30 @@ class EncoderFamily(Family):
 
     def load_model(self, ref, from_scratch=False):
         return MultiTaskModel.from_pretrained(ref, from_scratch=from_scratch)  # heads: `cfg.init_heads`, in fit
+
+    base_what = "the base with a linear probe head per task; the body does not move"
+
+    def zero_shot(self, model, tasks, max_length, seed, folder):
+        p, labels = Path(folder) / "probe-heads.safetensors", Path(folder) / "probe-heads.json"
+        if p.exists() and labels.exists():
+            model.load_heads(p, load_json(labels))
+        else:
+            init_heads(model, tasks, how="probe", max_length=max_length, seed=seed)
+            model.save_heads(p)
+            save_json(model.labels, labels)
+        return sum(q.numel() for h in model.heads.values() for q in h.parameters())
+
+    def predictions(self, model, tasks, split, max_length, progress=False, device=None):
+        return predictions(model, tasks, split, max_length=max_length, device=device, progress=progress)
+
+    def calibrate(self, model, preds):
+        return calibrate(model, preds)
+
+    def load_saved(self, path):
+        return MultiTaskModel.load(path)
+
+    # scratch, assess_task and step_seconds come with `adaptnb.decide`, blend and objective with
+    # `adaptnb.interpolate`: each is defined (and explained) in the chapter of its step
 
 
 ENCODERS = register_family(EncoderFamily())

@@ -639,8 +639,7 @@ class Dashboard:
 
     def _run(self, spec: dict, ev: threading.Event):
         "One run, on the worker thread: load, fit (live), score, record"
-        from adaptnb.train import TrainConfig, fit
-        from adaptnb.score import score
+        from adaptnb.train import TrainConfig, family_for, fit
 
         cfg0 = spec["config"]
         rid = self._new_id(cfg0["method"])
@@ -659,8 +658,9 @@ class Dashboard:
         t0, cb = time.monotonic(), _LiveCallback(self)
         try:
             self._status("loading the tasks and the model …", "run")
-            tasks = [load_task(r, seed=cfg0["seed"], max_per_class=spec["max_per_class"]) for r in spec["tasks"]]
-            model = MultiTaskModel.from_pretrained(spec["model"])  # fit re-initialises the body for "retrain"
+            fam = family_for(spec["model"])  # an encoder, or a causal LM ('smollm2'): its tasks and its model
+            tasks = [fam.load_task(r, seed=cfg0["seed"], max_per_class=spec["max_per_class"]) for r in spec["tasks"]]
+            model = fam.load_model(spec["model"])  # fit re-initialises the body for "retrain"
             if spec["init_heads"] == "probe" and cfg0["method"] != "retrain":
                 self._status("fitting a linear probe head per task on the frozen features, then training …", "run")
             cfg = TrainConfig(**cfg0, out=str(out), device=spec["device"], init_heads=spec["init_heads"])
@@ -672,7 +672,7 @@ class Dashboard:
                 f" step {rec.steps}) …",
                 "run",
             )
-            sc = score(model, tasks, max_length=cfg.max_length, device=spec["device"], progress=False)
+            sc = fam.predictions(model, tasks, "test", cfg.max_length, device=spec["device"]).score()
             rec.score = sc.to_contract()
             self.table.value = df_html(score_table(rec.score))
             rec.status = "stopped" if res.stopped else "done"

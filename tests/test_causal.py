@@ -292,3 +292,75 @@ def test_cli_score_a_causal_lm(tiny_dir, capsys):
     mv, qa = s["tasks"]["movie_sentiment"], s["tasks"]["chatterbot_qa"]
     assert s["S"] == pytest.approx((mv["loss"] + qa["loss"]) / 2) and mv["num_labels"] == 2 and qa["macro_f1"] is None
     assert qa["exact_match"] is not None and qa["chrf"] is not None and mv["exact_match"] is None
+
+
+def _colours_csv(path: Path) -> Path:
+    "A two-class classification file that no embedded prompt template knows"
+    path.write_text("text,label\n" + "".join(f"a {c} thing number {i},{c}\n" for i in range(30) for c in ("red", "blue")))
+    return path
+
+
+def _echo_csv(path: Path) -> Path:
+    "A small generative task: repeat the word"
+    words = ["apple", "river", "stone", "cloud", "green", "music", "paper", "light", "table", "horse"] * 4
+    path.write_text("prompt,answer\n" + "".join(f"Repeat {w} {i}:, {w} {i}\n" for i, w in enumerate(words)))
+    return path
+
+
+def test_flow_on_a_causal_lm(tiny_dir, tmp_path, capsys):
+    "adaptnb run on a causal LM: the base as it is, LoRA candidates, λ on their delta, a retrain, the verdict; model/ is the winner"
+    from conftest import main_cli
+    from adaptnb.flow import RunResult
+    from adaptnb.llm import causal_predictions
+    csv = _colours_csv(tmp_path / "colours.csv")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(textwrap.dedent(f"""\
+        name: colours on a causal LM
+        model: {tiny_dir}
+        retain: [news_topic]
+        new:
+          - task: csv:{csv}
+            template: "Text: {{text}}\\nColour:"
+          - csv:{_echo_csv(tmp_path / "echo.csv")}
+        max_per_class: 12
+        budget: {{max_steps: 32}}
+        max_length: 64
+        batch_size: 8
+        lr: 0.01
+        candidates: [retrain]
+        """))
+    rc, out, err = main_cli(capsys, "run", spec, "--out", tmp_path / "run", "--sample", "40")
+    assert rc == 0, err
+    res = RunResult.load(tmp_path / "run" / "run.json")
+    names = [c.name for c in res.candidates]
+    assert names == ["probe", "lp-ft", "joint", "retrain", "lambda", "lambda-layer"] and res.decision.method == "lora"
+    assert res.plan.steps == {"lp-ft": 10, "joint": 10, "retrain": 10}  # the budget, shared
+    assert res.verdict.text.splitlines()[0] in out and "answer NLL" in (tmp_path / "run" / "report.md").read_text()
+    win = res.candidate(res.verdict.winner)
+    assert win.name == "probe" or win.vs_base_valid.diff < -win.vs_base_valid.se  # nothing worse than the base ships
+    info = {t["name"]: t for t in res.tasks}
+    assert info["colours"]["template"] == "Text: {text}\nColour:" and sorted(info["colours"]["choices"]) == [" blue", " red"]
+    assert info["echo"]["generative"] and res.score_final.tasks["echo"].chrf is not None
+    shipped = CausalLM.load(tmp_path / "run" / "model")  # the winner's weights: its valid S, recomputed
+    tasks = [load_prompt_task("news_topic", max_per_class=12), load_prompt_task(f"csv:{csv}", max_per_class=12,
+             template="Text: {text}\nColour:"), load_prompt_task(tmp_path / "echo.csv")]
+    assert causal_predictions(shipped, tasks, "valid", max_length=64).score().S == pytest.approx(win.valid.S, abs=1e-4)
+    rc, out, err = main_cli(capsys, "deploy", tmp_path / "run", "--out", tmp_path / "art", "--max-length", "64")
+    if res.verdict.base_stays:
+        assert rc == 2 and "the base stays" in err, err
+    else:
+        assert rc == 0, err
+        meta = json.loads((tmp_path / "art" / "artifact.json").read_text())
+        assert meta["tasks"]["colours"]["template"] == "Text: {text}\nColour:" and meta["verdict"]["winner"] == win.name
+
+
+def test_flow_bad_input_names_the_fix(tiny_dir, tmp_path, capsys):
+    "A causal spec whose classification task has no template, and a template given to an encoder: one line each"
+    from conftest import main_cli
+    csv = _colours_csv(tmp_path / "colours.csv")
+    for model, entry, msg in [(tiny_dir, f"csv:{csv}", "neither prompts nor a prompt template"),
+                              ("default", f"{{task: 'csv:{csv}', template: 'Text: {{text}}'}}", "a prompt template is for a causal LM")]:
+        spec = tmp_path / "spec.yaml"
+        spec.write_text(f"model: {model}\nnew: [{entry}]\nbudget: {{max_steps: 16}}\n")
+        rc, out, err = main_cli(capsys, "run", spec, "--out", tmp_path / "r", "--overwrite")
+        assert rc == 2 and msg in err and len(err.strip().splitlines()) == 1, err
