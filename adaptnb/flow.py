@@ -1350,8 +1350,5 @@ def demo_cli(argv: list[str]) -> int:
     )
     p.add_argument("--model", default="default", help="the base model: an encoder (default) or a causal LM (smollm2)")
     a = p.parse_args(argv)
-    causal = family_for(a.model).name == "causal"
-    spec = dict(CAUSAL_DEMO_SPEC if causal else DEMO_SPEC)
-    if a.model != "default" or causal:
-        spec["model"] = a.model
-    return _run_and_emit(spec, a)
+    spec = CAUSAL_DEMO_SPEC if family_for(a.model).name == "causal" else DEMO_SPEC
+    return _run_and_emit(dict(spec, model=a.model), a)
