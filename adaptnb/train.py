@@ -1103,6 +1103,12 @@ def _param_groups(model: MultiTaskModel, cfg: TrainConfig):
     ]
 
 
+def _optimizer(model: MultiTaskModel, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    "AdamW over the trainable parameters, as one fused kernel where PyTorch has one (CPU, CUDA)"
+    fused = {"fused": True} if device.type in ("cpu", "cuda") else {"foreach": True}
+    return torch.optim.AdamW(_param_groups(model, cfg), lr=cfg.peak_lr, **fused)
+
+
 def _scheduler(opt, cfg: TrainConfig, total: int):
     from transformers import get_scheduler
 
@@ -1162,7 +1168,7 @@ def _setup(self: Run):
     self.total_steps = cfg.max_steps or max(1, math.ceil((cfg.epochs or 1.0) * micro_per_epoch / cfg.grad_accum))
     self.eval_every = cfg.eval_every or max(1, self.total_steps // 10)
     self.ck_every = cfg.checkpoint_every or max(self.eval_every, math.ceil(self.total_steps / 5))
-    opt = torch.optim.AdamW(_param_groups(model, cfg), lr=cfg.peak_lr)
+    opt = _optimizer(model, cfg, acc.device)
     self.scheduler = _scheduler(opt, cfg, self.total_steps)
     self.fingerprint = model_fingerprint(model)
     self.prepared, self.optimizer = acc.prepare(model, opt)  # `prepared`: the model as DDP (or as is) sees it
