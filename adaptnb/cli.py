@@ -37,6 +37,7 @@ COMMANDS = {
     "demo": ("adaptnb.flow", "demo_cli", "the whole flow on the embedded default requirement"),
     "deploy": ("adaptnb.deploy", "deploy_cli", "export a run as an artifact with a model card"),
     "predict": ("adaptnb.deploy", "predict_cli", "predict labels with an exported artifact"),
+    "dashboard": ("adaptnb.widgets", "dashboard_cli", "serve the workbench (flow, try, export, compare, train) in a browser"),
 }
 
 # %% ../nbs/11_cli.ipynb #d6726059

@@ -17,12 +17,14 @@ from adaptnb.core import (
     RunDir,
     check,
     check_out_dir,
+    get_device,
     load_json,
     save_json,
     seed_everything,
     to_jsonable,
 )
 from .data import EMBEDDED, Audit, Task, audit, plot_audit
+from .heads import scale_heads
 from .score import Interpretation, Paired, Predictions, Score, paired_diff, plot_scores
 from .train import TrainConfig, TrainResult, checkpoints, family_for, family_of, fit, plot_history
 from .decide import Decision, Thresholds, assess, decide
@@ -32,8 +34,8 @@ from .command import emit, parser
 __all__ = ['SPEC_KEYS', 'BUDGET_KEYS', 'METRICS', 'CANDIDATES', 'TRAINED', 'MIN_STEPS', 'LPFT_LR', 'LAMBDAS', 'DEMO_SPEC',
            'CAUSAL_DEMO_SPEC', 'TaskRef', 'Requirement', 'load_requirement', 'Partition', 'partition', 'Plan',
            'check_budget', 'plan_candidates', 'candidate_config', 'candidate_tasks', 'candidate_start', 'Candidate',
-           'compare_valid', 'choose', 'score_test', 'Verdict', 'verdict', 'check_targets', 'RunResult', 'Stages', 'run',
-           'report', 'decide_cli', 'summary', 'run_cli', 'demo_cli']
+           'compare_valid', 'choose', 'score_test', 'Verdict', 'verdict', 'check_targets', 'RunResult', 'FlowHalted',
+           'Stages', 'run', 'report', 'candidate_models', 'decide_cli', 'summary', 'run_cli', 'demo_cli']
 
 # %% ../nbs/07_flow.ipynb #933a69fc
 SPEC_KEYS = {
@@ -701,6 +703,10 @@ class RunResult(Record):
         )
 
 # %% ../nbs/07_flow.ipynb #ea69208f
+class FlowHalted(AdaptnbError):
+    "A run ended between two stages because it was asked to (`run(halt=...)`): what it finished is in its folder"
+
+
 class Stages:
     "Prints each stage of the flow as it starts, with the time spent so far; collects each stage's seconds"
 
@@ -708,18 +714,25 @@ class Stages:
         self,
         n: int | None,  # how many stages there are (None: not known yet; it may be set once the plan is known)
         show: bool = True,  # print them
+        on_stage=None,  # called as on_stage(k, n, name, what) when stage k of n starts (a dashboard's progress)
+        halt: threading.Event | None = None,  # set: the next stage does not start (`FlowHalted` is raised instead)
     ):
         self.n, self.k, self.show, self.seconds, self.current = n, 0, show, {}, None
+        self.on_stage, self.halt = on_stage, halt
         self.resumed = []  # the stages read back from the run folder instead of run again
         self.t0 = self.t1 = time.perf_counter()
 
     def __call__(self, name: str, what: str = ""):
         "Start stage `name` (ending the one before)"
         self.done()
+        if self.halt is not None and self.halt.is_set():
+            raise FlowHalted(f"halted before stage {name!r}: the finished stages are kept; resume=True finishes the run")
         self.k, self.current, self.t1 = self.k + 1, name, time.perf_counter()
         if self.show:
             k = f"{self.k}/{self.n}" if self.n else str(self.k)
             print(f"[{k}] {name}{': ' + what if what else ''}  ({self.t1 - self.t0:.0f} s)", flush=True)
+        if self.on_stage is not None:
+            self.on_stage(self.k, self.n, name, what)
 
     def done(self):
         "End the current stage, recording its seconds"
@@ -833,7 +846,7 @@ def _probe_read_back(part: Partition, base, rd: RunDir, record: dict) -> Candida
 
 
 def _train_candidate(
-    name: str, plan: Plan, D: Decision, part: Partition, base, rd: RunDir, stop
+    name: str, plan: Plan, D: Decision, part: Partition, base, rd: RunDir, fit_kw: dict
 ) -> tuple:
     "Train one candidate into train/<name>/ (continuing from its last checkpoint, if it has one); plot its curves"
     t0, out = time.perf_counter(), rd.train.root / name
@@ -845,7 +858,7 @@ def _train_candidate(
     frozen = min(TrainConfig.freeze_layers, max(layers - 1, 0))  # freeze: leave a shallow model a layer to train
     kw = dict(resume=resume, eval_max=family_of(model).eval_examples, freeze_layers=frozen)
     cfg = candidate_config(name, plan, part.requirement, out, **kw)
-    tr = fit(model, tasks, cfg, stop=stop)
+    tr = fit(model, tasks, cfg, **fit_kw)  # fit_kw: the run's stop event and training callbacks
     title = f"{name} ({cfg.method}): training"
     _plot(plot_history(tr.history, tr.losses, title=title), rd.plot(f"training-{name}"))
     what = f"{CANDIDATES[name]}; {cfg.method}, best step {tr.best_step} of {tr.steps}"
@@ -909,7 +922,7 @@ def _lambda_candidates(
 
 # %% ../nbs/07_flow.ipynb #9902e0ad
 def _make_candidates(
-    plan: Plan, D: Decision, part: Partition, base, rd: RunDir, st: Stages, stop, lambda_steps, progress
+    plan: Plan, D: Decision, part: Partition, base, rd: RunDir, st: Stages, fit_kw, lambda_steps, progress
 ) -> tuple[dict, list[Candidate], dict, dict | None, list[str]]:
     "Train the planned candidates and learn λ: their models, Candidates, training runs, λ summary and notes"
     models, cands, trains, interp, notes = {}, [], {}, None, []
@@ -921,7 +934,7 @@ def _make_candidates(
     for name in [n for n in plan.names if n in TRAINED]:
         tasks = ", ".join(t.name for t in candidate_tasks(name, part))
         what = f"{plan.method if name != 'retrain' else 'retrain'}, {plan.steps[name]} steps on {tasks}"
-        make = lambda n=name: _train_candidate(n, plan, D, part, base, rd, stop)
+        make = lambda n=name: _train_candidate(n, plan, D, part, base, rd, fit_kw)
         load, record = (lambda d, n=name: read_back(n, d)), (lambda v: {"train": v[1], "candidate": v[2]})
         models[name], trains[name], c = _stage(rd, f"train-{name}", st, f"train {name}", what, make, load, record)
         shutil.rmtree(RunDir(rd.train.root / name).checkpoints, ignore_errors=True)  # recorded: resume needs it no more
@@ -954,11 +967,14 @@ def run(
     stop: threading.Event | None = None,  # set it to stop training early (the run still finishes)
     lambda_steps: int = 12,  # Adam steps of the two λ searches together (half each, after a 6-point grid)
     resume: bool = False,  # finish the run that `out` holds, reading back the stages it finished
+    callbacks: list = (),  # `fit` callbacks of every trained candidate (a dashboard's live plot)
+    on_stage=None,  # called as on_stage(k, n, name, what) when stage k of n starts
+    halt: threading.Event | None = None,  # set it to end the run before its next stage (`FlowHalted`; resume later)
 ) -> RunResult:
     "The whole flow for a requirement: candidates made, compared on valid, the winner shipped; writes `out`"
     check_out_dir(out, "--out")
     check(not (resume and overwrite), "resume=True (--resume) and overwrite=True (--overwrite) contradict: pass one")
-    st = Stages(None, progress)
+    st = Stages(None, progress, on_stage, halt)
     st("partition", "load and validate the spec's tasks")
     part = spec if isinstance(spec, Partition) else partition(spec)
     check_budget(part)
@@ -979,7 +995,8 @@ def run(
     D = _stage(rd, "decision", st, "assess", what, make, Decision.from_dict)
     plan = plan_candidates(D, part)
     st.n = 7 + len(plan.steps) + ("lambda" in plan.names)
-    models, cands, trains, interp, notes = _make_candidates(plan, D, part, base, rd, st, stop, lambda_steps, progress)
+    fit_kw = dict(stop=stop, callbacks=list(callbacks))
+    models, cands, trains, interp, notes = _make_candidates(plan, D, part, base, rd, st, fit_kw, lambda_steps, progress)
     models["probe"], cands = base, [probe] + cands
     st("compare on valid", f"calibrate and compare {len(cands)} candidates with the base ({', '.join(models)})")
     compare_valid(cands, models, part.tasks, req.max_length, progress)
@@ -1208,6 +1225,33 @@ def report(
     "The run as a markdown report: the verdict first, the candidates, the winner's mistakes, then every table behind"
     parts = _report_verdict(res, interp) + _report_data(res) + _report_decision(res)
     return "\n".join(parts + _report_training(res) + _report_targets(res))
+
+# %% ../nbs/07_flow.ipynb #a355cda4
+def candidate_models(
+    out,  # a finished flow run's folder
+    names: list | None = None,  # the candidates wanted (default: every one the run made)
+    device=None,  # where to put them (default: the best there is)
+) -> dict:
+    "The candidates of a finished run as it compared them: the probed base, each trained model, each θ(λ), calibrated"
+    rd = RunDir(out)
+    check(rd.run.exists(), f"{rd.root} holds no finished flow run (no {rd.run.name}): run it, or resume it, first")
+    res = RunResult.load(rd.run)
+    cands = {c.name: c for c in res.candidates}
+    names = list(cands) if names is None else list(names)
+    missing = [n for n in names if n not in cands]
+    check(not missing, f"the run made no candidate {', '.join(map(repr, missing))}: it made {list(cands)}")
+    req = res.requirement
+    part, fam = partition(req), family_for(req.model)
+    base = fam.load_model(req.model)
+    fam.zero_shot(base, part.tasks, req.max_length, req.seed, rd.stages)  # the probe heads, read back
+    lam = [cands[n] for n in names if n in LAMBDAS]
+    models = _lambda_models(base, fam.load_saved(rd.train.root / "lp-ft" / "model"), part, lam) if lam else {}
+    models |= {n: fam.load_saved(rd.train.root / n / "model") for n in names if n in TRAINED}
+    models |= {"probe": base} if "probe" in names else {}  # last: the λ models start from the uncalibrated base
+    dev = get_device(device)
+    for n, m in models.items():
+        scale_heads(m, cands[n].temperatures)  # an encoder's calibration (a causal LM has none)
+    return {n: models[n].to(dev).eval() for n in names}
 
 # %% ../nbs/07_flow.ipynb #c7ba5c5a
 DEMO_SPEC = {

@@ -15,7 +15,8 @@ from .data import Task, load_task, load_tasks
 from .score import Predictions, features, predictions
 
 # %% auto #0
-__all__ = ['L2_GRID', 'HEAD_INITS', 'T_BOUNDS', 'ProbeFit', 'fit_probe', 'init_heads', 'fit_temperature', 'calibrate']
+__all__ = ['L2_GRID', 'HEAD_INITS', 'T_BOUNDS', 'ProbeFit', 'fit_probe', 'init_heads', 'fit_temperature', 'calibrate',
+           'scale_heads']
 
 # %% ../nbs/03_heads.ipynb #9ee314ad
 @dataclass
@@ -185,7 +186,16 @@ def calibrate(
     temps = {}
     for t in P.logits:
         check(model.has_head(t), f"the model has no head for task {t!r}: calibrate the model that made the predictions")
-        T = temps[t] = fit_temperature(P.logits[t], P.labels[t], bounds)
+        temps[t] = fit_temperature(P.logits[t], P.labels[t], bounds)
+    return scale_heads(model, temps)
+
+
+def scale_heads(
+    model: MultiTaskModel,  # the model whose heads are scaled (changed in place)
+    temps: dict,  # task -> temperature T (a calibration's result, kept in a run's record)
+) -> dict:
+    "Fold temperatures into their heads (W/T, b/T), as `calibrate` does; `temps` back"
+    for t, T in temps.items():
         h = model.heads[t]
         with torch.no_grad():
             h.weight.div_(T)

@@ -42,6 +42,8 @@ def _runs_elsewhere(env_dir: Path, tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     r = run([str(env_dir/"bin"/"python"), "-c", "import adaptnb; print(adaptnb.__file__)"], cwd=work, env=env)
     assert str(env_dir) in r.stdout, f"adaptnb was imported from {r.stdout.strip()}, not from the wheel"
+    r = run([str(env_dir/"bin"/"python"), "-c", "from adaptnb.widgets import app_path; print(app_path().is_file())"], cwd=work, env=env)
+    assert r.stdout.strip() == "True", "the wheel lacks the workbench app that adaptnb dashboard serves"
     r = run([str(env_dir/"bin"/"adaptnb"), "tasks"], cwd=work, env=env)
     assert "news_topic" in r.stdout and "utterance_language" in r.stdout
 

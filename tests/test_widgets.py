@@ -1,10 +1,12 @@
 """The dashboard, headless (widgets driven from Python, no kernel) and in a real browser (Voila + Playwright + chromium).
 
-The browser test serves apps/dashboard.ipynb with Voila on 127.0.0.1, clicks Start, waits until the live plot has
-changed during the run, clicks Stop, reads the status line and saves a screenshot (printed path; also copied to
-bench/results/dashboard.png). It is skipped, saying why, where Debian's chromium is absent.
+The browser tests start `adaptnb dashboard` itself (the installed command, which serves the packaged workbench with
+Voila on 127.0.0.1), drive every tab in one page (Train: Start, the live plot redrawn, Stop; Flow: a tiny flow to its
+verdict; Try: a prediction; Export: an int8 artifact behind the gate; Compare: both runs side by side), save a
+screenshot of each (printed; copied to bench/results/dashboard-<tab>.png), and end the command with Ctrl-C (SIGINT),
+which must exit 0. They are skipped, saying why, where Debian's chromium is absent.
 """
-import json, os, shutil, socket, subprocess, sys, threading, time
+import json, os, shutil, signal, socket, subprocess, sys, threading, time
 from pathlib import Path
 import pytest
 
@@ -95,52 +97,159 @@ def _free_port() -> int:
     s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
 
 
-def _wait_port(port, proc, timeout=120):
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        assert proc.poll() is None, "voila exited early"
-        try: socket.create_connection(("127.0.0.1", port), 1).close(); return
-        except OSError: time.sleep(0.2)
-    raise TimeoutError(f"voila did not listen on port {port} within {timeout} s")
+SPEC = {"name": "tiny", "retain": ["news_topic"], "new": ["movie_sentiment"], "budget": {"max_steps": 16},
+        "max_per_class": 30, "max_length": 32, "batch_size": 8, "method": "freeze"}
+T = int(os.environ.get("ADAPTNB_BROWSER_TIMEOUT_MS", 600_000))   # ms; generous because the machine may be shared, the steps below usually take seconds
+browser_only = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(),
+    reason=f"Debian chromium is not installed at {CHROMIUM} (apt-get install -y chromium): real-browser tests skipped")
 
 
-@pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                    reason=f"Debian chromium is not installed at {CHROMIUM} (apt-get install -y chromium): real-browser test skipped")
-def test_dashboard_in_a_real_browser(tmp_path):
+@pytest.fixture(scope="module")
+def board(tmp_path_factory):
+    "`adaptnb dashboard` serving a fresh runs folder, and one chromium page on it; Ctrl-C at the end must exit 0"
     pw = pytest.importorskip("playwright.sync_api", reason="python playwright is not installed")
     pytest.importorskip("voila", reason="voila is not installed")
-    port = _free_port()
-    preset = dict(TINY, out=str(tmp_path / "runs"), steps=400, eval_every=2)
-    env = dict(os.environ, ADAPTNB_DASHBOARD=json.dumps(preset), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    log = open(tmp_path / "voila.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "voila", str(ROOT / "apps" / "dashboard.ipynb"), "--no-browser",
-                             "--Voila.ip=127.0.0.1", f"--port={port}"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
-    T = 600_000   # ms; generous because the machine may be shared, the steps below usually take seconds
+    tmp = tmp_path_factory.mktemp("board")
+    port, root = _free_port(), tmp / "runs"
+    preset = {"flow": {"spec": SPEC, "sample": 60, "lambda_steps": 2}, "train": dict(TINY, steps=400, eval_every=2)}
+    env = dict(os.environ, ADAPTNB_DASHBOARD=json.dumps(preset), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               PYTHONUNBUFFERED="1")
+    exe = Path(sys.executable).with_name("adaptnb")
+    log = open(tmp / "voila.log", "w")
+    proc = subprocess.Popen([str(exe), "dashboard", "--root", str(root), "--port", str(port)], env=env, cwd=tmp,
+                            stdout=subprocess.PIPE, stderr=log, text=True)
     try:
-        _wait_port(port, proc)
+        line = proc.stdout.readline()
+        assert line.startswith(f"adaptnb dashboard: http://127.0.0.1:{port}/"), (line, (tmp / "voila.log").read_text()[-2000:])
         with pw.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page = browser.new_page(viewport={"width": 1280, "height": 1100})
             page.goto(f"http://127.0.0.1:{port}/", timeout=T)
-            start = page.get_by_role("button", name="Start"); start.wait_for(timeout=T)
-            plot, status = page.locator("img.adaptnb-plot"), page.locator(".adaptnb-status")
-            assert "ready" in status.inner_text()
-            start.click()
-            page.wait_for_function("() => document.querySelector('.adaptnb-status').innerText.includes('running: step')", timeout=T)
-            src = plot.get_attribute("src")
-            page.wait_for_function("s => document.querySelector('img.adaptnb-plot').src !== s", arg=src, timeout=T)   # redrawn live
-            page.get_by_role("button", name="Stop").click()
-            page.wait_for_function("() => /status: ((stopped|done) at step \\d+ after|error)/.test(document.querySelector('.adaptnb-status').innerText)", timeout=T)
-            text = status.inner_text()
-            shot = tmp_path / "dashboard.png"; page.screenshot(path=str(shot), full_page=True)
+            page.get_by_role("tab", name="Flow").wait_for(timeout=T)
+            yield page, root
             browser.close()
-        keep = ROOT / "bench" / "results" / "dashboard.png"; keep.parent.mkdir(parents=True, exist_ok=True); shutil.copy(shot, keep)
-        print(f"\nstatus line: {text}\nscreenshot: {shot} (copied to {keep})")
-        assert text.startswith("status: stopped at step"), text
-        recs = list((tmp_path / "runs").glob("*/dashboard.json"))
-        assert len(recs) == 1 and json.loads(recs[0].read_text())["status"] == "stopped"
+        proc.send_signal(signal.SIGINT)                       # what Ctrl-C does
+        assert proc.wait(60) == 0 and "stopped" in proc.stdout.read()
     finally:
-        proc.terminate()
-        try: proc.wait(30)
-        except subprocess.TimeoutExpired: proc.kill()
+        if proc.poll() is None: proc.kill()
         log.close()
+
+
+def _shot(page, tab: str, tmp_path) -> Path:
+    "A full-page screenshot, kept in tmp_path and bench/results/dashboard-<tab>.png"
+    shot = tmp_path / f"dashboard-{tab}.png"; page.screenshot(path=str(shot), full_page=True)
+    keep = ROOT / "bench" / "results" / shot.name; keep.parent.mkdir(parents=True, exist_ok=True); shutil.copy(shot, keep)
+    print(f"\nscreenshot: {shot} (copied to {keep})")
+    return shot
+
+
+def _text(page, css: str) -> str:
+    return page.locator(css).first.inner_text()
+
+
+def _wait_text(page, css: str, pattern: str):
+    "Wait until the visible element `css` matches the regular expression `pattern`"
+    page.wait_for_function("([c, p]) => [...document.querySelectorAll(c)].some(e => e.offsetParent && new RegExp(p).test(e.innerText))",
+                           arg=[css, pattern], timeout=T)
+
+
+@browser_only
+def test_dashboard_in_a_real_browser(board, tmp_path):
+    "Train tab: Start, the live plot redrawn during the run, Stop; the run is recorded as stopped"
+    page, root = board
+    page.get_by_role("tab", name="Train").click()
+    start = page.get_by_role("button", name="Start"); start.wait_for(timeout=T)
+    plot, status = page.locator("img.adaptnb-plot"), page.locator(".adaptnb-status")
+    assert "ready" in status.inner_text()
+    start.click()
+    page.wait_for_function("() => document.querySelector('.adaptnb-status').innerText.includes('running: step')", timeout=T)
+    src = plot.get_attribute("src")
+    page.wait_for_function("s => document.querySelector('img.adaptnb-plot').src !== s", arg=src, timeout=T)   # redrawn live
+    page.get_by_role("button", name="Stop").click()
+    page.wait_for_function("() => /status: ((stopped|done) at step \\d+ after|error)/.test(document.querySelector('.adaptnb-status').innerText)", timeout=T)
+    text = status.inner_text()
+    _shot(page, "train", tmp_path)
+    print(f"status line: {text}")
+    assert text.startswith("status: stopped at step"), text
+    recs = list(root.glob("*/dashboard.json"))
+    assert len(recs) == 1 and json.loads(recs[0].read_text())["status"] == "stopped"
+
+
+@browser_only
+def test_flow_tab_runs_a_requirement_to_its_verdict(board, tmp_path):
+    "Flow tab: the preset requirement, Run flow, every stage ticked off, the decision, the candidates and the verdict"
+    page, root = board
+    page.get_by_role("tab", name="Flow").click()
+    assert "movie_sentiment" in page.locator(".adaptnb-spec textarea").input_value()
+    t0 = time.monotonic()
+    page.get_by_role("button", name="Run flow").click()
+    _wait_text(page, ".adaptnb-flow-status", "stage \\d+/\\d+: ")
+    _wait_text(page, ".adaptnb-flow-status", "status: (done in|error)")
+    seconds = time.monotonic() - t0
+    status = _text(page, ".adaptnb-flow-status")
+    _shot(page, "flow", tmp_path)
+    print(f"Start to verdict: {seconds:.1f} s; {status}")
+    assert "done in" in status, status
+    verdict = _text(page, ".adaptnb-verdict")
+    assert "Verdict" in verdict and "S(M)" in verdict and "candidate" in verdict
+    assert "finetune" in _text(page, ".adaptnb-decision") and "score on test" in page.content()
+    assert len(list(root.glob("*/run.json"))) == 1
+
+
+@browser_only
+def test_try_tab_predicts_with_base_shipped_and_lambda(board, tmp_path):
+    "Try tab: two texts typed, Predict; one row each, a column per model with a label and its probability"
+    page, _ = board
+    page.get_by_role("tab", name="Try").click()
+    page.locator(".adaptnb-try-texts textarea").fill("A moving, beautifully acted film.\nDull and far too long.")
+    page.get_by_role("button", name="Predict").click()
+    _wait_text(page, ".adaptnb-try-table", "base")
+    table = _text(page, ".adaptnb-try-table")
+    _shot(page, "try", tmp_path)
+    print(table)
+    assert "Dull and far too long." in table and "shipped" in table and ("fresh" in table or "rotten" in table)
+
+
+@browser_only
+def test_export_tab_writes_an_int8_artifact_behind_the_gate(board, tmp_path):
+    "Export tab: int8, Export (forced if the gate refuses); the gate's verdict and the rendered model card"
+    page, root = board
+    page.get_by_role("tab", name="Export").click()
+    page.locator(".adaptnb-quantize select").select_option(label="int8")
+    page.get_by_role("button", name="Export").click()
+    _wait_text(page, ".adaptnb-export-status", "status: (exported|not exported|error)")
+    if "tick force" in _text(page, ".adaptnb-export-status"):   # refused: the gate's reason is shown; force it
+        assert "gate" in page.content()
+        page.locator(".adaptnb-force input").check()
+        page.get_by_role("button", name="Export").click()
+        _wait_text(page, ".adaptnb-export-status", "status: (exported|error)")
+    page.get_by_text("Metrics").first.wait_for(timeout=T)   # the card, rendered from Markdown
+    status = _text(page, ".adaptnb-export-status")
+    _shot(page, "export", tmp_path)
+    print(status)
+    assert "exported to" in status and "int8" in status, status
+    assert len(list((root / "artifacts").glob("*/artifact.json"))) == 1
+
+
+@browser_only
+def test_compare_tab_puts_the_runs_side_by_side(board, tmp_path):
+    "Compare tab: the flow run and the Train tab's run in one table, and the figure drawn"
+    page, _ = board
+    page.get_by_role("tab", name="Compare").click()
+    _wait_text(page, ".adaptnb-compare-table", "fit \\(full\\)")
+    table = _text(page, ".adaptnb-compare-table")
+    _shot(page, "compare", tmp_path)
+    assert "flow" in table and "fit (full)" in table and "S after" in table
+    assert page.evaluate("() => document.querySelector('img.adaptnb-compare-plot').naturalWidth") > 500   # drawn
+
+
+@browser_only
+@pytest.mark.cuda
+def test_gpu_line_in_a_real_browser(board, tmp_path):
+    "On a CUDA machine the board says which GPU it runs on"
+    import torch
+    page, _ = board
+    line = _text(page, ".adaptnb-device")
+    _shot(page, "gpu", tmp_path)
+    assert torch.cuda.get_device_name(0) in line, line
