@@ -906,10 +906,6 @@ def flow_runs(root: str | Path) -> list[Path]:
     return sorted(runs, key=lambda p: (p / "run.json").stat().st_mtime)
 
 
-def _html_error(text: str) -> str:
-    return f"<span style='color:{_COLORS['error']}'>{_html.escape(text)}</span>"
-
-
 def _say(widget: W.HTML, text: str, kind: str = "info", label: str = "status"):
     "Write a status line into `widget`, coloured by `kind`"
     widget.value = f"<span style='color:{_COLORS[kind]}'><b>{label}:</b> {_html.escape(text)}</span>"
