@@ -5,6 +5,10 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# pyproject runs the files side by side (pytest-xdist, one worker per core): each worker, and every process a test
+# starts, then uses one thread, so that the workers share the cores instead of fighting over them
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
 
 
 def pytest_addoption(parser):

@@ -133,6 +133,7 @@ CASES = [
     row("usage", ["finetune", *NT, "--out", "{o}", "--max-steps"], "--max-steps", "expected one argument"),
     row("usage", ["finetune", *NT, "--out", "{o}", "--max-steps", "abc"], "invalid int value: 'abc'"),
     row("usage", ["retrain", *NT, "--out", "{o}", "--lr", "fast"], "--lr", "invalid float value: 'fast'"),
+    row("usage", ["dashboard", "--port", "99999"], "'99999' is not a port", "--port 8866"),
     row("usage", ["score", "--tasks", "news_topic", "--frobnicate"], "unrecognized arguments: --frobnicate"),
     row("usage", ["tasks", "--json"], "--json", "expected one argument"),
     row("usage", ["predict"], "required", "artifact"),
@@ -232,6 +233,7 @@ CASES = [
     row("outputs", ["deploy", "{d}/run", "--out", "{d}/artifact"], "--overwrite"),
     row("outputs", ["run", "{d}/spec_good.yaml", "--out", "{d}/a_file/run"], "cannot be created"),
     row("outputs", ["demo", "--out", "{d}/a_file"], "is a file, not a folder", "choose another --out"),
+    row("outputs", ["dashboard", "--root", "{d}/a_file"], "exists and is not a folder", "give a folder"),
     # requirement specs
     row("specs", ["decide", "{d}/no_spec.yaml"], "no_spec.yaml", "does not exist"),
     row("specs", ["decide", "{d}/spec_broken.yaml"], "spec_broken.yaml", "YAML"),
