@@ -23,10 +23,11 @@ from .train import METHODS
 from .command import parser
 
 # %% auto #0
-__all__ = ['FLOW_MODELS', 'FLOW_SPEC', 'APP', 'device_options', 'default_device', 'Runner', 'fig_png', 'plot_training',
-           'LivePlot', 'score_table', 'df_html', 'RunRecord', 'load_history', 'history_table', 'AuditView', 'task_refs',
-           'Dashboard', 'plot_lambda_curve', 'LambdaExplorer', 'spec_text', 'flow_runs', 'FlowPanel', 'TryPanel',
-           'ExportPanel', 'compare_table', 'plot_compare', 'ComparePanel', 'Workbench', 'app_path', 'dashboard_cli']
+__all__ = ['TRAIN_MODELS', 'FLOW_MODELS', 'FLOW_SPEC', 'APP', 'device_options', 'default_device', 'Runner', 'fig_png',
+           'plot_training', 'LivePlot', 'score_table', 'df_html', 'RunRecord', 'load_history', 'history_table',
+           'AuditView', 'task_refs', 'train_task_names', 'Dashboard', 'plot_lambda_curve', 'LambdaExplorer',
+           'spec_text', 'flow_runs', 'FlowPanel', 'TryPanel', 'ExportPanel', 'compare_table', 'plot_compare',
+           'ComparePanel', 'Workbench', 'app_path', 'dashboard_cli']
 
 # %% ../nbs/10_widgets.ipynb #4eacfdfa
 def device_options() -> list[tuple[str, str]]:
@@ -284,6 +285,22 @@ def task_refs(selected, extra: str = "") -> list[str]:
     check(len(set(refs)) == len(refs), f"a task is listed twice in {refs}: list each once")
     return refs
 
+# %% ../nbs/10_widgets.ipynb #c3400721
+TRAIN_MODELS = (DEFAULT_MODEL, "smollm2")  # the Train tab's model choices; a model folder can be typed in too
+
+
+def train_task_names(
+    model: str,  # the model box's text: 'default', 'smollm2' or a model folder (perhaps half typed)
+) -> list[str]:
+    "The task names the Train tab offers for `model`: the embedded tasks, and a causal LM's generative tasks too"
+    from adaptnb.train import family_for
+
+    if family_for((model or "").strip() or DEFAULT_MODEL).name != "causal":
+        return list(EMBEDDED)
+    from adaptnb.llm import GENERATIVE
+
+    return list(EMBEDDED) + list(GENERATIVE)
+
 # %% ../nbs/10_widgets.ipynb #eb074e8b
 _CSS = """<style>
 .adaptnb-table {border-collapse: collapse; font-size: 12px} .adaptnb-table td, .adaptnb-table th {padding: 2px 8px; text-align: right}
@@ -371,17 +388,19 @@ class Dashboard:
         self.model = _lbl(
             W.Combobox(
                 value=str(model),
-                options=[DEFAULT_MODEL],
+                options=list(TRAIN_MODELS),
                 description="model",
-                placeholder="default or a model folder",
+                placeholder="default, smollm2 or a model folder",
                 ensure_option=False,
             )
         )
+        names = train_task_names(str(model))
         self.tasks = W.SelectMultiple(
-            options=list(EMBEDDED), value=tuple(t for t in tasks if t in EMBEDDED), rows=4, description="tasks"
+            options=names, value=tuple(t for t in tasks if t in names), rows=4, description="tasks"
         )
         _lbl(self.tasks)
-        extra = [t for t in tasks if t not in EMBEDDED] + ([extra_tasks] if extra_tasks else [])
+        self.model.observe(lambda ch: self._offer_tasks(), "value")
+        extra = [t for t in tasks if t not in names] + ([extra_tasks] if extra_tasks else [])
         self.extra_tasks = _lbl(
             W.Text(value=", ".join(extra), description="more tasks", placeholder="csv:file.csv, jsonl:…, hf:name")
         )
@@ -414,6 +433,13 @@ class Dashboard:
         )
         gpus = [l for l, v in opts if v.startswith("cuda") or v == "mps"]
         self.gpu = W.HTML(f"<small>GPU: {', '.join(gpus) if gpus else 'none found, running on the CPU'}</small>")
+
+    def _offer_tasks(self):
+        "The task list follows the model: a causal LM adds its generative tasks; choices it still offers stay ticked"
+        names = train_task_names(self.model.value)
+        if list(self.tasks.options) != names:
+            keep = tuple(t for t in self.tasks.value if t in names)
+            self.tasks.options, self.tasks.value = names, keep
 
     def _run_panel(self):
         "Start and Stop, the progress bar, the status line and the live plot"
