@@ -971,7 +971,10 @@ class FlowPanel:
         self.start_button = W.Button(description="Run flow", button_style="success", icon="play")
         self.stop_button = W.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
         self.resume_button = W.Button(description="Resume", icon="redo", disabled=True)
+        self.assess_button = W.Button(description="Assess", icon="search",
+                                      tooltip="run the flow up to its decision, then halt: Resume trains")
         self.start_button.on_click(lambda _: self.start())
+        self.assess_button.on_click(lambda _: self.start(assess=True))
         self.stop_button.on_click(lambda _: self.stop())
         self.resume_button.on_click(lambda _: self.start(resume=True))
         self.progress = W.IntProgress(value=0, min=0, max=1, description="stages", layout=W.Layout(width="420px"))
@@ -1039,7 +1042,8 @@ class FlowPanel:
                        self.max_per_class, self.seed, W.HBox([self.path, self.load_button])],
                       layout=W.Layout(width="290px", min_width="290px"))
         right = W.VBox([W.HTML("<b>Spec (YAML)</b>"), self.spec,
-                        W.HBox([self.start_button, self.stop_button, self.resume_button]), self.progress, self.status],
+                        W.HBox([self.assess_button, self.start_button, self.stop_button, self.resume_button]),
+                        self.progress, self.status],
                        layout=W.Layout(flex="1 1 auto", padding="0 0 0 12px"))
         run = W.HBox([W.VBox([W.HTML("<b>Stages</b>"), self.stages], layout=W.Layout(width="290px", min_width="290px")),
                       W.VBox([self.plot.widget], layout=W.Layout(flex="1 1 auto", padding="0 0 0 12px"))])
@@ -1054,8 +1058,12 @@ class FlowPanel:
             return self._loaded[0]
         return self.spec.value
 
-    def start(self, resume: bool = False) -> bool:
-        "Start the flow on a worker thread (Run flow; Resume with `resume`); False, saying why, if it cannot start"
+    def start(
+        self,
+        resume: bool = False,  # go on with the run last stopped here (Resume)
+        assess: bool = False,  # halt once the decision is made, before any training (Assess)
+    ) -> bool:
+        "Start the flow on a worker thread (Run flow, Assess or Resume); False, saying why, if it cannot start"
         from adaptnb.flow import load_requirement
 
         if self.runner.running:
@@ -1078,9 +1086,9 @@ class FlowPanel:
         self.log.outputs = ()
         self.progress.value = 0
         _say(self.status, f"{'resuming' if resume else 'starting'} in {self.out} …", "run")
-        started = self.runner.start(lambda ev: self._run(self._spec_arg(), resume, ev))
+        started = self.runner.start(lambda ev: self._run(self._spec_arg(), resume, ev, assess))
         if started:
-            self.start_button.disabled = self.resume_button.disabled = True
+            self.start_button.disabled = self.resume_button.disabled = self.assess_button.disabled = True
             self.stop_button.disabled = False
         return started
 
@@ -1115,17 +1123,28 @@ class FlowPanel:
             D = Decision.from_dict(load_json(p))
             self.decision.value = f"<b>Decision</b><pre class='adaptnb-decision'>{_html.escape(D.summary())}</pre>"
 
-    def _run(self, spec, resume: bool, ev: threading.Event):
-        "One flow run on the worker thread"
+    def _run(self, spec, resume: bool, ev: threading.Event, assess: bool = False):
+        "One flow run on the worker thread (`assess`: halt once the decision is made)"
         from adaptnb.flow import FlowHalted, run
+
+        def on_stage(k, n, name, what):
+            self._on_stage(k, n, name, what)
+            if assess and name == "decide":
+                ev.set()  # the stage after the decision does not start
 
         try:
             res = run(spec, self.out, sample=self.sample, lambda_steps=self.lambda_steps, progress=False, stop=ev,
-                      halt=ev, resume=resume, callbacks=[_FlowCurves(self)], on_stage=self._on_stage)
+                      halt=ev, resume=resume, callbacks=[_FlowCurves(self)], on_stage=on_stage)
+            self._idle()  # before the verdict is shown: whoever sees it can press a button at once
             self._show_result(res)
         except FlowHalted as e:
-            _say(self.status, f"stopped: {e}; Resume finishes it", "stopped")
+            self._show_decision()
+            self._idle()
             self.resume_button.disabled = False
+            if assess and self.decision.value:  # (Stop pressed before the decision: a plain stop)
+                _say(self.status, "assessed: the decision and its reasons are below; Resume trains the candidates", "done")
+            else:
+                _say(self.status, f"stopped: {e}; Resume finishes it", "stopped")
         except AdaptnbError as e:
             _say(self.status, f"error: {e}", "error")
             self.resume_button.disabled = not (self.out / "stages" / "requirement.json").exists()
@@ -1133,7 +1152,11 @@ class FlowPanel:
             _say(self.status, f"error: {type(e).__name__}: {e} (traceback below)", "error")
             self.log.append_stdout(traceback.format_exc())
         finally:
-            self.start_button.disabled, self.stop_button.disabled = False, True
+            self._idle()
+
+    def _idle(self):
+        "The buttons of a panel with no run going"
+        self.start_button.disabled, self.assess_button.disabled, self.stop_button.disabled = False, False, True
 
     def _show_result(self, res):
         "The verdict in words, the candidates table and the per-task change, as the report gives them"
@@ -1156,7 +1179,7 @@ class FlowPanel:
     def _crash(self, e, tb):
         _say(self.status, f"error: {type(e).__name__}: {e}", "error")
         self.log.append_stdout(tb)
-        self.start_button.disabled, self.stop_button.disabled = False, True
+        self._idle()
 
 # %% ../nbs/10_widgets.ipynb #d60da106
 def _run_options(root) -> list[tuple[str, str]]:

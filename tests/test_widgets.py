@@ -178,10 +178,13 @@ def test_dashboard_in_a_real_browser(board, tmp_path):
 
 @browser_only
 def test_flow_tab_runs_a_requirement_to_its_verdict(board, tmp_path):
-    "Flow tab: the preset requirement, Run flow, every stage ticked off, the decision, the candidates and the verdict"
+    "Flow tab: Assess shows the decision alone; Run flow ticks off every stage to the candidates and the verdict"
     page, root = board
     page.get_by_role("tab", name="Flow").click()
     assert "movie_sentiment" in page.locator(".adaptnb-spec textarea").input_value()
+    page.get_by_role("button", name="Assess").click()
+    _wait_text(page, ".adaptnb-flow-status", "status: (assessed|error)")
+    assert "assessed" in _text(page, ".adaptnb-flow-status") and "finetune" in _text(page, ".adaptnb-decision")
     t0 = time.monotonic()
     page.get_by_role("button", name="Run flow").click()
     _wait_text(page, ".adaptnb-flow-status", "stage \\d+/\\d+: ")
