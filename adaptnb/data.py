@@ -15,10 +15,10 @@ import datasets
 from .core import AdaptnbError, Record, check, check_seed, check_task_name, is_int
 
 # %% auto #0
-__all__ = ['SPLITS', 'EMBEDDED', 'CleanReport', 'Splits', 'Task', 'normalise_text', 'clean_pool', 'stratified_split', 'cap_train',
-           'make_task', 'task_from_lists', 'task_from_pandas', 'task_from_file', 'task_from_hf', 'EmbeddedTask',
-           'load_embedded', 'load_task', 'load_tasks', 'Audit', 'audit', 'audit_table', 'plot_audit', 'encode',
-           'length_batches', 'collate', 'iter_batches']
+__all__ = ['SPLITS', 'EMBEDDED', 'ENCODE_CHUNK', 'CleanReport', 'Splits', 'Task', 'normalise_text', 'clean_pool',
+           'stratified_split', 'cap_train', 'make_task', 'task_from_lists', 'task_from_pandas', 'task_from_file',
+           'task_from_hf', 'EmbeddedTask', 'load_embedded', 'load_task', 'load_tasks', 'Audit', 'audit', 'audit_table',
+           'plot_audit', 'encode', 'length_batches', 'collate', 'iter_batches']
 
 # %% ../nbs/01_data.ipynb #a89448ab
 @dataclass
@@ -771,10 +771,16 @@ def plot_audit(audits: list[Audit], path: str | Path | None = None):
     return fig
 
 # %% ../nbs/01_data.ipynb #02532e60
+ENCODE_CHUNK = 4096  # texts per tokenizer call: a fast tokenizer's encodings (tokens, offsets) cost ~5 KB a text
+
+
 def encode(texts: list[str], tokenizer, max_length: int = 128) -> list[list[int]]:
-    "Token ids of each text, truncated to `max_length` (special tokens included)"
+    "Token ids of each text, truncated to `max_length` (special tokens included), tokenised a chunk at a time"
     check(isinstance(max_length, int) and max_length >= 8, f"max_length must be an integer >= 8, got {max_length!r}")
-    return tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+    texts, ids = list(texts), []
+    for i in range(0, len(texts), ENCODE_CHUNK):  # only the ids are kept: memory grows by the ids alone
+        ids += tokenizer(texts[i : i + ENCODE_CHUNK], truncation=True, max_length=max_length)["input_ids"]
+    return ids
 
 
 def length_batches(

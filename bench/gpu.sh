@@ -38,7 +38,7 @@ phase() {  # phase NAME SECONDS COMMAND...: run it under a time limit, keep its 
   [ "$rc" -eq 0 ] || failed+=("$name (exit $rc)")
 }
 
-phase tests 150 python -m pytest -q -m cuda tests
+phase tests 150 python -m pytest -q -n 0 -m cuda tests  # one process: a few tests, one GPU
 cells=$(grep -l '#| cuda' nbs/*.ipynb)
 for nb in $cells; do
   phase "cells-$(basename "$nb" .ipynb)" 150 nbdev-test --flags cuda "$nb"
