@@ -98,10 +98,21 @@ def plot(rows: list[dict], path: Path):
     fig.savefig(path, dpi=110)
 
 
+def _sizes(s: str) -> list[int]:
+    "The value of --sizes: positive whole multiples, comma-separated"
+    try:
+        v = [int(x) for x in s.split(",")]
+    except ValueError:
+        v = []
+    if not v or min(v) < 1:
+        raise argparse.ArgumentTypeError(f"{s!r} is not a list of multiples: use e.g. --sizes 1,4,16")
+    return v
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", default="1,4,16", help="multiples of movie_sentiment's train split")
-    ap.add_argument("--kinds", default="score,fit")
+    ap.add_argument("--sizes", type=_sizes, default=[1, 4, 16], help="multiples of movie_sentiment's train split")
+    ap.add_argument("--kinds", type=lambda s: s.split(","), default=["score", "fit"], help="score, fit or both")
     ap.add_argument("--fit-steps", type=int, default=40)
     ap.add_argument("--max-length", type=int, default=64)
     ap.add_argument("--out", default="bench/results/scale.json")
@@ -111,8 +122,11 @@ def main():
         print(json.dumps(one(a.one[0], int(a.one[1]), a.max_length, a.fit_steps)))
         return
     rows = []
-    for mult in [int(s) for s in a.sizes.split(",")]:
-        for kind in a.kinds.split(","):
+    bad = set(a.kinds) - {"score", "fit"}
+    if bad:
+        ap.error(f"unknown --kinds {sorted(bad)}: use score, fit or score,fit")
+    for mult in a.sizes:
+        for kind in a.kinds:
             cmd = [sys.executable, __file__, "--one", kind, str(mult), "--max-length", str(a.max_length),
                    "--fit-steps", str(a.fit_steps)]
             r = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, ADAPTNB_NO_PROGRESS="1"))
