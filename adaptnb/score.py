@@ -15,10 +15,10 @@ from .core import MultiTaskModel, Record, autocast, check, eval_mode, get_device
 from .data import SPLITS, Task, collate, encode, length_batches, load_task, load_tasks
 
 # %% auto #0
-__all__ = ['CACHE_SIZE', 'TaskScore', 'Score', 'example_losses', 'task_score', 'mean_task_loss', 'aggregate', 'check_tokenizer',
-           'body_fingerprint', 'features', 'sample_rows', 'task_logits', 'task_outputs', 'evaluate_task', 'task_loss',
-           'score', 'plot_score', 'plot_scores', 'Predictions', 'predictions', 'Paired', 'paired_losses', 'paired_diff',
-           'Interpretation']
+__all__ = ['CACHE_SIZE', 'FEATURE_CHUNK', 'TaskScore', 'Score', 'example_losses', 'task_score', 'mean_task_loss', 'aggregate',
+           'check_tokenizer', 'body_fingerprint', 'features', 'sample_rows', 'task_logits', 'task_outputs',
+           'evaluate_task', 'task_loss', 'score', 'plot_score', 'plot_scores', 'Predictions', 'predictions', 'Paired',
+           'paired_losses', 'paired_diff', 'Interpretation']
 
 # %% ../nbs/02_score.ipynb #a4c46503
 @dataclass
@@ -298,6 +298,9 @@ def _check_head(model: MultiTaskModel, task: Task):
     _label_map(model, task)
 
 # %% ../nbs/02_score.ipynb #c0ac0244
+FEATURE_CHUNK = 16384  # without the cache, texts per pass of the body: memory holds one chunk's ids and features
+
+
 def task_logits(
     model: MultiTaskModel,  # a model with a head for `task`
     task: Task,  # the task
@@ -307,7 +310,7 @@ def task_logits(
     rows: list[int] | None = None,  # row indices of the split to evaluate, in this order; None: every row
     device=None,  # where the body runs (default: the best there is)
     dtype: torch.dtype | None = None,  # autocast dtype; None: the device's default, torch.float32: no autocast
-    cache: bool = True,  # reuse cached features
+    cache: bool = True,  # reuse cached features (False: stream the split, FEATURE_CHUNK texts at a time)
     progress: bool = False,  # show a progress bar
 ) -> tuple[torch.Tensor, np.ndarray]:
     "Logits (n, C), float32 on the CPU, and labels (in the head's indexing) of `task`'s head on `rows` of a split"
@@ -317,11 +320,15 @@ def task_logits(
         rows = [int(i) for i in rows]
         check(all(0 <= i < len(ds) for i in rows), f"rows must index the {len(ds)} rows of the {split!r} split")
         ds = ds.select(rows)
-    X = features(model, ds, batch_size, max_length, device=device, dtype=dtype, cache=cache, progress=progress)
-    head = model.heads[task.name]
-    with torch.inference_mode():
-        logits = head(X.to(head.weight.device, head.weight.dtype)).float().cpu()
-    return logits, _label_map(model, task)[np.asarray(ds["label"], dtype=np.int64)]
+    head, n = model.heads[task.name], len(ds)
+    step = n if cache or n <= FEATURE_CHUNK else FEATURE_CHUNK
+    logits = []
+    for i in range(0, max(n, 1), max(step, 1)):
+        part = ds if step >= n else ds.select(range(i, min(i + step, n)))
+        X = features(model, part, batch_size, max_length, device=device, dtype=dtype, cache=cache, progress=progress)
+        with torch.inference_mode():
+            logits.append(head(X.to(head.weight.device, head.weight.dtype)).float().cpu())
+    return torch.cat(logits), _label_map(model, task)[np.asarray(ds["label"], dtype=np.int64)]
 
 # %% ../nbs/02_score.ipynb #435dd371
 def task_outputs(
