@@ -321,10 +321,10 @@ def task_logits(
         check(all(0 <= i < len(ds) for i in rows), f"rows must index the {len(ds)} rows of the {split!r} split")
         ds = ds.select(rows)
     head, n = model.heads[task.name], len(ds)
-    step = n if cache or n <= FEATURE_CHUNK else FEATURE_CHUNK
+    step = n if cache else FEATURE_CHUNK  # the cache keeps the split's features whole: one part
+    parts = [ds] if step >= n else [ds.select(range(i, min(i + step, n))) for i in range(0, n, step)]
     logits = []
-    for i in range(0, max(n, 1), max(step, 1)):
-        part = ds if step >= n else ds.select(range(i, min(i + step, n)))
+    for part in parts:
         X = features(model, part, batch_size, max_length, device=device, dtype=dtype, cache=cache, progress=progress)
         with torch.inference_mode():
             logits.append(head(X.to(head.weight.device, head.weight.dtype)).float().cpu())

@@ -14,7 +14,7 @@ and the two sides round at different places).
     python bench/eval.py [--precision fp32|bf16] [--n 600] [--rounds 3] [--n-unbatched 120] [--max-length 128]
                          [--batch-size 64] [--device cpu]
 """
-import argparse, contextlib, dataclasses, os, statistics, time
+import argparse, dataclasses, os, statistics, time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
@@ -23,7 +23,7 @@ from transformers import pipeline
 from transformers.utils import logging as hf_logging
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from adaptnb.core import MultiTaskModel, get_device, seed_everything
+from adaptnb.core import MultiTaskModel, autocast, get_device, resolve_dtype, seed_everything
 from adaptnb.data import load_task
 from adaptnb.heads import fit_probe
 from adaptnb.score import example_losses, features
@@ -69,8 +69,6 @@ def main():
           f"torch threads {torch.get_num_threads()}")
 
     dtype = torch.float32 if a.precision == "fp32" else torch.bfloat16
-    autocast = (contextlib.nullcontext if a.precision == "fp32" else
-                lambda: torch.autocast(dev.type, dtype=torch.bfloat16))
     tol = 1e-4 if a.precision == "fp32" else 0.05
     clf = HeadForSequenceClassification(mt, "movie_sentiment").eval()
     pipe = pipeline("text-classification", model=clf, tokenizer=mt.tokenizer, device=dev, top_k=None)
@@ -81,7 +79,7 @@ def main():
         return example_losses(logits, labels)
 
     def run_pipe(bs, m=None):
-        with autocast():
+        with autocast(dev, resolve_dtype(dev, dtype)):  # the pipeline at score's precision
             out = pipe(texts[:m], batch_size=bs, truncation=True, max_length=a.max_length)
         names = mt.labels["movie_sentiment"]
         return np.array([-np.log(next(d["score"] for d in o if d["label"] == names[y])) for o, y in zip(out, labels)])

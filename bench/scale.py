@@ -85,10 +85,8 @@ def plot(rows: list[dict], path: Path):
         lab = "score (every text)" if kind == "score" else f"fit ({rs[0]['steps']} steps)"
         ax[0].plot(n, [r["seconds"] for r in rs], m, label=lab)
         ax[1].plot(n, [r["peak_rss_mib"] for r in rs], m, label=lab)
-    if any(r["kind"] == "score" for r in rows):
-        rs = [r for r in rows if r["kind"] == "score"]
-        ax[0].plot([r["n"] for r in rs], [rs[0]["seconds"] * r["n"] / rs[0]["n"] for r in rs], ":", c="grey",
-                   label="linear from 1x")
+        if kind == "score":
+            ax[0].plot(n, [rs[0]["seconds"] * k / n[0] for k in n], ":", c="grey", label="linear from 1x")
     ax[0].set(xscale="log", yscale="log", xlabel="texts in the set", ylabel="seconds", title="time")
     ax[1].set(xscale="log", xlabel="texts in the set", ylabel="peak RSS (MiB)", title="peak memory", ylim=(0, None))
     for a in ax:
