@@ -774,12 +774,13 @@ def plot_audit(audits: list[Audit], path: str | Path | None = None):
 ENCODE_CHUNK = 4096  # texts per tokenizer call: a fast tokenizer's encodings (tokens, offsets) cost ~5 KB a text
 
 
-def encode(texts: list[str], tokenizer, max_length: int = 128) -> list[list[int]]:
-    "Token ids of each text, truncated to `max_length` (special tokens included), tokenised a chunk at a time"
+def encode(texts: list[str], tokenizer, max_length: int = 128) -> list[np.ndarray]:
+    "Token ids of each text as an int32 array, truncated to `max_length` (special tokens included), a chunk at a time"
     check(isinstance(max_length, int) and max_length >= 8, f"max_length must be an integer >= 8, got {max_length!r}")
     texts, ids = list(texts), []
-    for i in range(0, len(texts), ENCODE_CHUNK):  # only the ids are kept: memory grows by the ids alone
-        ids += tokenizer(texts[i : i + ENCODE_CHUNK], truncation=True, max_length=max_length)["input_ids"]
+    for i in range(0, len(texts), ENCODE_CHUNK):  # only the ids are kept, 4 bytes a token (a list of ints: ~36)
+        chunk = tokenizer(texts[i : i + ENCODE_CHUNK], truncation=True, max_length=max_length)["input_ids"]
+        ids += [np.asarray(x, dtype=np.int32) for x in chunk]
     return ids
 
 

@@ -1258,7 +1258,7 @@ DEMO_SPEC = {
     "name": "demo: keep news topics, add movie sentiment",
     "retain": ["news_topic"],
     "new": ["movie_sentiment"],
-    "budget": {"max_steps": 1024},
+    "budget": {"max_steps": 2304},
     "max_length": 64,
     "batch_size": 32,
     "seed": 0,

@@ -210,12 +210,12 @@ def _ds_key(ds) -> str:
     return fp if fp is not None else str(hash(tuple(ds["text"])))
 
 
-def _batch_encode(model, tok, ids: list[list[int]], batch_size: int, device, dtype, progress: bool) -> torch.Tensor:
+def _batch_encode(model, tok, ids: list[np.ndarray], batch_size: int, device, dtype, progress: bool) -> torch.Tensor:
     "Pooled features of token id lists, in their order, from length-sorted dynamically padded batches"
     from tqdm.auto import tqdm
 
     V = _vocab_size(model)
-    top = max((max(x) for x in ids if x), default=0)
+    top = max((int(x.max()) for x in ids if len(x)), default=0)
     check(
         top < V,
         f"the tokenizer gives token id {top} but the model's embedding table has {V} rows: the tokenizer "

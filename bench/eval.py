@@ -5,16 +5,18 @@ head for movie_sentiment, wrapped for the pipeline with the Hugging Face classif
 `score` runs cold (feature cache off), so it pays for the encoder on every round just as the pipeline does. Rounds
 are interleaved (score, pipeline at its default batch size, pipeline batched, ...) so that load from other jobs
 on a shared machine hits both alike; the median round counts. The ratio against the faster pipeline setting is
-printed last.
+printed last, with each setting's share of the machine's measured matmul peak (forward FLOPs per real token:
+2 x non-embedding weights + 4 x layers x hidden x tokens), which bounds the ratio any evaluator can reach.
 
 Both run at the same precision (`--precision`): fp32, where the per-example losses must agree to 1e-4, or bf16
 autocast (score's default where the CPU has bf16), where they must agree to 0.05 nats (bf16 keeps 8 bits of mantissa,
 and the two sides round at different places).
 
     python bench/eval.py [--precision fp32|bf16] [--n 600] [--rounds 3] [--n-unbatched 120] [--max-length 128]
-                         [--batch-size 64] [--device cpu]
+                         [--batch-size 64] [--device cpu] [--json PATH]
 """
-import argparse, dataclasses, os, statistics, time
+import argparse, dataclasses, json, os, statistics, time
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
@@ -27,6 +29,7 @@ from adaptnb.core import MultiTaskModel, autocast, get_device, resolve_dtype, se
 from adaptnb.data import load_task
 from adaptnb.heads import fit_probe
 from adaptnb.score import example_losses, features
+from peak import flops_per_token, matmul_peak
 
 
 class HeadForSequenceClassification(torch.nn.Module):
@@ -54,6 +57,7 @@ def main():
     ap.add_argument("--n-unbatched", type=int, default=120, help="texts for the (slow) pipeline at batch size 1; its rate is per text")
     ap.add_argument("--device", default=None)
     ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    ap.add_argument("--json", default=None, help="write the medians, min-max and peak shares here")
     a = ap.parse_args()
     seed_everything(0)
     hf_logging.set_verbosity(hf_logging.CRITICAL)       # the pipeline logs that it does not know the wrapper class
@@ -98,12 +102,26 @@ def main():
             t = time.perf_counter(); f(); runs[k].append(m / (time.perf_counter() - t))
         print(f"round {r + 1}: " + "   ".join(f"{k} {v[-1]:.1f}/s" for k, v in runs.items()), flush=True)
     med = {k: statistics.median(v) for k, v in runs.items()}
-    for k, v in med.items(): print(f"{k:<18} median {v:8.1f} samples/s (min-max {min(runs[k]):.1f}-{max(runs[k]):.1f})")
+    seq = float(np.mean([len(x) for x in mt.tokenizer(texts, truncation=True, max_length=a.max_length)["input_ids"]]))
+    flops, peak = flops_per_token(mt.body, seq, train=False), matmul_peak(dev, dtype if a.precision == "bf16" else None)
+    share = {k: v * seq * flops / peak for k, v in med.items()}
+    for k, v in med.items():
+        print(f"{k:<18} median {v:8.1f} samples/s (min-max {min(runs[k]):.1f}-{max(runs[k]):.1f}), {share[k]:.0%} of matmul peak")
+    print(f"{flops / 1e6:.1f} MFLOP per token, {seq:.1f} real tokens per text, matmul peak {peak / 1e9:.1f} GFLOP/s")
     print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (shared machine: numbers are noisy)")
     best_pipe = max(v for k, v in med.items() if k != "score")
     print(f"(pipeline bs=1 timed on the first {m1} texts)")
     print(f"ratio score / pipeline at its default batch size 1: {med['score'] / med['pipeline bs=1']:.2f}x")
     print(f"ratio score / best pipeline: {med['score'] / best_pipe:.2f}x")
+    best_share = max(v for k, v in share.items() if k != "score")
+    print(f"3x the best pipeline would need {3 * best_share:.0%} of the matmul peak")
+    if a.json:
+        rows = {k: {"median": round(med[k], 2), "min": round(min(v), 2), "max": round(max(v), 2),
+                    "vs_score": round(med[k] / med["score"], 3), "peak_share": round(share[k], 4)} for k, v in runs.items()}
+        out = Path(a.json); out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"device": str(dev), "precision": a.precision, "n": n, "max_length": a.max_length,
+                                     "tokens_per_text": seq, "peak_flops": peak, "max_abs_loss_diff": diff,
+                                     "settings": rows}, indent=1))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"The measured matmul peak that the benches report their share of (imported by bench/train.py and bench/causal_train.py)."
+"The measured matmul peak that the benches report their share of, and the FLOPs a token costs (imported by bench/train.py, bench/eval.py and bench/causal_train.py)."
 import time
 import torch
 
@@ -15,3 +15,11 @@ def matmul_peak(dev, dtype=None, n=2048, reps=8) -> float:
         if dev.type == "cuda": torch.cuda.synchronize()
         best = max(best, 2 * n**3 * reps / (time.perf_counter() - t0))
     return best
+
+
+def flops_per_token(body, tokens: float, train: bool = True) -> float:
+    "FLOPs per real token of an encoder `body` at `tokens` per text: 2N + 4·L·h·T forward (N non-embedding weights), 3x that to train"
+    cfg = body.config
+    n = sum(p.numel() for k, p in body.named_parameters() if "embeddings" not in k and "pooler" not in k)
+    forward = 2 * n + 4 * cfg.num_hidden_layers * cfg.hidden_size * tokens
+    return 3 * forward if train else forward

@@ -19,12 +19,13 @@ Levers (`--levers`), each fit with one thing changed:
   own padding         each batch padded by numpy, not by the tokenizer's `pad` (no per-step tokenizer call)
   SDPA flash          attention dropout 0, so SDPA may take its fused kernel (dropout needs the math path on CPU)
   1 thread            torch.set_num_threads(1)
+  torch dropout       nn.Dropout's own masks (a bernoulli draw per element) instead of fit's BitDropout (four per draw)
 and two that change what is trained, for what they would buy (not used by fit):
   no hidden dropout   the hidden layers' dropout off (attention dropout kept)
   frozen embeddings   the word embeddings fixed (no gradient, no AdamW state for 11.7M of 22.7M parameters)
   compile             torch.compile(body, dynamic=True) on length-bucketed batches
 
-    python bench/train.py [--precision bf16|fp32|both] [--steps 24] [--rounds 4] [--n 2048] [--levers]
+    python bench/train.py [--precision bf16|fp32|both] [--steps 24] [--rounds 4] [--n 2048] [--levers [NAME ...]]
 """
 import argparse, dataclasses, functools, json, os, resource, statistics, sys, tempfile, time
 from pathlib import Path
@@ -35,13 +36,13 @@ import adaptnb.data as D
 import adaptnb.train as T
 from adaptnb.core import MultiTaskModel, autocast_dtype, get_device, load_tokenizer, resolve_model
 from adaptnb.data import load_task
-from peak import matmul_peak
+from peak import flops_per_token, matmul_peak
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--steps", type=int, default=24); ap.add_argument("--rounds", type=int, default=4)
 ap.add_argument("--n", type=int, default=2048); ap.add_argument("--batch-size", type=int, default=32)
 ap.add_argument("--max-length", type=int, default=128); ap.add_argument("--precision", default="auto", help="bf16 | fp32 | both | auto (the device's)")
-ap.add_argument("--levers", action="store_true", help="also measure each lever inside fit")
+ap.add_argument("--levers", nargs="*", default=None, help="also measure these levers inside fit (none named: every one)")
 ap.add_argument("--json", default=None, help="write the medians here")
 a = ap.parse_args()
 BS, ML, STEPS = a.batch_size, a.max_length, a.steps
@@ -88,6 +89,7 @@ LEVERS = {  # name -> (what to patch: list of (object, attribute, value)), what 
     "own padding": ([(T.EncoderFamily, "collate", _own_pad)], None, None),
     "SDPA flash": ([], "no_attention_dropout", None),
     "1 thread": ([], None, 1),
+    "torch dropout": ([(T, "use_bit_dropout", lambda model: 0)], None, None),
     "compile": ([], "compile", None),
     "no hidden dropout": ([], "no_hidden_dropout", None),
     "frozen embeddings": ([], "frozen_embeddings", None),
@@ -147,8 +149,10 @@ for p in precs:
     settings[f"fit {p}"] = functools.partial(run_fit, p)
     settings[f"Trainer default {p}"] = functools.partial(run_trainer, p, False)
     settings[f"Trainer best {p}"] = functools.partial(run_trainer, p, True)
-    if a.levers:
-        for lv in LEVERS:
+    if a.levers is not None:
+        unknown = set(a.levers) - set(LEVERS)
+        if unknown: sys.exit(f"unknown lever(s) {sorted(unknown)}: choose from {list(LEVERS)}")
+        for lv in a.levers or LEVERS:
             settings[f"fit {p}, {lv}"] = functools.partial(run_fit, p, lv)
 res = {k: [] for k in settings}
 for r in range(a.rounds):
@@ -159,9 +163,7 @@ for r in range(a.rounds):
             print(f"  {k}: failed: {type(e).__name__}: {str(e).splitlines()[0][:160]}", flush=True)
     print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in res.items() if v), "samples/s", flush=True)
 
-cfg = MultiTaskModel.from_pretrained("default").body.config
-nonemb = sum(p.numel() for n, p in MultiTaskModel.from_pretrained("default").body.named_parameters() if "embeddings" not in n and "pooler" not in n)
-seq = float(np.mean(lens)); flops_tok = 6 * nonemb + 12 * cfg.num_hidden_layers * cfg.hidden_size * seq
+seq = float(np.mean(lens)); flops_tok = flops_per_token(MultiTaskModel.from_pretrained("default").body, seq)
 peaks = {p: matmul_peak(dev, torch.bfloat16 if p == "bf16" else None) for p in precs}
 rows = {}
 print(f"\n{'setting':34s} {'samples/s median (min-max)':>28s} {'vs fit':>7s} {'% matmul peak':>14s}")
