@@ -1126,7 +1126,7 @@ def compression_table(
     model: MultiTaskModel,  # the model to compress
     tasks,  # tasks (names or Task records) to score each compressed model on
     options: dict | None = None,  # name -> Compression fields (default: OPTIONS)
-    folder: str | Path | None = None,  # where the artifacts go (default: a temporary folder)
+    folder: str | Path | None = None,  # where the artifacts go (default: a temporary folder, removed at the end)
     max_length: int = 64,  # tokens per text
     batch_size: int = 32,  # texts per batch
     repeats: int = 5,  # latency measurements per option (the median is kept)
@@ -1137,16 +1137,16 @@ def compression_table(
     tasks = load_tasks(tasks)
     check(len(tasks) > 0, "no task to measure compression on: give one or more tasks")
     options = options or OPTIONS
-    folder = Path(folder or tempfile.mkdtemp())
     rows, ref = {}, None
-    for name, kw in options.items():
-        out = folder / name.replace(" ", "_").replace("+", "and")
-        row = _compression_row(model, tasks, out, Compression(**kw), max_length, batch_size, repeats)
-        ref = ref or row
-        row["ΔS"] = row["S"] - ref["S"]
-        for t in tasks:
-            row[f"Δacc {t.name}"] = row[f"acc {t.name}"] - ref[f"acc {t.name}"]
-        rows[name] = row
+    with tempfile.TemporaryDirectory() as scratch:  # the artifacts, unless a folder keeps them
+        for name, kw in options.items():
+            out = Path(folder or scratch) / name.replace(" ", "_").replace("+", "and")
+            row = _compression_row(model, tasks, out, Compression(**kw), max_length, batch_size, repeats)
+            ref = ref or row
+            row["ΔS"] = row["S"] - ref["S"]
+            for t in tasks:
+                row[f"Δacc {t.name}"] = row[f"acc {t.name}"] - ref[f"acc {t.name}"]
+            rows[name] = row
     return pd.DataFrame.from_dict(rows, orient="index")
 
 # %% ../nbs/09_deploy.ipynb #12f26ada
