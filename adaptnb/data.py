@@ -777,7 +777,8 @@ ENCODE_CHUNK = 4096  # texts per tokenizer call: a fast tokenizer's encodings (t
 def encode(texts: list[str], tokenizer, max_length: int = 128) -> list[np.ndarray]:
     "Token ids of each text as an int32 array, truncated to `max_length` (special tokens included), a chunk at a time"
     check(isinstance(max_length, int) and max_length >= 8, f"max_length must be an integer >= 8, got {max_length!r}")
-    texts, ids = list(texts), []
+    texts = texts if hasattr(texts, "__getitem__") else list(texts)  # a split's column is read a chunk at a time
+    ids = []
     for i in range(0, len(texts), ENCODE_CHUNK):  # only the ids are kept, 4 bytes a token (a list of ints: ~36)
         chunk = tokenizer(texts[i : i + ENCODE_CHUNK], truncation=True, max_length=max_length)["input_ids"]
         ids += [np.asarray(x, dtype=np.int32) for x in chunk]
