@@ -27,7 +27,7 @@ and two that change what is trained, for what they would buy (not used by fit):
 
     python bench/train.py [--precision bf16|fp32|both] [--steps 24] [--rounds 4] [--n 2048] [--levers [NAME ...]]
 """
-import argparse, dataclasses, functools, json, os, resource, statistics, sys, tempfile, time
+import argparse, dataclasses, functools, json, os, resource, statistics, tempfile, time
 from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1"); os.environ.setdefault("ADAPTNB_NO_PROGRESS", "1")
 import numpy as np
@@ -94,6 +94,8 @@ LEVERS = {  # name -> (what to patch: list of (object, attribute, value)), what 
     "no hidden dropout": ([], "no_hidden_dropout", None),
     "frozen embeddings": ([], "frozen_embeddings", None),
 }
+if set(a.levers or []) - set(LEVERS):
+    ap.error(f"unknown lever(s) {sorted(set(a.levers) - set(LEVERS))}: choose from {list(LEVERS)}")
 
 
 def run_fit(prec: str, lever: str | None = None):
@@ -150,8 +152,6 @@ for p in precs:
     settings[f"Trainer default {p}"] = functools.partial(run_trainer, p, False)
     settings[f"Trainer best {p}"] = functools.partial(run_trainer, p, True)
     if a.levers is not None:
-        unknown = set(a.levers) - set(LEVERS)
-        if unknown: sys.exit(f"unknown lever(s) {sorted(unknown)}: choose from {list(LEVERS)}")
         for lv in a.levers or LEVERS:
             settings[f"fit {p}, {lv}"] = functools.partial(run_fit, p, lv)
 res = {k: [] for k in settings}
