@@ -82,9 +82,12 @@ def main():
 
     dtype = torch.float32 if a.precision == "fp32" else torch.bfloat16
     tol = 1e-4 if a.precision == "fp32" else 0.05
+    def make_pipe(model):
+        clf = HeadForSequenceClassification(model, "movie_sentiment").eval()
+        return pipeline("text-classification", model=clf, tokenizer=mt.tokenizer, device=dev, top_k=None)
+
+    pipe = make_pipe(mt)
     mb = copy.deepcopy(mt).to(torch.bfloat16) if a.bf16_weights else None  # the weights cast once
-    pipes = {id(m): pipeline("text-classification", model=HeadForSequenceClassification(m, "movie_sentiment").eval(),
-                             tokenizer=mt.tokenizer, device=dev, top_k=None) for m in (mt, mb) if m is not None}
 
     def run_score(model=mt, at=dtype):
         X = features(model, ds, batch_size=a.batch_size, max_length=a.max_length, device=dev, dtype=at, cache=False)
@@ -92,9 +95,9 @@ def main():
         with torch.inference_mode(): logits = head(X.to(dev, head.weight.dtype)).float().cpu()
         return example_losses(logits, labels)
 
-    def run_pipe(bs, m=None, model=mt, at=dtype):
+    def run_pipe(bs, m=None, p=pipe, at=dtype):
         with autocast(dev, resolve_dtype(dev, at)):  # the pipeline at score's precision
-            out = pipes[id(model)](texts[:m], batch_size=bs, truncation=True, max_length=a.max_length)
+            out = p(texts[:m], batch_size=bs, truncation=True, max_length=a.max_length)
         names = mt.labels["movie_sentiment"]
         return np.array([-np.log(next(d["score"] for d in o if d["label"] == names[y])) for o, y in zip(out, labels)])
 
@@ -107,10 +110,11 @@ def main():
     m1 = min(a.n_unbatched, n)
     jobs = {"score": (run_score, n), "pipeline bs=1": (lambda: run_pipe(1, m1), m1),
             f"pipeline bs={a.batch_size}": (lambda: run_pipe(a.batch_size), n)}
+    kb = f"pipeline bs={a.batch_size}, bf16 weights"
     if mb is not None:  # torch.float32 as the dtype: no autocast, the bf16 weights as they are
-        pipe_b = lambda: run_pipe(a.batch_size, model=mb, at=torch.float32)
-        wb = {"score, bf16 weights": (lambda: run_score(mb, torch.float32), n),
-              f"pipeline bs={a.batch_size}, bf16 weights": (pipe_b, n)}
+        pipe_mb = make_pipe(mb)
+        pipe_b = lambda: run_pipe(a.batch_size, p=pipe_mb, at=torch.float32)
+        wb = {"score, bf16 weights": (lambda: run_score(mb, torch.float32), n), kb: (pipe_b, n)}
         jobs |= wb
         runs |= {k: [] for k in wb}
         lb = run_score(mb, torch.float32)
@@ -135,7 +139,6 @@ def main():
     print(f"ratio score / pipeline at its default batch size 1: {med['score'] / med['pipeline bs=1']:.2f}x")
     print(f"ratio score / best pipeline: {med['score'] / best_pipe:.2f}x")
     if mb is not None:
-        kb = f"pipeline bs={a.batch_size}, bf16 weights"
         print(f"bf16 weights: score {med['score, bf16 weights'] / med['score']:.2f}x score under autocast; "
               f"score / pipeline, both on bf16 weights: {med['score, bf16 weights'] / med[kb]:.2f}x")
     best_share = max(share[k] for k in autocast_pipes)
