@@ -12,7 +12,6 @@ from adaptnb.core import (
     check,
     check_max_length,
     check_out_dir,
-    get_device,
     save_json,
 )
 from .command import add_task_options, emit, parser, positive_int, seed_arg, task_list, task_options
@@ -32,11 +31,12 @@ COMMANDS = {
         "interpolate_cli",
         "theta(lambda) = theta0 + lambda (thetat - theta0), lambda learned or on a grid",
     ),
-    "decide": ("adaptnb.flow", "decide_cli", "assess a requirement and decide: fine-tune or retrain"),
+    "decide": ("adaptnb.decide", "decide_cli", "assess a requirement and decide: fine-tune or retrain"),
     "run": ("adaptnb.flow", "run_cli", "the whole flow for a requirement spec, end to end"),
     "demo": ("adaptnb.flow", "demo_cli", "the whole flow on the embedded default requirement"),
     "deploy": ("adaptnb.deploy", "deploy_cli", "export a run as an artifact with a model card"),
     "predict": ("adaptnb.deploy", "predict_cli", "predict labels with an exported artifact"),
+    "serve": ("adaptnb.serve", "serve_cli", "serve an artifact over HTTP: /predict, OpenAI completions, metrics, hot reload"),
     "dashboard": ("adaptnb.widgets", "dashboard_cli", "serve the workbench (flow, try, export, compare, train) in a browser"),
 }
 
@@ -50,7 +50,7 @@ def _usage() -> str:
         + "\n".join(lines)
     )
 
-
+# %% ../nbs/11_cli.ipynb #057c6408
 def _command(name: str):
     "The function that runs command `name`"
     mod, fn, _ = COMMANDS[name]
@@ -59,7 +59,7 @@ def _command(name: str):
     except (ImportError, AttributeError) as e:
         raise AdaptnbError(f"the command {name!r} is not available in this build ({e})")
 
-
+# %% ../nbs/11_cli.ipynb #73ab552b
 def _quiet_libraries():
     "No loading and saving progress bars from the Hugging Face libraries: a command prints its own summary"
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -71,7 +71,7 @@ def _one_line(e: BaseException) -> str:
     "An exception's message on one line"
     return " ".join(str(e).split()) or type(e).__name__
 
-
+# %% ../nbs/11_cli.ipynb #1347737b
 def _save_traceback(argv: list[str]) -> str:
     "Write the traceback being handled to a new file in the temp folder; its path, or why there is none"
     try:
@@ -82,7 +82,7 @@ def _save_traceback(argv: list[str]) -> str:
     except OSError:
         return "no traceback file could be written either"
 
-
+# %% ../nbs/11_cli.ipynb #bcda65e7
 def _unexpected(argv: list[str], e: Exception, debug: bool) -> int:
     "The last resort: one line naming what failed and where its traceback is (also printed with --debug)"
     if debug:
@@ -206,33 +206,21 @@ def _score_parser():
     p.add_argument("--plot", default=None, help="save a bar plot of L_i to this PNG file")
     return add_task_options(p)
 
-
+# %% ../nbs/11_cli.ipynb #3074c483
 def score_cli(argv: list[str]) -> int:
     "`adaptnb score`: per-task loss L_i, S(M), normalised S, accuracy"
-    from adaptnb.core import MultiTaskModel
-    from adaptnb.data import SPLITS, load_tasks
-    from adaptnb.heads import init_heads
-    from adaptnb.score import plot_score, score
-
-    from adaptnb.llm import CAUSAL, causal_score
+    from adaptnb.data import SPLITS
+    from adaptnb.heads import score_as_is
+    from adaptnb.score import plot_score
     from adaptnb.train import family_for
 
     a = _score_parser().parse_args(argv)
     check(a.split in SPLITS, f"there is no split {a.split!r}: use one of {list(SPLITS)}")
-    dev, family = get_device(a.device), family_for(a.model)
+    family = family_for(a.model)  # an encoder (probe heads where missing), or a causal LM (the answer's NLL)
     check_max_length(a.max_length, family.model_config(a.model))  # before the weights are read
-    if family is CAUSAL:  # a causal LM: prompt tasks, L_i as the answer's NLL (adaptnb.llm)
-        tasks = family.load(task_list(a.tasks), "tasks", **task_options(a))
-        model = family.load_model(a.model).to(dev)
-        s = causal_score(model, model.tokenizer, tasks, a.split, a.batch_size, a.max_length, seed=a.seed, progress=False)
-    else:
-        tasks = load_tasks(task_list(a.tasks), **task_options(a))
-        model = MultiTaskModel.from_pretrained(a.model)
-        kw = dict(batch_size=a.batch_size, max_length=a.max_length, device=a.device)
-        fitted = init_heads(model, tasks, replace=a.refit, seed=a.seed, **kw)
-        s = score(model, tasks, split=a.split, seed=a.seed, progress=False, **kw)
-        for name in fitted:
-            s.tasks[name].probe_fitted = True
+    tasks = family.load_tasks(task_list(a.tasks), "tasks", **task_options(a))
+    model = family.load_model(a.model)
+    s = score_as_is(model, tasks, a.split, a.batch_size, a.max_length, a.seed, a.device, a.refit)
     s.model = str(a.model)
     summary = s.summary()
     if a.plot:

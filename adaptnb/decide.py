@@ -13,6 +13,7 @@ from adaptnb.core import (
     AdaptnbError,
     Record,
     check,
+    extension_point,
     is_int,
     seed_everything,
     MultiTaskModel,
@@ -23,10 +24,14 @@ from .data import Task, audit, collate, encode
 from .heads import fit_probe
 from .score import features
 from .train import EncoderFamily, family_for, family_of
+from .spec import partition
+from .command import emit, parser
+from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['logme', 'seconds_per_step', 'budget_steps', 'TaskAssessment', 'assess_task', 'Assessment', 'assess', 'Thresholds',
-           'Decision', 'decide', 'task_tokenizer', 'scratch_model']
+__all__ = ['logme', 'time_step', 'seconds_per_step', 'budget_steps', 'TaskAssessment', 'probe_assessment', 'assess_task',
+           'step_seconds', 'task_tokenizer', 'scratch_model', 'scratch', 'Assessment', 'assess', 'Thresholds',
+           'Decision', 'decide_defaults', 'decide', 'threshold_overrides', 'add_decide_options', 'decide_cli']
 
 # %% ../nbs/06_decide.ipynb #aa505fda
 def _logme_one(s: np.ndarray, z: np.ndarray, y_out: float, n: int, D: int, max_iter: int, tol: float):
@@ -57,7 +62,7 @@ def _logme_one(s: np.ndarray, z: np.ndarray, y_out: float, n: int, D: int, max_i
     )
     return ev / n, alpha, beta
 
-
+# %% ../nbs/06_decide.ipynb #ae45935a
 def logme(features, labels, max_iter: int = 100, tol: float = 1e-4, details: bool = False):
     "LogME (You et al. 2021): per-example log evidence of a Bayesian linear model on `features`, averaged over classes"
     F = np.asarray(features.detach().cpu() if isinstance(features, torch.Tensor) else features, dtype=np.float64)
@@ -83,26 +88,35 @@ def logme(features, labels, max_iter: int = 100, tol: float = 1e-4, details: boo
     )
 
 # %% ../nbs/06_decide.ipynb #251a4caf
-def seconds_per_step(
-    model: MultiTaskModel, texts: list[str], batch_size: int = 32, max_length: int = 128, repeats: int = 2
+def time_step(
+    model: torch.nn.Module,  # the model (left in the mode it was in, without gradients)
+    step,  # () -> a scalar loss of one batch: what a training step's forward pass computes
+    repeats: int = 2,  # passes timed; the fastest counts (the first warms up)
 ) -> float:
-    "Measured seconds of one training step (forward and backward of the body) on a batch of `texts`"
-    dev = next(model.parameters()).device
-    b = collate(encode((list(texts) * batch_size)[:batch_size], model.tokenizer, max_length), model.tokenizer)
-    was = model.training
+    "Measured seconds of one training step: the fastest forward and backward pass of `step()`, plus the update"
+    was, best = model.training, float("inf")
     model.train()
-    best = float("inf")
     try:
         for _ in range(repeats):
             t0 = time.perf_counter()
-            model.encode(b["input_ids"].to(dev), b["attention_mask"].to(dev)).pow(2).mean().backward()
+            step().backward()
             best = min(best, time.perf_counter() - t0)
     finally:
         model.zero_grad(set_to_none=True)
         model.train(was)
     return best * 1.15  # + the optimiser's update, about a sixth of a backward pass here
 
+# %% ../nbs/06_decide.ipynb #86527719
+def seconds_per_step(
+    model: MultiTaskModel, texts: list[str], batch_size: int = 32, max_length: int = 128, repeats: int = 2
+) -> float:
+    "Measured seconds of one training step (forward and backward of the body) on a batch of `texts`"
+    dev = next(model.parameters()).device
+    b = collate(encode((list(texts) * batch_size)[:batch_size], model.tokenizer, max_length), model.tokenizer)
+    ids, mask = b["input_ids"].to(dev), b["attention_mask"].to(dev)
+    return time_step(model, lambda: model.encode(ids, mask).pow(2).mean(), repeats)
 
+# %% ../nbs/06_decide.ipynb #fd217d5f
 def budget_steps(budget: dict, n_train: int, batch_size: int, step_seconds: float | None = None) -> tuple[int, str]:
     "Optimiser steps a spec's budget allows, and how they were worked out"
     check(isinstance(budget, dict) and budget, f"the budget must name max_steps, epochs or minutes, got {budget!r}")
@@ -157,7 +171,7 @@ class TaskAssessment(Record):
     seconds: float
     probe: str = "linear"  # what measured probe_loss: 'linear' (a probe on pooled features) or 'lm' (the LM's answer NLL)
 
-
+# %% ../nbs/06_decide.ipynb #baf3bd32
 def _subsample(task: Task, sample: int, seed: int) -> Task:
     "The task with at most `sample` train and `sample // 2` valid rows (a seeded random subset)"
     rng = np.random.default_rng(seed)
@@ -167,8 +181,8 @@ def _subsample(task: Task, sample: int, seed: int) -> Task:
 
     return dataclasses.replace(task, train=pick(task.train, sample), valid=pick(task.valid, max(sample // 2, 1)))
 
-
-def assess_task(
+# %% ../nbs/06_decide.ipynb #b4647d7f
+def probe_assessment(
     task: Task,
     pretrained: MultiTaskModel,
     scratch: MultiTaskModel,
@@ -190,34 +204,34 @@ def assess_task(
     chance = math.log(task.num_labels)
     lp, ls = min(fp.valid_loss, chance), min(fs.valid_loss, chance)
     return TaskAssessment(
-        task.name,
-        task.num_labels,
-        len(task.train),
-        int(counts.min()),
-        float(np.median(counts)),
-        chance,
-        fp.valid_loss,
-        fs.valid_loss,
-        fp.valid_accuracy,
-        fs.valid_accuracy,
-        ls - lp,
-        (ls - lp) / max(ls, 1e-12),
-        lm,
-        lms,
-        a.unk_rate or 0.0,
-        a.tokens_per_word,
-        a.tokens_per_char,
-        float(np.mean([len(x) > max_length for x in ids])),
-        len(sub.train),
-        round(time.perf_counter() - t0, 2),
+        task=task.name,
+        num_labels=task.num_labels,
+        n_train=len(task.train),
+        per_class_min=int(counts.min()),
+        per_class_median=float(np.median(counts)),
+        chance_loss=chance,
+        probe_loss=fp.valid_loss,
+        probe_loss_scratch=fs.valid_loss,
+        probe_accuracy=fp.valid_accuracy,
+        probe_accuracy_scratch=fs.valid_accuracy,
+        gap=ls - lp,
+        relative_gap=(ls - lp) / max(ls, 1e-12),
+        logme=lm,
+        logme_scratch=lms,
+        unk_rate=a.unk_rate or 0.0,
+        tokens_per_word=a.tokens_per_word,
+        tokens_per_char=a.tokens_per_char,
+        truncated=float(np.mean([len(x) > max_length for x in ids])),
+        n_probe=len(sub.train),
+        seconds=round(time.perf_counter() - t0, 2),
     )
 
 # %% ../nbs/06_decide.ipynb #fcc47a0c
 def _assess_on(task: Task, pre: MultiTaskModel, scr: MultiTaskModel, **kw) -> TaskAssessment:
-    "assess_task under a temporary head name, removing the heads afterwards"
+    "probe_assessment under a temporary head name, removing the heads afterwards"
     tmp = dataclasses.replace(task, name=f"{task.name}-assess")
     try:
-        r = assess_task(tmp, pre, scr, **kw)
+        r = probe_assessment(tmp, pre, scr, **kw)
     finally:
         for m in (pre, scr):
             if m.has_head(tmp.name):
@@ -226,18 +240,77 @@ def _assess_on(task: Task, pre: MultiTaskModel, scr: MultiTaskModel, **kw) -> Ta
     r.task = task.name
     return r
 
-# %% ../nbs/06_decide.ipynb #791e8df7
-def _encoder_assess_task(self, task, pretrained, scratch, max_length, sample, seed):
-    "`Family.assess_task` of the encoders: `_assess_on`"
+# %% ../nbs/06_decide.ipynb #f1157112
+@extension_point()
+def assess_task(
+    pretrained,  # the pretrained model (not changed)
+    task,  # a new task of the model's family
+    scratch,  # `pretrained`'s random twin (`scratch`)
+    max_length: int = 128,  # tokens per text
+    sample: int = 1000,  # training examples the probes see (valid: half as many)
+    seed: int = 0,  # which examples
+) -> TaskAssessment:
+    "The `TaskAssessment` of a new task: how much the pretrained model knows of it beyond its random twin"
+
+# %% ../nbs/06_decide.ipynb #1d992ab9
+@assess_task.register(MultiTaskModel)
+def _(pretrained, task, scratch, max_length=128, sample=1000, seed=0):
     return _assess_on(task, pretrained, scratch, max_length=max_length, sample=sample, seed=seed)
 
+# %% ../nbs/06_decide.ipynb #2f0fb2ac
+@extension_point()
+def step_seconds(
+    model,  # the model to time (left as it was)
+    task,  # a task of its family: its first training examples make the batch
+    batch_size: int = 32,  # examples per batch
+    max_length: int = 128,  # tokens per example
+    repeats: int = 2,  # passes timed (the fastest counts)
+) -> float:
+    "Measured seconds of one training step on a batch of `task`, for a budget in minutes"
 
-def _encoder_step_seconds(self, model, task, batch_size, max_length, repeats=2):
-    "`Family.step_seconds` of the encoders: `seconds_per_step` on the task's first texts (the body alone: no head)"
+# %% ../nbs/06_decide.ipynb #d8b165c5
+@step_seconds.register(MultiTaskModel)
+def _(model, task, batch_size=32, max_length=128, repeats=2):
     return seconds_per_step(model, list(task.train["text"][:batch_size]), batch_size, max_length, repeats)
 
+# %% ../nbs/06_decide.ipynb #351e0ed6
+def task_tokenizer(tasks: list[Task], base_tokenizer, vocab_size: int = 8000):
+    "A tokenizer of the base's kind whose vocabulary is learned from the tasks' training texts"
+    check(
+        getattr(base_tokenizer, "is_fast", False),
+        f"learning a vocabulary needs a fast tokenizer, got {type(base_tokenizer).__name__}",
+    )
+    texts = [x for t in tasks for x in t.train["text"]]
+    return base_tokenizer.train_new_from_iterator(texts, vocab_size=vocab_size)
 
-EncoderFamily.assess_task, EncoderFamily.step_seconds = _encoder_assess_task, _encoder_step_seconds
+# %% ../nbs/06_decide.ipynb #aacd9372
+def scratch_model(model: str = DEFAULT_MODEL, tokenizer=None, seed: int = 0) -> MultiTaskModel:
+    "The model's architecture at random initialisation, with `tokenizer` (default: the model's) and an embedding table sized to it"
+    from transformers import AutoConfig, AutoModel
+    from adaptnb.core import resolve_model
+
+    tok = tokenizer if tokenizer is not None else load_tokenizer(model)
+    cfg = AutoConfig.from_pretrained(resolve_model(model))
+    if len(tok) != cfg.vocab_size:
+        cfg.vocab_size = len(tok)
+    seed_everything(seed)
+    return MultiTaskModel(AutoModel.from_config(cfg), tokenizer=tok, base=str(model))
+
+# %% ../nbs/06_decide.ipynb #55df077e
+@extension_point()
+def scratch(
+    base,  # the pretrained model (not changed)
+    tasks: list,  # the tasks the twin is for (a task tokenizer is learned on them)
+    tokenizer: str = "base",  # 'base': the base's tokenizer; 'task': one learned on the tasks' texts
+    seed: int = 0,  # seed of the random weights
+):
+    "The retrain candidate's start: `base`'s architecture at random weights"
+
+# %% ../nbs/06_decide.ipynb #aab28db9
+@scratch.register(MultiTaskModel)
+def _(base, tasks, tokenizer="base", seed=0):
+    tok = task_tokenizer(tasks, base.tokenizer) if tokenizer == "task" else base.tokenizer
+    return scratch_model(base.base, tok, seed)
 
 # %% ../nbs/06_decide.ipynb #045f7ac2
 @dataclass
@@ -265,30 +338,32 @@ class Assessment(Record):
         d = dict(d, tasks={k: TaskAssessment.from_dict(v) if isinstance(v, dict) else v for k, v in d["tasks"].items()})
         return super().from_dict(d)
 
-    def table(self):
-        "One row per assessed task"
-        import pandas as pd
+# %% ../nbs/06_decide.ipynb #9c03d971
+@patch
+def table(self: Assessment):
+    "One row per assessed task"
+    import pandas as pd
 
-        cols = [
-            "num_labels",
-            "n_train",
-            "per_class_min",
-            "probe_loss",
-            "probe_loss_scratch",
-            "relative_gap",
-            "logme",
-            "logme_scratch",
-            "unk_rate",
-            "tokens_per_word",
-            "tokens_per_char",
-        ]
-        return (
-            pd.DataFrame([{c: getattr(t, c) for c in cols} | {"task": n} for n, t in self.tasks.items()])
-            .set_index("task")
-            .round(4)
-        )
+    cols = [
+        "num_labels",
+        "n_train",
+        "per_class_min",
+        "probe_loss",
+        "probe_loss_scratch",
+        "relative_gap",
+        "logme",
+        "logme_scratch",
+        "unk_rate",
+        "tokens_per_word",
+        "tokens_per_char",
+    ]
+    return (
+        pd.DataFrame([{c: getattr(t, c) for c in cols} | {"task": n} for n, t in self.tasks.items()])
+        .set_index("task")
+        .round(4)
+    )
 
-
+# %% ../nbs/06_decide.ipynb #429865e7
 def assess(
     part,  # the requirement's tasks, loaded: a `flow.Partition` (from `flow.partition(spec)`)
     sample: int = 1000,  # training examples each probe sees per task (valid: half as many)
@@ -307,28 +382,28 @@ def assess(
     check(is_int(sample, 10), f"sample must be an integer >= 10, got {sample!r}")
     fam = family_of(pretrained) if pretrained is not None else family_for(req.model)
     pre = pretrained if pretrained is not None else fam.load_model(req.model)
-    scr = fam.scratch(pre, list(part.new), "base", req.seed)  # the random twin
+    scr = scratch(pre, list(part.new), "base", req.seed)  # the random twin
     tasks = {}
     for t in tqdm(part.new, desc="assess", disable=not progress, leave=False):
-        tasks[t.name] = fam.assess_task(t, pre, scr, req.max_length, sample, req.seed)
-    sps = fam.step_seconds(pre, part.new[0], req.batch_size, req.max_length)
+        tasks[t.name] = assess_task(pre, t, scr, req.max_length, sample, req.seed)
+    sps = step_seconds(pre, part.new[0], req.batch_size, req.max_length)
     steps, how = budget_steps(req.budget, sum(len(t.train) for t in part.new), req.batch_size, sps)
     return Assessment(
-        req.name,
-        req.model,
-        [t.name for t in part.retain],
-        [t.name for t in part.new],
-        tasks,
-        dict(req.budget),
-        steps,
-        how,
-        round(sps, 4),
-        req.batch_size,
-        req.max_length,
-        req.method,
-        dict(req.targets),
-        req.seed,
-        round(time.perf_counter() - t0, 2),
+        requirement=req.name,
+        model=req.model,
+        retain=[t.name for t in part.retain],
+        new=[t.name for t in part.new],
+        tasks=tasks,
+        budget=dict(req.budget),
+        budget_steps=steps,
+        budget_basis=how,
+        step_seconds=round(sps, 4),
+        batch_size=req.batch_size,
+        max_length=req.max_length,
+        method=req.method,
+        targets=dict(req.targets),
+        seed=req.seed,
+        seconds=round(time.perf_counter() - t0, 2),
     )
 
 # %% ../nbs/06_decide.ipynb #fb5680ac
@@ -355,7 +430,7 @@ class Thresholds(Record):
                 f"threshold {f.name} must be {want}, got {v!r}: use e.g. --set {f.name}={f.default}",
             )
 
-
+# %% ../nbs/06_decide.ipynb #11d374e8
 @dataclass(frozen=True)
 class Decision(Record):
     "Fine-tune or retrain, the method, whether to learn λ, and the reasons, with the assessment they rest on"
@@ -372,7 +447,7 @@ class Decision(Record):
     steps: int
 
     def to_contract(self) -> dict:
-        "The DESIGN.md decide JSON: action, method, learn_lambda, reasons, assessment (and the votes, thresholds, steps)"
+        "The documented decide JSON: action, method, learn_lambda, reasons, assessment (and votes, thresholds, steps)"
         return {
             "action": self.action,
             "method": self.method,
@@ -400,12 +475,26 @@ class Decision(Record):
             thresholds=Thresholds.from_dict(d["thresholds"]),
         )
 
-    def summary(self) -> str:
-        "The decision and its reasons, one per line"
-        return (
-            f"decision: {self.action} (method {self.method}, learn λ: {'yes' if self.learn_lambda else 'no'})\n"
-            + "\n".join(f"  - {r}" for r in self.reasons)
-        )
+# %% ../nbs/06_decide.ipynb #07db6b30
+@patch
+def summary(self: Decision) -> str:
+    "The decision and its reasons, one per line"
+    return (
+        f"decision: {self.action} (method {self.method}, learn λ: {'yes' if self.learn_lambda else 'no'})\n"
+        + "\n".join(f"  - {r}" for r in self.reasons)
+    )
+
+# %% ../nbs/06_decide.ipynb #93db409c
+@extension_point(on="family")
+def decide_defaults(
+    family,  # a `train.Family`
+) -> dict:
+    "The `Thresholds` this family's models default to, where they differ from the record's defaults"
+
+# %% ../nbs/06_decide.ipynb #4fca76cc
+@decide_defaults.register(EncoderFamily)
+def _(family):
+    return {}  # the record's defaults were measured on encoders
 
 # %% ../nbs/06_decide.ipynb #9470b85b
 def _vote(t: TaskAssessment, th: Thresholds) -> tuple[str, str, str]:
@@ -443,7 +532,7 @@ def _vote(t: TaskAssessment, th: Thresholds) -> tuple[str, str, str]:
         ),
     )
 
-
+# %% ../nbs/06_decide.ipynb #3ebb64bd
 def _method(A: Assessment, th: Thresholds) -> tuple[str, str]:
     "The fine-tuning method the budget and the class sizes call for, with the reason"
     few = min(t.per_class_min for t in A.tasks.values())
@@ -479,7 +568,7 @@ def _method(A: Assessment, th: Thresholds) -> tuple[str, str]:
         ),
     )
 
-
+# %% ../nbs/06_decide.ipynb #4f0f5449
 def _thresholds(thresholds: Thresholds | None, overrides: dict) -> Thresholds:
     "The thresholds with `overrides` applied, each name checked"
     names = [f.name for f in dataclasses.fields(Thresholds)]
@@ -487,7 +576,7 @@ def _thresholds(thresholds: Thresholds | None, overrides: dict) -> Thresholds:
     check(not bad, f"unknown threshold(s) {bad}: use {names}")
     return dataclasses.replace(thresholds or Thresholds(), **overrides)
 
-
+# %% ../nbs/06_decide.ipynb #3fdb43a3
 def _action(A: Assessment, th: Thresholds, votes: dict) -> tuple[str, list[str]]:
     "Fine-tune or retrain by the majority of the votes, the budget check and the spec's method; with the reasons"
     n_re = sum(v == "retrain" for v in votes.values())
@@ -507,7 +596,7 @@ def _action(A: Assessment, th: Thresholds, votes: dict) -> tuple[str, list[str]]
         reasons.append(f"the spec fixes method {A.method!r}" + agree)
     return action, reasons
 
-
+# %% ../nbs/06_decide.ipynb #119565ec
 def _retrain_reason(A: Assessment, tokenizer: str) -> str:
     "Why retraining trains every task and learns no λ"
     again = f", so the retained task(s) {', '.join(A.retain)} are trained again from their own data" if A.retain else ""
@@ -517,7 +606,7 @@ def _retrain_reason(A: Assessment, tokenizer: str) -> str:
         f"weights and an unrelated random start means nothing){tok}"
     )
 
-
+# %% ../nbs/06_decide.ipynb #be980e13
 def decide(
     assessment: Assessment,  # what `assess` measured
     thresholds: Thresholds | None = None,  # the rules' thresholds (default: `Thresholds()`)
@@ -529,7 +618,7 @@ def decide(
         f"decide needs an Assessment (from assess(partition(spec))), got {type(assessment).__name__}",
     )
     A = assessment
-    th = _thresholds(thresholds or Thresholds(**family_for(A.model).decide_defaults), overrides)
+    th = _thresholds(thresholds or Thresholds(**decide_defaults(family_for(A.model))), overrides)
     check(A.tasks, "the assessment holds no new task: a requirement needs at least one task under 'new'")
     ballots = {name: _vote(t, th) for name, t in A.tasks.items()}
     votes = {n: b[0] for n, b in ballots.items()}
@@ -552,36 +641,54 @@ def decide(
         )
     else:
         reasons.append("the spec retains no task: the fine-tuned weights are used as they are (λ = 1).")
-    return Decision(action, method, learn, reasons, A, th, votes, tokenizer, train, A.budget_steps)
+    return Decision(action=action, method=method, learn_lambda=learn, reasons=reasons, assessment=A, thresholds=th,
+                    votes=votes, tokenizer=tokenizer, train_tasks=train, steps=A.budget_steps)
 
-# %% ../nbs/06_decide.ipynb #351e0ed6
-def task_tokenizer(tasks: list[Task], base_tokenizer, vocab_size: int = 8000):
-    "A tokenizer of the base's kind whose vocabulary is learned from the tasks' training texts"
-    check(
-        getattr(base_tokenizer, "is_fast", False),
-        f"learning a vocabulary needs a fast tokenizer, got {type(base_tokenizer).__name__}",
+# %% ../nbs/06_decide.ipynb #a00db74d
+def threshold_overrides(
+    items: list[str] | None,  # the `--set NAME=VALUE` items
+) -> dict:
+    "Each `NAME=VALUE` of `--set`, checked: the thresholds to override (the others: the model family's defaults)"
+    types = {f.name: f.type for f in dataclasses.fields(Thresholds)}
+    kw = {}
+    for it in items or []:
+        k, sep, v = it.partition("=")
+        check(sep and k in types, f"--set {it!r}: use NAME=VALUE with NAME one of {sorted(types)}")
+        try:
+            kw[k] = int(v) if types[k] in ("int", int) else float(v)
+        except ValueError:
+            raise AdaptnbError(f"--set {it!r}: {v!r} is not a number: use NAME=NUMBER, e.g. max_unk_rate=0.05")
+    Thresholds(**kw)  # each value checked now, before any work
+    return kw
+
+# %% ../nbs/06_decide.ipynb #152aeca0
+def add_decide_options(
+    p,  # an argparse parser
+):
+    "Add what `adaptnb decide` (and `run`, `demo`) take: --sample, --set NAME=VALUE, --json"
+    p.add_argument("--sample", type=int, default=1000,
+                   help="training examples the assessment's probes see per task (default: 1000)")
+    names = ", ".join(
+        f"{f.name} ({f.metadata.get('help', '')}; default {f.default})" for f in dataclasses.fields(Thresholds)
     )
-    texts = [x for t in tasks for x in t.train["text"]]
-    return base_tokenizer.train_new_from_iterator(texts, vocab_size=vocab_size)
+    p.add_argument("--set", action="append", default=None, metavar="NAME=VALUE",
+                   help=f"override a decision threshold: {names}")
+    p.add_argument("--json", default=None, help="write the result as JSON to this file (- for standard output)")
+    return p
 
 
-def scratch_model(model: str = DEFAULT_MODEL, tokenizer=None, seed: int = 0) -> MultiTaskModel:
-    "The model's architecture at random initialisation, with `tokenizer` (default: the model's) and an embedding table sized to it"
-    from transformers import AutoConfig, AutoModel
-    from adaptnb.core import resolve_model
+# %% ../nbs/06_decide.ipynb #9ce8f8f8
+def decide_cli(argv: list[str]) -> int:
+    "`adaptnb decide SPEC.yaml`: assess a requirement and decide between fine-tuning and retraining"
+    import pandas as pd
 
-    tok = tokenizer if tokenizer is not None else load_tokenizer(model)
-    cfg = AutoConfig.from_pretrained(resolve_model(model))
-    if len(tok) != cfg.vocab_size:
-        cfg.vocab_size = len(tok)
-    seed_everything(seed)
-    return MultiTaskModel(AutoModel.from_config(cfg), tokenizer=tok, base=str(model))
-
-# %% ../nbs/06_decide.ipynb #f5fa920e
-def _encoder_scratch(self, base, tasks, tokenizer, seed):
-    "`Family.scratch` of the encoders: `scratch_model`, with `task_tokenizer` when `tokenizer` is 'task'"
-    tok = task_tokenizer(tasks, base.tokenizer) if tokenizer == "task" else base.tokenizer
-    return scratch_model(base.base, tok, seed)
-
-
-EncoderFamily.scratch = _encoder_scratch
+    p = parser("decide", "Assess a requirement's new tasks on the frozen pretrained model and decide: fine-tune or "
+               "retrain.")
+    p.add_argument("spec", help="requirement spec (YAML)")
+    a = add_decide_options(p).parse_args(argv)
+    th = threshold_overrides(a.set)
+    D = decide(assess(partition(a.spec), sample=a.sample, progress=a.json != "-"), **th)
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        table = D.assessment.table().to_string()
+    emit(D.to_contract(), a.json, f"{table}\nbudget: {D.assessment.budget_basis} -> {D.steps} steps\n{D.summary()}")
+    return 0

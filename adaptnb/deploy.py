@@ -12,37 +12,40 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from .core import AdaptnbError, MultiTaskModel, Record, RunDir, check, get_device, load_json, save_json
+from fastcore.basics import patch
+from .core import AdaptnbError, MultiTaskModel, Record, RunDir, check, extension_point, get_device, load_json, save_json
 from .core import atomic_write, check_out_dir, to_jsonable
 from .command import parser, add_task_options, task_options, task_list, emit
 from .data import encode, length_batches, collate, load_tasks
 from .score import score
 from .heads import init_heads
+from .train import family_for
 from .flow import RunResult
-from .llm import CAUSAL_FILE, CausalLM, _causal_folder, _choice_nll, generate_answers
+from .llm import CAUSAL_FILE, CausalLM, _choice_nll, generate_answers
 
 # %% auto #0
-__all__ = ['ARTIFACT_FORMAT', 'MANIFEST', 'HEADS', 'CARD', 'WEIGHTS', 'POOLER_EPS', 'OPTIONS', 'is_quantized', 'prune_model',
-           'sparsity', 'quantize_model', 'body_tensors', 'GateResult', 'gate', 'versions', 'write_weights', 'RunInfo',
-           'read_run', 'model_card', 'Compression', 'Gate', 'export', 'verify', 'load_artifact', 'Predictor', 'load',
-           'latency', 'compression_table', 'CausalPredictor', 'deploy_cli', 'predict_cli']
+__all__ = ['ARTIFACT_FORMAT', 'MANIFEST', 'HEADS', 'CARD', 'WEIGHTS', 'POOLER_EPS', 'ARTIFACT_FILES', 'ARTIFACT_LOADERS',
+           'OPTIONS', 'is_quantized', 'prune_model', 'sparsity', 'quantize_model', 'body_tensors', 'GateResult', 'gate',
+           'versions', 'write_weights', 'RunInfo', 'read_run', 'model_card', 'Compression', 'Gate', 'export_model',
+           'export', 'verify', 'load_artifact', 'Predictor', 'predictor', 'load', 'latency', 'compression_table',
+           'CausalPredictor', 'deploy_cli', 'predict_cli']
 
 # %% ../nbs/09_deploy.ipynb #3bb4e7e8
 def _qlinear_type():
     return torch.ao.nn.quantized.dynamic.Linear
 
-
+# %% ../nbs/09_deploy.ipynb #d86cd1db
 def is_quantized(
     model: MultiTaskModel,  # any MultiTaskModel
 ) -> bool:
     "Whether the encoder holds int8 dynamically quantised linear layers"
     return any(isinstance(m, _qlinear_type()) for m in model.body.modules())
 
-
+# %% ../nbs/09_deploy.ipynb #beb8166c
 def _float_weight(m: nn.Module) -> torch.Tensor:
     return m.weight().dequantize() if isinstance(m, _qlinear_type()) else m.weight.detach()
 
-
+# %% ../nbs/09_deploy.ipynb #df23463e
 def _linear_names(body: nn.Module) -> list[str]:
     "Names of the linear layers that compression touches (not an encoder's unused pooler, nor a causal LM's lm_head)"
     linear = (nn.Linear, _qlinear_type())
@@ -121,7 +124,7 @@ def body_tensors(
         out.pop("lm_head.weight", None)  # the input embedding, stored once
     return out
 
-
+# %% ../nbs/09_deploy.ipynb #87f8617d
 def _set_int8_layers(body: nn.Module, sd: dict[str, torch.Tensor], quantized: bool):
     "Fill the int8 layers named in `sd`: as quantised layers (CPU) or as their fp32 expansion (`quantized=False`)"
     mods = dict(body.named_modules())
@@ -159,7 +162,7 @@ def _score_dict(s) -> dict | None:
     )
     return to_jsonable(s)
 
-
+# %% ../nbs/09_deploy.ipynb #8224f57e
 @dataclass
 class GateResult(Record):
     "The gate's verdict: passed, why not, and the numbers it looked at"
@@ -222,9 +225,8 @@ def gate(
 ARTIFACT_FORMAT = "adaptnb.Artifact/1"
 MANIFEST, HEADS, CARD = "artifact.json", "heads.safetensors", "README.md"
 WEIGHTS = {"fp32": "model.safetensors", "int8": "model-int8.safetensors"}
-POOLER_EPS = 1e-4
 
-
+# %% ../nbs/09_deploy.ipynb #6e37bb64
 def _maps_to_seqcls(model: MultiTaskModel) -> bool:
     "Whether the model can be written as a BertForSequenceClassification with identical logits"
     return (
@@ -234,6 +236,9 @@ def _maps_to_seqcls(model: MultiTaskModel) -> bool:
         and model.body.config.model_type == "bert"
         and getattr(model.body, "pooler", None) is not None
     )
+
+# %% ../nbs/09_deploy.ipynb #1e369ad8
+POOLER_EPS = 1e-4
 
 
 def _seqcls_tensors(model: MultiTaskModel, body: dict) -> dict[str, torch.Tensor]:
@@ -270,14 +275,14 @@ def _sha256(path: Path) -> str:
             h.update(chunk)
     return h.hexdigest()
 
-
+# %% ../nbs/09_deploy.ipynb #7c2f05c1
 def _save_tensors(d: dict, path: Path):
     "Write a safetensors file through core.atomic_write (a reader never sees half a file)"
     from safetensors.torch import save
 
     atomic_write(path, save({k: v.detach().cpu().contiguous() for k, v in d.items()}, metadata={"format": "pt"}))
 
-
+# %% ../nbs/09_deploy.ipynb #38d3d4b2
 def _seqcls_config(model: MultiTaskModel, cfg):
     "Make a copy of the encoder's config into a …ForSequenceClassification config with the task's label names"
     ((task, labels),) = model.labels.items()
@@ -286,7 +291,7 @@ def _seqcls_config(model: MultiTaskModel, cfg):
     cfg.label2id = {l: i for i, l in enumerate(labels)}
     cfg.problem_type = "single_label_classification"
 
-
+# %% ../nbs/09_deploy.ipynb #8be6545b
 def write_weights(
     model: MultiTaskModel,  # the model to write (fp32, pruned or int8)
     folder: str | Path,  # an existing folder
@@ -341,18 +346,18 @@ class RunInfo(Record):
 def _maybe_json(p: Path):
     return load_json(p) if p.is_file() else None
 
-
+# %% ../nbs/09_deploy.ipynb #5d50ce28
 def _train_info(rd: RunDir) -> RunInfo:
     "What a training run folder says: its train_config.json, metrics.json and audit.json"
     cfg = _maybe_json(rd.train_config)
     seed = cfg.get("seed") if isinstance(cfg, dict) else None
     return RunInfo(train_config=cfg, metrics=_maybe_json(rd.metrics), audit=_maybe_json(rd.audit), seed=seed)
 
-
+# %% ../nbs/09_deploy.ipynb #22d825cc
 def _flow_info(rd: RunDir) -> RunInfo:
     "What a flow run folder says: run.json (adaptnb.flow.RunResult) and the winner's training run in train/<winner>/"
     r = RunResult.load(rd.run)
-    info = _train_info(RunDir(rd.train.root / r.verdict.winner))
+    info = _train_info(rd.candidate(r.verdict.winner))
     won = r.train.get(r.verdict.winner)
     if info.metrics is None and won is not None:
         info.metrics = {k: v for k, v in to_jsonable(won).items() if k != "history"}
@@ -364,7 +369,7 @@ def _flow_info(rd: RunDir) -> RunInfo:
     info.seed = r.requirement.seed
     return info
 
-
+# %% ../nbs/09_deploy.ipynb #3cf9ae96
 def read_run(
     src: str | Path,  # a train run folder, a flow run folder, or a MultiTaskModel.save or CausalLM.save folder
 ) -> tuple[MultiTaskModel | CausalLM, RunInfo]:
@@ -380,8 +385,7 @@ def read_run(
         "(or load it with adaptnb.deploy.load)",
     )
     rd = RunDir(p)
-    causal = (Path(_causal_folder(p)) / CAUSAL_FILE).exists()
-    model = CausalLM.load(p).eval() if causal else MultiTaskModel.load(rd.model_dir()).eval()
+    model = family_for(p).load_saved(p).eval()  # the family that saved the folder reads it
     info = _flow_info(rd) if rd.kind == "flow" else _train_info(rd) if rd.kind == "train" else RunInfo()
     info.source = str(p)
     return model, info
@@ -390,7 +394,7 @@ def read_run(
 def _fmt(x, nd=4):
     return "—" if x is None else (f"{x:.{nd}f}" if isinstance(x, float) else str(x))
 
-
+# %% ../nbs/09_deploy.ipynb #fa7ea230
 def _card_load_snippet(meta: dict) -> str:
     "Python that loads the artifact without adaptnb, for its layout"
     t = next(iter(meta["labels"]))
@@ -417,7 +421,7 @@ def _card_load_snippet(meta: dict) -> str:
         "(plain `transformers` cannot)."
     )
 
-
+# %% ../nbs/09_deploy.ipynb #1eac351b
 def _card_head(meta: dict) -> list[str]:
     "Title, use and tasks"
     task = next(iter(meta["labels"]))
@@ -445,7 +449,7 @@ def _card_head(meta: dict) -> list[str]:
         L.append(f"| {t} | {len(ls)} | {', '.join(ls[:12])}{' …' if len(ls) > 12 else ''} |")
     return L
 
-
+# %% ../nbs/09_deploy.ipynb #898b308d
 def _card_metrics(meta: dict) -> list[str]:
     "Scores before and after (or the training metrics), the gate and λ"
     a, b, g = meta.get("score_after"), meta.get("score_before"), meta.get("gate") or {}
@@ -481,7 +485,7 @@ def _card_metrics(meta: dict) -> list[str]:
         L += ["", f"Temperatures (fit on valid, folded into the heads, so predictions use them): {temps}."]
     return L
 
-
+# %% ../nbs/09_deploy.ipynb #b2308d7f
 def _card_compression(meta: dict) -> list[str]:
     "Quantisation, pruning, sparsity, size and the change they made"
     c = meta["compression"]
@@ -498,7 +502,7 @@ def _card_compression(meta: dict) -> list[str]:
         L += ["", "Change against the fp32 model on the same data: " + change]
     return L
 
-
+# %% ../nbs/09_deploy.ipynb #b4cafd7e
 def _card_provenance(meta: dict) -> list[str]:
     "Data audit, training config, decision, versions and files"
     L = []
@@ -537,7 +541,7 @@ def _card_provenance(meta: dict) -> list[str]:
     L += ["", "Files (SHA-256, checked on load):", ""]
     return L + [f"- `{n}` {f['bytes']:,} bytes `{f['sha256'][:16]}…`" for n, f in meta["files"].items()]
 
-
+# %% ../nbs/09_deploy.ipynb #9047b923
 def model_card(
     meta: dict,  # the artifact's manifest (artifact.json)
 ) -> str:
@@ -592,7 +596,7 @@ def _fsync(p: Path):
     finally:
         os.close(fd)
 
-
+# %% ../nbs/09_deploy.ipynb #111cc5d6
 def _seal(folder: Path):
     "Flush every file of `folder`, then the folder, to disk, giving files the permissions of a plain write"
     mode = folder.stat().st_mode & 0o666  # the folder was made under the umask; mkstemp makes files private
@@ -601,7 +605,7 @@ def _seal(folder: Path):
         _fsync(p)
     _fsync(folder)
 
-
+# %% ../nbs/09_deploy.ipynb #74c817c4
 def _replace_dir(tmp: Path, out: Path):
     "Move the finished folder `tmp` to `out`, replacing an older artifact there"
     old = None
@@ -618,7 +622,7 @@ def _replace_dir(tmp: Path, out: Path):
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
-
+# %% ../nbs/09_deploy.ipynb #6aa2d3f4
 def _running(pid: int) -> bool:
     "Whether process `pid` still runs (on Windows, where signal 0 would end it, always assumed)"
     if os.name == "nt":
@@ -631,14 +635,14 @@ def _running(pid: int) -> bool:
         return True
     return True
 
-
+# %% ../nbs/09_deploy.ipynb #e41aca01
 def _leftovers(out: Path) -> list[tuple[Path, str]]:
     "The folders that exports to `out` killed midway left beside it, ('tmp' or 'old'), of processes that ended"
     pat = re.compile(rf"\.{re.escape(out.name)}\.(tmp|old)-(\d+)-\d+")
     found = [(p, pat.fullmatch(p.name)) for p in out.parent.iterdir()] if out.parent.is_dir() else []
     return sorted((p, m[1]) for p, m in found if m and p.is_dir() and not _running(int(m[2])))
 
-
+# %% ../nbs/09_deploy.ipynb #14728810
 def _clean_leftovers(out: Path):
     "Remove what killed exports to `out` left; put back an artifact one had moved aside and not yet replaced"
     for p, kind in _leftovers(out):
@@ -647,7 +651,7 @@ def _clean_leftovers(out: Path):
         else:
             shutil.rmtree(p, ignore_errors=True)
 
-
+# %% ../nbs/09_deploy.ipynb #89ea0db9
 def _is_whole(folder: Path) -> bool:
     "Whether `folder` is a complete artifact (every file as its manifest says)"
     try:
@@ -656,7 +660,7 @@ def _is_whole(folder: Path) -> bool:
         return False
     return True
 
-
+# %% ../nbs/09_deploy.ipynb #9b9c7311
 def _check_artifact_out(out: Path, overwrite: bool):
     "`out` may be written: new, empty, or an artifact to replace with `overwrite`"
     if not out.exists():
@@ -670,7 +674,7 @@ def _check_artifact_out(out: Path, overwrite: bool):
     )
     check(overwrite, f"{out} already holds an artifact: pass overwrite=True (adaptnb deploy --overwrite) to replace it")
 
-
+# %% ../nbs/09_deploy.ipynb #0ebc8173
 def _score_model(model: MultiTaskModel, tasks, batch_size: int, max_length: int):
     "The score of `model` on the test splits of `tasks` (int8 models on the CPU, in fp32: int8 kernels take no bf16)"
     q = is_quantized(model)
@@ -678,7 +682,7 @@ def _score_model(model: MultiTaskModel, tasks, batch_size: int, max_length: int)
     kw = dict(batch_size=batch_size, max_length=max_length, cache=False, progress=False, device=dev, dtype=dtype)
     return score(model, tasks, **kw)
 
-
+# %% ../nbs/09_deploy.ipynb #53f0f5c1
 def _base_score(model: MultiTaskModel, base, tasks, batch_size: int, max_length: int):
     "The base's score: given as is, or of a model (probe heads added where it has none; 'auto': the pretrained base)"
     if not isinstance(base, (str, MultiTaskModel)):
@@ -710,7 +714,7 @@ def _gate_scores(model, shipped, spec: Gate, info: RunInfo, batch_size: int, max
     info.score_before = _base_score(model, spec.base, tasks, batch_size, max_length) or info.score_before
     return change
 
-
+# %% ../nbs/09_deploy.ipynb #926d24b1
 def _verdict(spec: Gate, info: RunInfo) -> GateResult:
     "The gate's verdict on `info`'s scores; an AdaptnbError when it fails and is not forced"
     retain = spec.retain
@@ -735,7 +739,7 @@ def _verdict(spec: Gate, info: RunInfo) -> GateResult:
         g.forced = True
     return g
 
-
+# %% ../nbs/09_deploy.ipynb #f0cf95db
 def _field(x, name: str):
     "A field of a record or of its JSON form"
     return x.get(name) if isinstance(x, dict) else getattr(x, name)
@@ -772,7 +776,7 @@ def _manifest(
     }
     return meta | to_jsonable(facts)
 
-
+# %% ../nbs/09_deploy.ipynb #8aad9bd1
 def _write_artifact(out: Path, shipped, meta_of, write=None, card=None) -> Path:
     "Write weights, card and manifest into a temporary sibling of `out`, flush them, then rename it into place"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -793,6 +797,31 @@ def _write_artifact(out: Path, shipped, meta_of, write=None, card=None) -> Path:
         raise
     return out
 
+# %% ../nbs/09_deploy.ipynb #7889aec3
+@extension_point()
+def export_model(
+    model,  # the model to ship
+    info: RunInfo,  # what is known about it
+    out: Path,  # the artifact folder (checked free)
+    comp: Compression,  # int8 and/or pruning
+    spec: Gate,  # what the gate scores and checks
+    name: str | None,  # a title for the card
+    max_length: int,  # tokens per text
+    batch_size: int,  # examples per batch when scoring
+) -> Path:
+    "Write `model` as its family's artifact, compressed if asked, behind the gate"
+
+# %% ../nbs/09_deploy.ipynb #4be4a75d
+@export_model.register(MultiTaskModel)
+def _(model, info, out, comp, spec, name, max_length, batch_size):
+    check(len(model.heads) > 0, "the model has no task head: give it one first (adaptnb.heads.init_heads, "
+          "adaptnb.train.fit)")
+    shipped = comp.apply(model)
+    change = _gate_scores(model, shipped, spec, info, batch_size, max_length)
+    g = _verdict(spec, info)
+    meta_of = lambda lay, files: _manifest(model, shipped, lay, files, comp, change, g, info, name, max_length)
+    return _write_artifact(out, shipped, meta_of)
+
 # %% ../nbs/09_deploy.ipynb #81e762ac
 def export(
     src,  # a MultiTaskModel, a MultiTaskModel.save folder, or a run folder (train or flow)
@@ -809,24 +838,27 @@ def export(
     comp, spec, out = compression or Compression(), gate or Gate(), check_out_dir(out, "--out")
     _clean_leftovers(out)
     _check_artifact_out(out, overwrite)
-    if isinstance(src, (MultiTaskModel, CausalLM)):
+    if isinstance(src, nn.Module):
         model, found = src, RunInfo(source=f"in-memory model on {src.base}")
     else:
         model, found = read_run(src)
     if info is not None:
         found = replace(found, **{k: v for k, v in vars(info).items() if v is not None})
-    info = found
-    if isinstance(model, CausalLM):
-        return _export_causal(model, info, out, comp, spec, name, max_length)
-    check(
-        len(model.heads) > 0,
-        "the model has no task head: give it one first (adaptnb.heads.init_heads, adaptnb.train.fit)",
-    )
-    shipped = comp.apply(model)
-    change = _gate_scores(model, shipped, spec, info, batch_size, max_length)
-    g = _verdict(spec, info)
-    meta_of = lambda lay, files: _manifest(model, shipped, lay, files, comp, change, g, info, name, max_length)
-    return _write_artifact(out, shipped, meta_of)
+    return export_model(model, found, out, comp, spec, name, max_length, batch_size)
+
+# %% ../nbs/09_deploy.ipynb #184ed6b2
+ARTIFACT_FILES = {"encoder": (HEADS,)}  # an artifact's family -> files its manifest must list beside weights, config
+
+
+def _artifact_family(
+    meta: dict,  # an artifact's manifest
+    root: Path,  # its folder, for the message
+) -> str:
+    "The model family of an artifact, as its manifest says it (an encoder's manifest predates the key), checked"
+    fam = meta.get("family", "encoder")
+    check(fam in ARTIFACT_FILES, f"{root / MANIFEST} names an unknown model family {fam!r}: this adaptnb reads "
+          f"{sorted(ARTIFACT_FILES)}; export the model with this version")
+    return fam
 
 # %% ../nbs/09_deploy.ipynb #8f9adcb7
 def _safe_file(root: Path, name: str) -> Path:
@@ -842,7 +874,7 @@ def _safe_file(root: Path, name: str) -> Path:
     check(p.resolve().parent == root.resolve(), f"{name!r} resolves outside {root}: refusing to read it")
     return p
 
-
+# %% ../nbs/09_deploy.ipynb #c962a480
 def _check_listed(root: Path, files: dict):
     "Every entry of the folder is a plain file or folder, listed in the manifest (or the manifest, the card, hidden)"
     for p in sorted(root.iterdir()):
@@ -853,7 +885,7 @@ def _check_listed(root: Path, files: dict):
             "would read it); remove it or re-export",
         )
 
-
+# %% ../nbs/09_deploy.ipynb #5f501711
 def _check_file(root: Path, n: str, f: dict):
     "One file of the manifest: present, of its size and SHA-256"
     p = _safe_file(root, n)
@@ -871,7 +903,7 @@ def _check_file(root: Path, n: str, f: dict):
         f"{p} does not match its SHA-256 in the manifest: the file is corrupt; " "copy the artifact again or re-export",
     )
 
-
+# %% ../nbs/09_deploy.ipynb #4003d1a1
 def verify(
     path: str | Path,  # an artifact folder
 ) -> dict:
@@ -890,8 +922,7 @@ def verify(
         f"{ARTIFACT_FORMAT!r}): export the model with this adaptnb version",
     )
     files = meta.get("files") or {}
-    heads = () if meta.get("family") == "causal" else (HEADS,)  # a causal LM answers in text: no heads
-    for n in (meta.get("weights"), *heads, "config.json"):
+    for n in (meta.get("weights"), *ARTIFACT_FILES[_artifact_family(meta, root)], "config.json"):
         check(n in files, f"the manifest lists no {n!r}: the artifact is incomplete; export it again")
     check(
         "tokenizer_config.json" in files,
@@ -914,7 +945,7 @@ def _read_tensors(p: Path) -> dict[str, torch.Tensor]:
             f"{p} is not a readable safetensors file ({type(e).__name__}: {e}): the file is damaged; re-export"
         )
 
-
+# %% ../nbs/09_deploy.ipynb #12addcdc
 def _no_custom_code(root: Path, name: str):
     "Refuse a config file of the artifact that asks transformers to import code shipped with it"
     raw = load_json(_safe_file(root, name))
@@ -925,7 +956,7 @@ def _no_custom_code(root: Path, name: str):
         "export the model with adaptnb, which needs none",
     )
 
-
+# %% ../nbs/09_deploy.ipynb #d793acc1
 def _empty_body(root: Path):
     "The encoder built from the artifact's config (no code from the artifact ever runs) and its tokenizer"
     from transformers import AutoConfig, AutoModel, AutoTokenizer
@@ -945,13 +976,13 @@ def _empty_body(root: Path):
         cfg.architectures = [type(body).__name__]
     return body, tok
 
-
+# %% ../nbs/09_deploy.ipynb #0710d8ee
 def _split_int8(sd: dict) -> dict:
     "Take the int8 layers (int8 weight, scale, zero point and their bias) out of a state dict"
     q8 = {k: sd.pop(k) for k in [k for k in sd if k.endswith((".weight.int8", ".weight.scale", ".weight.zero_point"))]}
     return q8 | {f"{n}.bias": sd.pop(f"{n}.bias") for n in {k.rsplit(".", 2)[0] for k in q8} if f"{n}.bias" in sd}
 
-
+# %% ../nbs/09_deploy.ipynb #802e873d
 def _fill_body(m: MultiTaskModel, sd: dict, q8: dict, root: Path):
     "Load the float weights into the encoder, checking they fit its config"
     res = m.body.load_state_dict(sd, strict=False)
@@ -963,23 +994,9 @@ def _fill_body(m: MultiTaskModel, sd: dict, q8: dict, root: Path):
         f"{missing[:3]}, unexpected {res.unexpected_keys[:3]}): the artifact is inconsistent; re-export",
     )
 
-# %% ../nbs/09_deploy.ipynb #e35319f7
-def load_artifact(
-    path: str | Path,  # an artifact folder written by export / adaptnb deploy
-    device=None,  # cpu, cuda, mps (default: the best there is)
-    check_files: bool = True,  # check every file against the manifest first
-    dequantize: bool | None = None,  # expand int8 layers to fp32 (what a GPU does anyway)
-) -> tuple[MultiTaskModel, dict]:
-    "The MultiTaskModel stored in an artifact and its manifest; int8 layers stay int8 on the CPU unless `dequantize`"
-    root = Path(path).expanduser()
-    if check_files:
-        meta = verify(root)
-    else:  # sizes and checksums skipped; what may be read is still checked
-        meta = load_json(_safe_file(root, MANIFEST))
-        _check_listed(root, meta.get("files") or {})
-    dev = get_device(device)
-    if meta.get("family") == "causal":
-        return _load_causal(root, meta, dev, dequantize), meta
+# %% ../nbs/09_deploy.ipynb #95f63d20
+def _load_encoder(root: Path, meta: dict, dev, dequantize: bool | None = None) -> MultiTaskModel:
+    "The MultiTaskModel of an encoder artifact (no code from the artifact runs), on `dev`; int8 stays int8 on the CPU"
     body, tok = _empty_body(root)
     sd, pre = _read_tensors(_safe_file(root, meta["weights"])), meta.get("prefix", "")
     sd = {k[len(pre) :]: v for k, v in sd.items() if k.startswith(pre)} if pre else sd
@@ -999,11 +1016,58 @@ def load_artifact(
         )
         m.add_head(t, labels, hs[f"{t}.weight"], hs[f"{t}.bias"])
     m.temperatures = {t: float(T) for t, T in (meta.get("temperatures") or {}).items()}
-    return m.to(dev).eval(), meta
+    return m.to(dev).eval()
+
+
+ARTIFACT_LOADERS = {"encoder": _load_encoder}  # an artifact's family -> (root, manifest, device, dequantize) -> model
+
+# %% ../nbs/09_deploy.ipynb #54e9e277
+def load_artifact(
+    path: str | Path,  # an artifact folder written by export / adaptnb deploy
+    device=None,  # cpu, cuda, mps (default: the best there is)
+    check_files: bool = True,  # check every file against the manifest first
+    dequantize: bool | None = None,  # expand int8 layers to fp32 (what a GPU does anyway)
+) -> tuple[nn.Module, dict]:
+    "The model stored in an artifact and its manifest; int8 layers stay int8 on the CPU unless `dequantize`"
+    root = Path(path).expanduser()
+    if check_files:
+        meta = verify(root)
+    else:  # sizes and checksums skipped; what may be read is still checked
+        meta = load_json(_safe_file(root, MANIFEST))
+        _check_listed(root, meta.get("files") or {})
+    load_model = ARTIFACT_LOADERS[_artifact_family(meta, root)]
+    return load_model(root, meta, get_device(device), dequantize), meta
+
+# %% ../nbs/09_deploy.ipynb #a690b392
+class _Predicting:
+    "What the predictors share: where the model runs, which task a call means, and calling is predicting"
+
+    generates = False  # whether it also answers prompts in text (`generate`)
+    no_task = "this model has no task"  # what to say when it has none
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def _task(self, task: str | None) -> str:
+        "The task a call means: `task`, checked, or the model's only one"
+        check(self.tasks, self.no_task)
+        if task is None:
+            check(len(self.tasks) == 1, f"this model has several tasks {self.tasks}: say which one with task=... "
+                  "(--task)")
+            return self.tasks[0]
+        check(task in self.tasks, f"unknown task {task!r}: this model knows {self.tasks}; use --task "
+              f"{self.tasks[0]} (or task=...)")
+        return task
+
+    def __call__(self, texts, task: str | None = None, batch_size: int | None = None) -> list[dict]:
+        return self.predict(texts, task, batch_size)
 
 # %% ../nbs/09_deploy.ipynb #34b1632e
-class Predictor:
+class Predictor(_Predicting):
     "Batched prediction with a loaded model: labels and class probabilities per text"
+
+    no_task = "this model has no task head: give it one (adaptnb.heads.init_heads, adaptnb.train.fit)"
 
     def __init__(
         self,
@@ -1020,52 +1084,52 @@ class Predictor:
     def tasks(self) -> list[str]:
         return list(self.model.labels)
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    def _task(self, task: str | None) -> str:
-        if task is None:
-            check(
-                len(self.tasks) == 1, f"this model has several tasks {self.tasks}: say which one with task=... (--task)"
-            )
-            return self.tasks[0]
-        check(
-            task in self.model.labels,
-            f"unknown task {task!r}: this model knows {self.tasks}; use --task {self.tasks[0]} (or task=...)",
-        )
-        return task
-
-    def predict_proba(self, texts, task: str | None = None, batch_size: int | None = None) -> np.ndarray:
-        "Class probabilities, shape (len(texts), number of labels), in input order"
-        task = self._task(task)
-        texts = [texts] if isinstance(texts, str) else list(texts)
-        check(all(isinstance(t, str) for t in texts), "every input must be a string")
-        out = np.zeros((len(texts), len(self.model.labels[task])), dtype=np.float32)
-        if not texts:
-            return out
-        ids = encode(texts, self.model.tokenizer, self.max_length)
-        with torch.inference_mode():
-            for ix in length_batches([len(x) for x in ids], batch_size or self.batch_size):
-                b = collate([ids[i] for i in ix], self.model.tokenizer)
-                logits = self.model(b["input_ids"].to(self.device), b["attention_mask"].to(self.device), task=task)
-                out[ix] = logits.float().softmax(-1).cpu().numpy()
-        return out
-
-    def predict(self, texts, task: str | None = None, batch_size: int | None = None) -> list[dict]:
-        "One {'text', 'label', 'probs'} record per text, in input order"
-        task = self._task(task)
-        texts = [texts] if isinstance(texts, str) else list(texts)
-        P, labels = self.predict_proba(texts, task, batch_size), self.model.labels[task]
-        return [
-            {"text": t, "label": labels[int(p.argmax())], "probs": {l: float(x) for l, x in zip(labels, p)}}
-            for t, p in zip(texts, P)
-        ]
-
-    __call__ = predict
-
     def __repr__(self):
         return f"Predictor(tasks={self.tasks}, device={self.device}, quantized={is_quantized(self.model)})"
+
+# %% ../nbs/09_deploy.ipynb #93bbf559
+@patch
+def predict_proba(self: Predictor, texts, task: str | None = None, batch_size: int | None = None) -> np.ndarray:
+    "Class probabilities, shape (len(texts), number of labels), in input order"
+    task = self._task(task)
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    check(all(isinstance(t, str) for t in texts), "every input must be a string")
+    out = np.zeros((len(texts), len(self.model.labels[task])), dtype=np.float32)
+    if not texts:
+        return out
+    ids = encode(texts, self.model.tokenizer, self.max_length)
+    with torch.inference_mode():
+        for ix in length_batches([len(x) for x in ids], batch_size or self.batch_size):
+            b = collate([ids[i] for i in ix], self.model.tokenizer)
+            logits = self.model(b["input_ids"].to(self.device), b["attention_mask"].to(self.device), task=task)
+            out[ix] = logits.float().softmax(-1).cpu().numpy()
+    return out
+
+# %% ../nbs/09_deploy.ipynb #84d7548f
+@patch
+def predict(self: Predictor, texts, task: str | None = None, batch_size: int | None = None) -> list[dict]:
+    "One {'text', 'label', 'probs'} record per text, in input order"
+    task = self._task(task)
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    P, labels = self.predict_proba(texts, task, batch_size), self.model.labels[task]
+    return [
+        {"text": t, "label": labels[int(p.argmax())], "probs": {l: float(x) for l, x in zip(labels, p)}}
+        for t, p in zip(texts, P)
+    ]
+
+# %% ../nbs/09_deploy.ipynb #c8b806f3
+@extension_point()
+def predictor(
+    model,  # a loaded model (an artifact's, or any of a registered family)
+    meta: dict | None = None,  # the artifact's manifest: its tasks and max_length
+    batch_size: int = 32,  # examples per batch
+):
+    "The predictor of `model`'s family: `predict(texts, task)` and, for a model that answers in text, `generate`"
+
+# %% ../nbs/09_deploy.ipynb #e9adb25b
+@predictor.register(MultiTaskModel)
+def _(model, meta=None, batch_size=32):
+    return Predictor(model, meta, batch_size=batch_size)
 
 # %% ../nbs/09_deploy.ipynb #4fb22ab2
 def load(
@@ -1074,9 +1138,9 @@ def load(
     batch_size: int = 32,  # texts per batch
     dequantize: bool | None = None,  # expand int8 layers to fp32
 ) -> Predictor:
-    "Load an exported artifact as a `Predictor` (a `CausalPredictor` for a causal LM; files checked; safetensors only)"
+    "Load an exported artifact as its family's predictor (`predictor`; files checked; safetensors only)"
     m, meta = load_artifact(path, device, dequantize=dequantize)
-    return (CausalPredictor if meta.get("family") == "causal" else Predictor)(m, meta, batch_size=batch_size)
+    return predictor(m, meta, batch_size=batch_size)
 
 # %% ../nbs/09_deploy.ipynb #80430249
 def latency(
@@ -1097,16 +1161,6 @@ def latency(
     return float(np.median(ts))
 
 # %% ../nbs/09_deploy.ipynb #18940337
-OPTIONS = {
-    "fp32": {},
-    "int8": {"quantize": "int8"},
-    "prune 0.3": {"prune": 0.3},
-    "prune 0.5": {"prune": 0.5},
-    "prune 0.7": {"prune": 0.7},
-    "prune 0.5 + int8": {"prune": 0.5, "quantize": "int8"},
-}
-
-
 def _compression_row(model, tasks, out: Path, comp: Compression, max_length: int, batch_size: int, repeats: int):
     "Size, latency, sparsity, S and accuracy of one compressed export of `model`"
     a = export(model, out, comp, Gate(force=True), overwrite=True, max_length=max_length)
@@ -1120,6 +1174,16 @@ def _compression_row(model, tasks, out: Path, comp: Compression, max_length: int
         "S": s.S,
         **{f"acc {t}": s.tasks[t].accuracy for t in s.tasks},
     }
+
+# %% ../nbs/09_deploy.ipynb #48fb562a
+OPTIONS = {
+    "fp32": {},
+    "int8": {"quantize": "int8"},
+    "prune 0.3": {"prune": 0.3},
+    "prune 0.5": {"prune": 0.5},
+    "prune 0.7": {"prune": 0.7},
+    "prune 0.5 + int8": {"prune": 0.5, "quantize": "int8"},
+}
 
 
 def compression_table(
@@ -1188,7 +1252,7 @@ def _causal_card(meta: dict) -> str:
               "or with transformers: `AutoModelForCausalLM.from_pretrained('ARTIFACT')`.", ""]
     return "\n".join(lines)
 
-
+# %% ../nbs/09_deploy.ipynb #039f0fe8
 def _export_causal(model: CausalLM, info: RunInfo, out: Path, comp: Compression, spec: Gate, name, max_length: int):
     "Write a causal LM as an artifact: merged weights, config, tokenizer, the tasks' prompts, card and manifest"
     check(not comp.prune, "pruning applies to encoder artifacts for now: deploy the causal LM without --prune")
@@ -1219,7 +1283,15 @@ def _export_causal(model: CausalLM, info: RunInfo, out: Path, comp: Compression,
 
     return _write_artifact(out, shipped, meta_of, write, _causal_card)
 
+# %% ../nbs/09_deploy.ipynb #99ce061a
+@export_model.register(CausalLM)
+def _(model, info, out, comp, spec, name, max_length, batch_size):
+    return _export_causal(model, info, out, comp, spec, name, max_length)
 
+
+ARTIFACT_FILES["causal"] = ()  # a causal LM answers in text: no heads
+
+# %% ../nbs/09_deploy.ipynb #444bf45d
 def _causal_change(model: CausalLM, shipped: CausalLM, spec: Gate, info: RunInfo, max_length: int) -> dict:
     "What compression changed on the gate's tasks (test splits), S and each task's accuracy; the gate then compares them"
     if shipped is model or not spec.tasks:
@@ -1232,7 +1304,7 @@ def _causal_change(model: CausalLM, shipped: CausalLM, spec: Gate, info: RunInfo
     info.score_before, info.score_after = b, a  # the gate: int8 must not serve the tasks worse than its fp32 model
     return {"S": a.S - b.S} | {f"accuracy[{t}]": a.tasks[t].accuracy - b.tasks[t].accuracy for t in a.tasks}
 
-
+# %% ../nbs/09_deploy.ipynb #d92189ef
 def _load_causal(root: Path, meta: dict, dev, dequantize: bool | None = None) -> CausalLM:
     "The CausalLM of an artifact (no code from the artifact runs), on `dev`; int8 layers stay int8 on the CPU"
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -1253,6 +1325,9 @@ def _load_causal(root: Path, meta: dict, dev, dequantize: bool | None = None) ->
     return CausalLM(body, tok, meta.get("base", "")).to(dev).eval()
 
 
+ARTIFACT_LOADERS["causal"] = _load_causal
+
+# %% ../nbs/09_deploy.ipynb #e7f763af
 def _load_causal_int8(root: Path, meta: dict, dev, dequantize: bool | None) -> CausalLM:
     "An int8 causal artifact: the model built from its config, float weights loaded, int8 layers filled"
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
@@ -1279,8 +1354,11 @@ def _load_causal_int8(root: Path, meta: dict, dev, dequantize: bool | None) -> C
     return m.to(dev).eval()
 
 # %% ../nbs/09_deploy.ipynb #385df9f0
-class CausalPredictor:
+class CausalPredictor(_Predicting):
     "Prediction with a causal LM artifact: a choice task's label by choice scoring, a generative task's answer"
+
+    generates = True
+    no_task = "this artifact records no task: generate answers to prompts (generate, adaptnb predict --generate)"
 
     def __init__(
         self,
@@ -1297,55 +1375,53 @@ class CausalPredictor:
     def tasks(self) -> list[str]:
         return list(self.task_info)
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    def _task(self, task: str | None) -> str:
-        check(self.tasks, "this artifact records no task: generate answers to prompts (generate, adaptnb predict "
-              "--generate)")
-        if task is None:
-            check(len(self.tasks) == 1, f"this model has several tasks {self.tasks}: say which one with task=... (--task)")
-            return self.tasks[0]
-        check(task in self.task_info, f"unknown task {task!r}: this model knows {self.tasks}; use --task {self.tasks[0]}")
-        return task
-
-    def prompts(self, texts, task: str) -> list[str]:
-        "The texts in `task`'s template (as they are, for a task without one)"
-        t = self.task_info[task].get("template")
-        return [t.replace("{text}", x) if t else x for x in ([texts] if isinstance(texts, str) else list(texts))]
-
-    def predict_proba(self, texts, task: str | None = None, batch_size: int | None = None) -> np.ndarray:
-        "Probabilities of a choice task's choices, renormalised over them, shape (len(texts), choices)"
-        task = self._task(task)
-        d = self.task_info[task]
-        check(not d.get("generative"), f"task {task!r} is generative: its answers are text, not class probabilities; "
-              "use generate (adaptnb predict --generate)")
-        with torch.inference_mode():
-            nll = _choice_nll(self.model, self.model.tokenizer, self.prompts(texts, task), d["choices"],
-                              self.max_length, batch_size or self.batch_size, self.device)
-        return torch.from_numpy(-nll).softmax(-1).numpy().astype(np.float32)
-
-    def predict(self, texts, task: str | None = None, batch_size: int | None = None) -> list[dict]:
-        "One {'text', 'label', 'probs'} record per text (a generative task: {'text', 'answer'}), in input order"
-        task = self._task(task)
-        texts, d = ([texts] if isinstance(texts, str) else list(texts)), self.task_info[task]
-        if d.get("generative"):
-            return [{"text": t, "answer": a} for t, a in zip(texts, self.generate(texts, task))]
-        names = d.get("labels") or [c.strip() for c in d["choices"]]
-        return [{"text": t, "label": names[int(p.argmax())], "probs": {l: float(x) for l, x in zip(names, p)}}
-                for t, p in zip(texts, self.predict_proba(texts, task, batch_size))]
-
-    def generate(self, texts, task: str | None = None, max_new_tokens: int = 32) -> list[str]:
-        "Greedy answers, each cut at its first line break: to the texts as prompts, or through `task`'s template"
-        prompts = self.prompts(texts, self._task(task)) if task else ([texts] if isinstance(texts, str) else list(texts))
-        return generate_answers(self.model, self.model.tokenizer, prompts, max_new_tokens, self.batch_size,
-                                self.max_length)
-
-    __call__ = predict
-
     def __repr__(self):
         return f"CausalPredictor(tasks={self.tasks}, device={self.device})"
+
+# %% ../nbs/09_deploy.ipynb #9bce0377
+@patch
+def prompts(self: CausalPredictor, texts, task: str) -> list[str]:
+    "The texts in `task`'s template (as they are, for a task without one)"
+    t = self.task_info[task].get("template")
+    return [t.replace("{text}", x) if t else x for x in ([texts] if isinstance(texts, str) else list(texts))]
+
+# %% ../nbs/09_deploy.ipynb #ff41af1f
+@patch
+def predict_proba(self: CausalPredictor, texts, task: str | None = None, batch_size: int | None = None) -> np.ndarray:
+    "Probabilities of a choice task's choices, renormalised over them, shape (len(texts), choices)"
+    task = self._task(task)
+    d = self.task_info[task]
+    check(not d.get("generative"), f"task {task!r} is generative: its answers are text, not class probabilities; "
+          "use generate (adaptnb predict --generate)")
+    with torch.inference_mode():
+        nll = _choice_nll(self.model, self.model.tokenizer, self.prompts(texts, task), d["choices"],
+                          self.max_length, batch_size or self.batch_size, self.device)
+    return torch.from_numpy(-nll).softmax(-1).numpy().astype(np.float32)
+
+# %% ../nbs/09_deploy.ipynb #2ff8e69a
+@patch
+def predict(self: CausalPredictor, texts, task: str | None = None, batch_size: int | None = None) -> list[dict]:
+    "One {'text', 'label', 'probs'} record per text (a generative task: {'text', 'answer'}), in input order"
+    task = self._task(task)
+    texts, d = ([texts] if isinstance(texts, str) else list(texts)), self.task_info[task]
+    if d.get("generative"):
+        return [{"text": t, "answer": a} for t, a in zip(texts, self.generate(texts, task))]
+    names = d.get("labels") or [c.strip() for c in d["choices"]]
+    return [{"text": t, "label": names[int(p.argmax())], "probs": {l: float(x) for l, x in zip(names, p)}}
+            for t, p in zip(texts, self.predict_proba(texts, task, batch_size))]
+
+# %% ../nbs/09_deploy.ipynb #aa403529
+@patch
+def generate(self: CausalPredictor, texts, task: str | None = None, max_new_tokens: int = 32) -> list[str]:
+    "Greedy answers, each cut at its first line break: to the texts as prompts, or through `task`'s template"
+    prompts = self.prompts(texts, self._task(task)) if task else ([texts] if isinstance(texts, str) else list(texts))
+    return generate_answers(self.model, self.model.tokenizer, prompts, max_new_tokens, self.batch_size,
+                            self.max_length)
+
+# %% ../nbs/09_deploy.ipynb #fdc889e6
+@predictor.register(CausalLM)
+def _(model, meta=None, batch_size=32):
+    return CausalPredictor(model, meta, batch_size=batch_size)
 
 # %% ../nbs/09_deploy.ipynb #81c8b283
 def _deploy_parser():
@@ -1373,17 +1449,14 @@ def _deploy_parser():
     )
     return add_task_options(p)
 
-
+# %% ../nbs/09_deploy.ipynb #7d4329ad
 def deploy_cli(
     argv: list[str],  # the command's arguments
 ) -> int:
     "`adaptnb deploy RUN_DIR --out ARTIFACT`: export a run as an artifact with a model card, behind the gate"
-    from adaptnb.llm import load_prompt_tasks
-
     a = _deploy_parser().parse_args(argv)
-    causal = (Path(_causal_folder(a.run)) / CAUSAL_FILE).exists()
-    load_as = load_prompt_tasks if causal else load_tasks  # a causal LM's tasks are prompt tasks
-    tasks = load_as(task_list(a.tasks), **task_options(a)) if a.tasks else None
+    fam = family_for(a.run)  # the family that saved the run reads its tasks (a causal LM's: prompt tasks)
+    tasks = fam.load_tasks(task_list(a.tasks), **task_options(a)) if a.tasks else None
     spec = Gate(tasks=tasks, base="auto" if tasks else None, max_loss_rise=a.max_loss_rise, force=a.force)
     out = export(
         a.run,
@@ -1431,7 +1504,7 @@ def _read_texts(a) -> list[str]:
     check(texts, "no text to predict: give texts as arguments, with --file, or one per line on standard input")
     return texts
 
-
+# %% ../nbs/09_deploy.ipynb #5bddb762
 def predict_cli(
     argv: list[str],  # the command's arguments
 ) -> int:
@@ -1453,7 +1526,7 @@ def predict_cli(
     pred = load(a.artifact, device=a.device, batch_size=a.batch_size)
     texts = _read_texts(a)
     if a.generate:
-        check(isinstance(pred, CausalPredictor), f"{a.artifact} holds an encoder classifier, which predicts labels "
+        check(pred.generates, f"{a.artifact} holds an encoder classifier, which predicts labels "
               "and cannot generate text: drop --generate, or deploy a causal LM run")
         for t, ans in zip(texts, pred.generate(texts, a.task, a.max_new_tokens)):
             print(json.dumps({"text": t, "answer": ans}, ensure_ascii=False))

@@ -7,256 +7,45 @@ happened. `run`, `adaptnb run`, `adaptnb decide` and `adaptnb demo`."""
 # %% ../nbs/07_flow.ipynb #9b8e4f84
 from __future__ import annotations
 import copy, dataclasses, json, shutil, threading, time
+from typing import Any
 import torch
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
+from fastcore.basics import patch
 from adaptnb.core import (
     AdaptnbError,
+    MultiTaskModel,
     Record,
     RunDir,
     check,
     check_out_dir,
+    extension_point,
     get_device,
     load_json,
     save_json,
     seed_everything,
     to_jsonable,
 )
-from .data import EMBEDDED, Audit, Task, audit, plot_audit
-from .heads import scale_heads
+from .data import Audit, Task, audit, plot_audit
+from .heads import init_heads, scale_heads
 from .score import Interpretation, Paired, Predictions, Score, paired_diff, plot_scores
-from .train import TrainConfig, TrainResult, checkpoints, family_for, family_of, fit, plot_history
-from .decide import Decision, Thresholds, assess, decide
+from .train import EncoderFamily, TrainConfig, TrainResult, checkpoints, family_for, family_of, fit, plot_history
+from .interpolate import Interpolation, blend, grid_lambda, learn_lambda, objective, plot_lambda
+from .spec import Partition, Requirement, TaskRef, load_requirement, partition  # (the spec's names, here too)
+from .decide import Decision, Thresholds, add_decide_options, assess, decide, scratch, threshold_overrides
 from .command import emit, parser
 
 # %% auto #0
-__all__ = ['SPEC_KEYS', 'BUDGET_KEYS', 'METRICS', 'CANDIDATES', 'TRAINED', 'MIN_STEPS', 'LPFT_LR', 'LAMBDAS', 'DEMO_SPEC',
-           'CAUSAL_DEMO_SPEC', 'TaskRef', 'Requirement', 'load_requirement', 'Partition', 'partition', 'Plan',
-           'check_budget', 'plan_candidates', 'candidate_config', 'candidate_tasks', 'candidate_start', 'Candidate',
-           'compare_valid', 'choose', 'score_test', 'Verdict', 'verdict', 'check_targets', 'RunResult', 'FlowHalted',
-           'Stages', 'run', 'report', 'candidate_models', 'decide_cli', 'summary', 'run_cli', 'demo_cli']
+__all__ = ['CANDIDATES', 'MIN_STEPS', 'LPFT_LR', 'PLAN_FILE', 'PROBE_HEADS', 'DEMO_SPEC', 'Plan', 'Recipe', 'register_candidate',
+           'Probe', 'Trained', 'LpFt', 'Joint', 'BlendSearch', 'Blend', 'Learned', 'GlobalLambda', 'LayerLambda',
+           'Retrain', 'WiseFt', 'check_budget', 'check_candidates', 'plan_candidates', 'candidate_config',
+           'estimate_stages', 'plan_text', 'Candidate', 'compare_valid', 'choose', 'score_test', 'Verdict', 'verdict',
+           'check_targets', 'RunResult', 'FlowHalted', 'Stages', 'FlowSizes', 'flow_sizes', 'zero_shot', 'audit_view',
+           'run', 'plot_paired', 'report', 'candidate_models', 'demo_spec', 'summary', 'run_cli', 'demo_cli']
 
-# %% ../nbs/07_flow.ipynb #933a69fc
-SPEC_KEYS = {
-    "name",
-    "model",
-    "retain",
-    "new",
-    "targets",
-    "budget",
-    "seed",
-    "max_per_class",
-    "max_length",
-    "batch_size",
-    "notes",
-    "method",
-    "lr",
-    "candidates",
-}
-BUDGET_KEYS = {"max_steps", "epochs", "minutes"}
-METRICS = ("loss", "accuracy", "macro_f1")
-CANDIDATES = {
-    "probe": "the base with a linear probe head per task; the body does not move",
-    "lp-ft": "LP-FT: fine-tuned from the base candidate (an encoder's probe heads) on the new tasks, early stopping on their valid loss",
-    "joint": "joint multi-task training on the retained and new tasks (rehearsal), from the base candidate",
-    "lambda": "θ0 + λ(θt − θ0) from lp-ft, one global λ learned on valid",
-    "lambda-layer": "θ0 + λ(θt − θ0) from lp-ft, one λ per layer learned on valid",
-    "retrain": "the same architecture from random weights, trained on every task",
-}
-
-
-@dataclass
-class TaskRef(Record):
-    "A task named in a spec, with its column names"
-
-    task: str  # an embedded name, csv:PATH, jsonl:PATH or hf:NAME
-    text_col: str = "text"  # the text column of a csv:/jsonl:/hf: task
-    label_col: str = "label"  # the label column
-    name: str | None = None  # a name for the task (default: from the reference)
-    train_data: bool = True  # whether its train split may be trained on (false: a retained task checked only)
-    template: str | None = None  # a causal LM's prompt for a classification task, with {text} (default: its PROMPTS entry)
-
-# %% ../nbs/07_flow.ipynb #688e9f5e
-@dataclass
-class Requirement(Record):
-    "A user's requirement: tasks to retain, new tasks, metric targets and a compute budget"
-
-    retain: list  # `TaskRef`s of the competencies to keep
-    new: list  # `TaskRef`s of the tasks to learn
-    name: str = "adaptation"  # the requirement's name, for reports
-    model: str = "default"  # the base model reference
-    targets: dict = field(default_factory=dict)  # {task: {metric: value}}: loss at most, accuracy/macro_f1 at least
-    budget: dict = field(default_factory=lambda: {"max_steps": 200})  # max_steps, epochs and/or minutes
-    seed: int = 0  # seed of splits, sampling and training
-    max_per_class: int | None = None  # subsample each class (quick runs)
-    max_length: int = 128  # tokens per text
-    batch_size: int = 32  # examples per optimiser step
-    method: str | None = None  # fix the method (full, freeze, lora, retrain) instead of deciding
-    lr: float | None = None  # peak learning rate (default: the method's)
-    candidates: list | None = None  # also make these candidates (e.g. [retrain]); default: as the decision plans
-    notes: str = ""  # free text
-
-    def __post_init__(self):
-        self.retain = [TaskRef.from_dict(r) if isinstance(r, dict) else r for r in self.retain]
-        self.new = [TaskRef.from_dict(r) if isinstance(r, dict) else r for r in self.new]
-
-# %% ../nbs/07_flow.ipynb #c8fe7222
-def _task_ref(x, where: str) -> TaskRef:
-    "A spec's task entry (a name, or a mapping with a 'task' key) as a `TaskRef`"
-    if isinstance(x, str):
-        return TaskRef(x)
-    check(
-        isinstance(x, dict) and "task" in x, f"{where}: each task is a name or a mapping with a 'task' key, got {x!r}"
-    )
-    extra = set(x) - {"task", "text_col", "label_col", "name", "train_data", "template"}
-    check(
-        not extra,
-        f"{where}: unknown key(s) {sorted(extra)} in task entry {x!r}: allowed are task, text_col, label_col, name, "
-        "train_data, template",
-    )
-    check(
-        isinstance(x.get("train_data", True), bool),
-        f"{where}: train_data must be true or false, got {x.get('train_data')!r}",
-    )
-    return TaskRef(**x)
-
-
-def _spec_mapping(spec) -> tuple[dict, str, Path | None]:
-    "The spec as a mapping, where it came from (for messages), and the folder of its file (None: not from a file)"
-    import yaml
-
-    where, folder = "spec", None
-    if isinstance(spec, (str, Path)) and not (isinstance(spec, str) and "\n" in spec):
-        p = Path(spec).expanduser()
-        where, folder = str(p), p.resolve().parent
-        check(p.exists(), f"spec file {p} does not exist: check the path")
-        spec = p.read_text(encoding="utf-8")
-    if isinstance(spec, str):
-        try:
-            spec = yaml.safe_load(spec)
-        except yaml.YAMLError as e:
-            msg = f"{str(e).splitlines()[0]}; {getattr(e, 'problem_mark', '')}".replace("\n", " ")
-            raise AdaptnbError(f"{where} is not valid YAML ({msg}): fix the syntax")
-    check(spec is not None, f"{where} is empty: write retain: [...] and new: [...] (see the spec format)")
-    check(
-        isinstance(spec, dict),
-        f"{where} must be a mapping with keys like retain, new, budget; got {type(spec).__name__}: write the spec as "
-        "a YAML mapping: retain: [...], new: [...]",
-    )
-    unknown = set(spec) - SPEC_KEYS
-    check(not unknown, f"{where}: unknown key(s) {sorted(unknown)}: allowed keys are {sorted(SPEC_KEYS)}")
-    return spec, where, folder
-
-
-def _beside(ref: TaskRef, folder: Path | None) -> TaskRef:
-    "The task with a relative file path read in `folder`, the spec file's (no folder: the path as given)"
-    kind, sep, rest = ref.task.partition(":")
-    if folder is None or ref.task in EMBEDDED:
-        return ref
-    if sep and kind in ("csv", "jsonl", "tsv"):
-        p = Path(rest).expanduser()
-        return ref if p.is_absolute() else dataclasses.replace(ref, task=f"{kind}:{folder / p}")
-    p = Path(ref.task).expanduser()
-    near = not sep and not p.is_absolute() and (folder / p).exists()  # a bare path, as load_task takes one
-    return dataclasses.replace(ref, task=str(folder / p)) if near else ref
-
-# %% ../nbs/07_flow.ipynb #bb8e7574
-def _check_budget(budget, where: str) -> dict:
-    "A spec's budget, checked: one or more of max_steps, epochs, minutes, each positive"
-    check(
-        isinstance(budget, dict) and budget and set(budget) <= BUDGET_KEYS,
-        f"{where}: budget must be a mapping with one or more of {sorted(BUDGET_KEYS)}, got {budget!r}",
-    )
-    for k, v in budget.items():
-        check(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0,
-            f"{where}: budget {k} must be a positive number, got {v!r}",
-        )
-    return budget
-
-
-def _check_target_spec(targets, names: set, where: str) -> dict:
-    "A spec's targets, checked: known tasks, known metrics, numbers"
-    check(isinstance(targets, dict), f"{where}: targets must map a task to {{metric: value}}, got {targets!r}")
-    for t, m in targets.items():
-        check(t in names, f"{where}: target for {t!r}, which is not among the spec's tasks {sorted(names)}")
-        check(isinstance(m, dict) and m, f"{where}: the target for {t!r} must be a mapping like {{accuracy: 0.8}}")
-        for k, v in m.items():
-            check(k in METRICS, f"{where}: task {t!r} reports no metric {k!r}: use one of {list(METRICS)}")
-            check(
-                isinstance(v, (int, float)) and not isinstance(v, bool),
-                f"{where}: target {t}.{k} must be a number, got {v!r}",
-            )
-    return targets
-
-# %% ../nbs/07_flow.ipynb #8b2c9019
-def load_requirement(
-    spec: str | Path | dict | Requirement,  # a YAML file, YAML text, a mapping, or a Requirement
-) -> Requirement:
-    "Read and validate a requirement"
-    if isinstance(spec, Requirement):
-        return spec
-    spec, where, folder = _spec_mapping(spec)
-    for k in ("retain", "new"):
-        v = spec.get(k)
-        check(v is None or isinstance(v, list), f"{where}: {k} must be a list of tasks, e.g. {k}: [news_topic]; got {v!r}")
-    retain = [_task_ref(x, where) for x in spec.get("retain") or []]
-    new = [_task_ref(x, where) for x in spec.get("new") or []]
-    check(new, f"{where}: 'new' lists no task: name the task(s) the model must learn")
-    both = {r.task for r in retain} & {n.task for n in new}
-    check(not both, f"{where}: task(s) {sorted(both)} are both retained and new: list each task once")
-    budget = _check_budget(spec.get("budget", {"max_steps": 200}), where)
-    names = {r.task for r in retain + new} | {r.name for r in retain + new if r.name}
-    targets = _check_target_spec(spec.get("targets") or {}, names, where)
-    keys = ("name", "model", "seed", "max_per_class", "max_length", "batch_size", "method", "lr", "notes")
-    asked = spec.get("candidates") or []
-    check(
-        isinstance(asked, list) and all(isinstance(c, str) and c in CANDIDATES for c in asked),
-        f"{where}: candidates must be a list of names from {list(CANDIDATES)}, e.g. candidates: [retrain]; got {asked!r}",
-    )
-    return Requirement(
-        retain=[_beside(r, folder) for r in retain],
-        new=[_beside(r, folder) for r in new],
-        targets=targets,
-        budget=budget,
-        candidates=asked or None,
-        **{k: spec[k] for k in keys if k in spec},
-    )
-
-# %% ../nbs/07_flow.ipynb #d70729ca
-@dataclass
-class Partition:
-    "The tasks of a requirement, loaded and validated: those to retain and those to add"
-
-    requirement: Requirement  # the requirement they come from
-    retain: list  # the competencies to keep: Tasks (encoders) or PromptTasks (causal LMs)
-    new: list  # the tasks to learn
-
-    @property
-    def tasks(self) -> list:
-        return self.retain + self.new
-
-
-def partition(
-    spec,  # anything `load_requirement` reads
-) -> Partition:
-    "Load and validate every task a requirement names (the chart's *task partition* step)"
-    req = load_requirement(spec)
-    fam = family_for(req.model)
-
-    def load(r: TaskRef):
-        kw = dict(text_col=r.text_col, label_col=r.label_col, name=r.name, template=r.template)
-        return fam.load_task(r.task, seed=req.seed, max_per_class=req.max_per_class, **kw)
-
-    part = Partition(req, [load(r) for r in req.retain], [load(r) for r in req.new])
-    names = [t.name for t in part.tasks]
-    dup = [n for n in names if names.count(n) > 1]
-    check(not dup, f"two tasks share the name {dup[0] if dup else ''!r}: give one a `name:` in the spec")
-    return part
-
-# %% ../nbs/07_flow.ipynb #032fc76a
-TRAINED = ("lp-ft", "joint", "retrain")  # the candidates that share the step budget
+# %% ../nbs/07_flow.ipynb #ef86a651
+CANDIDATES: dict = {}  # name -> Recipe: the candidates the flow can make, in the order it plans them (below)
 MIN_STEPS = 8  # the fewest optimiser steps a trained candidate may get
 LPFT_LR = {"full": 5e-5}  # LP-FT's body learning rate where it differs from training's default for the method
 
@@ -272,35 +61,190 @@ class Plan(Record):
     method: str  # the fine-tuning method of lp-ft and joint
     how: str  # the budget's share, in words for the report
 
-# %% ../nbs/07_flow.ipynb #4da71e1b
+# %% ../nbs/07_flow.ipynb #056328bd
+class Recipe:
+    "How the flow makes one candidate: what it is, and when it is left out"
+
+    name: str = ""  # the candidate's name: a spec's `candidates:`, the report, run.json, train/<name>/
+    what: str = ""  # what it is, in a line
+    trains: bool = False  # a `fit` run: it takes an equal share of the step budget
+    fine_tunes: bool = True  # starts from the pretrained weights: not made when the spec fixes `method: retrain`
+    keeps_retained: bool = False  # exists to keep retained tasks: not made when the spec retains none
+    default: bool = True  # made unless ruled out; False: only when the spec lists it under `candidates:`
+
+    def skip(self, D: Decision | None, part: Partition) -> str | None:
+        "Why it is not made for decision `D` (None: before the decision) and the requirement; None: it is made"
+        req = part.requirement
+        if self.fine_tunes and req.method == "retrain":
+            return "the spec fixes method 'retrain'"
+        if self.keeps_retained and not part.retain:
+            return "the spec retains no task: there is nothing to keep"
+        return None
+
+    def offered(self, part: Partition) -> bool:
+        "Whether the flow considers it for this requirement: always, or (not `default`) when the spec asks for it"
+        return self.default or self.name in (part.requirement.candidates or [])
+
+# %% ../nbs/07_flow.ipynb #47755d61
+def register_candidate(cls):
+    "Put an instance of the `Recipe` class `cls` in `CANDIDATES` under its name (registration order: the plan's)"
+    CANDIDATES[cls.name] = cls()
+    return cls
+
+# %% ../nbs/07_flow.ipynb #050881c3
 def _no_data(part: Partition) -> list[str]:
     "The retained tasks whose training data the spec says is not available"
     return [t.name for t, r in zip(part.retain, part.requirement.retain) if not r.train_data]
 
+# %% ../nbs/07_flow.ipynb #3bea6bee
+@register_candidate
+class Probe(Recipe):
+    "(a) The base, readied by its family to be scored as it is: always made, the yardstick of the others"
 
-def _skipped(D: Decision, part: Partition, fixed: str | None) -> dict:
-    "Each candidate that is not made, with the reason"
-    out, retained = {}, [t.name for t in part.retain]
-    if fixed == "retrain":
-        for n in ("lp-ft", "joint", "lambda", "lambda-layer"):
-            out[n] = "the spec fixes method 'retrain'"
-    if not retained:
-        for n in ("joint", "lambda", "lambda-layer"):
-            out.setdefault(n, "the spec retains no task: there is nothing to keep")
-    elif _no_data(part):
-        out.setdefault(
-            "joint",
-            f"the retained task(s) {', '.join(_no_data(part))} have no training data available (train_data: false), "
-            "so retention rests on λ",
-        )
-    asked = part.requirement.candidates or []
-    if D.action != "retrain" and fixed != "retrain" and "retrain" not in asked:
-        out["retrain"] = "the assessment found the pretrained features useful, and the spec does not ask to retrain"
-    elif _no_data(part):
-        out["retrain"] = f"retraining cannot keep {', '.join(_no_data(part))} without its training data"
-    return out
+    name, fine_tunes = "probe", False
+    what = "the base as its family scores it (an encoder: a linear probe head per task; the body does not move)"
 
+# %% ../nbs/07_flow.ipynb #acad846b
+class Trained(Recipe):
+    "A candidate that `fit` trains from a start on some of the requirement's tasks, with its share of the budget"
 
+    trains = True
+
+    def tasks(self, part: Partition) -> list:
+        "The tasks it trains: the retained ones with training data, and the new ones"
+        return [t for t in part.retain if t.name not in _no_data(part)] + list(part.new)
+
+    def start(self, D: Decision, part: Partition, base):
+        "The model it starts from: a copy of the base as the probe stage readied it (`base` is not changed)"
+        return copy.deepcopy(base)
+
+    def options(self, plan: Plan, req: Requirement) -> dict:
+        "Its `TrainConfig`'s method and learning rates: LP-FT's (the heads start as probes: the body's rate)"
+        lr = req.lr or LPFT_LR.get(plan.method)
+        return dict(method=plan.method, lr=lr, head_lr=TrainConfig(method=plan.method, lr=lr).peak_lr)
+
+# %% ../nbs/07_flow.ipynb #639da641
+@register_candidate
+class LpFt(Trained):
+    "(b) LP-FT (Kumar et al. 2022): fine-tuned from the probe heads on the new tasks alone"
+
+    name = "lp-ft"
+    what = ("LP-FT: fine-tuned from the base candidate (an encoder's probe heads) on the new tasks, early stopping on "
+            "their valid loss")
+
+    def tasks(self, part):
+        return list(part.new)
+
+# %% ../nbs/07_flow.ipynb #42d566a9
+@register_candidate
+class Joint(Trained):
+    "(c) Joint multi-task training on the retained and new tasks (rehearsal), from the probe heads"
+
+    name, keeps_retained = "joint", True
+    what = "joint multi-task training on the retained and new tasks (rehearsal), from the base candidate"
+
+    def skip(self, D, part):
+        if why := super().skip(D, part):
+            return why
+        if _no_data(part):
+            return (f"the retained task(s) {', '.join(_no_data(part))} have no training data available "
+                    "(train_data: false), so retention rests on λ")
+        return None
+
+# %% ../nbs/07_flow.ipynb #5c93453f
+@dataclass
+class BlendSearch:
+    "What a run's blends search with: θ0, τ, the valid sample, S on a coarse λ grid, the Adam steps, λs found so far"
+
+    base: Any  # θ0: a copy of the base, ready for every task
+    tau: Any  # τ = θt − θ0, an `interpolate.TaskVector`
+    data: Any  # the valid sample λ is learned on (`interpolate.ObjectiveData`)
+    grid: Any  # S at λ = 0, 0.2, ..., 1 (`interpolate.GridResult`)
+    steps: int  # Adam steps of each learned λ
+    progress: bool = False  # show progress bars
+    found: dict = field(default_factory=dict)  # blend -> the λ it found, for the blends after it
+
+# %% ../nbs/07_flow.ipynb #11c80936
+class Blend(Recipe):
+    "A candidate on the line θ0 + λ(θt − θ0) from a trained candidate θt, its λ found on valid"
+
+    tuned = "lp-ft"  # the trained candidate it blends with the base
+    keeps_retained = True
+    granularity = "global"  # one λ ('global') or one per layer ('layer')
+    plots = False  # draw S along λ (lambda.png) with what it found
+
+    def find(self, s: BlendSearch) -> tuple:
+        "(λ for `Interpolation.materialize`, its record for run.json, how it was found, the LambdaResult or None)"
+        raise NotImplementedError
+
+# %% ../nbs/07_flow.ipynb #769fb504
+class Learned(Blend):
+    "λ learned by Adam from the grid's best λ, or from the λ an earlier blend found"
+
+    alpha = 0.05  # Adam's step: within a grid step (0.2) of the best, small steps refine it
+    start_from = None  # an earlier blend whose λ this one starts from (None: the grid's best)
+
+    def find(self, s):
+        frm = float(s.found.get(self.start_from, s.grid.best_lambda))
+        interp = Interpolation(s.base, s.tau, self.granularity)
+        res = learn_lambda(interp, data=s.data, optimizer="adam", alpha=self.alpha, steps=s.steps, init=frm,
+                           progress=s.progress)
+        rec = dict(res.to_contract(), granularity=self.granularity, n=s.data.n)
+        n = sum(s.data.n.values())
+        return res.lam, rec, f"{s.steps} Adam steps from λ = {frm:.2f} on {n} valid examples", res
+
+# %% ../nbs/07_flow.ipynb #0e13f76e
+@register_candidate
+class GlobalLambda(Learned):
+    "(d) One global λ"
+
+    name, plots = "lambda", True
+    what = "θ0 + λ(θt − θ0) from lp-ft, one global λ learned on valid"
+
+# %% ../nbs/07_flow.ipynb #af9b6886
+@register_candidate
+class LayerLambda(Learned):
+    "(d) One λ per layer, from the global λ, free to move further"
+
+    name, granularity, alpha, start_from = "lambda-layer", "layer", 0.1, "lambda"
+    what = "θ0 + λ(θt − θ0) from lp-ft, one λ per layer learned on valid"
+
+# %% ../nbs/07_flow.ipynb #442c4367
+@register_candidate
+class Retrain(Trained):
+    "(e) The same architecture from random weights, trained on every task"
+
+    name, fine_tunes = "retrain", False
+    what = "the same architecture from random weights, trained on every task"
+
+    def skip(self, D, part):
+        req = part.requirement
+        asked = req.method == "retrain" or "retrain" in (req.candidates or [])
+        wanted = asked or (D is not None and D.action == "retrain")
+        if not wanted:
+            return "the assessment found the pretrained features useful, and the spec does not ask to retrain"
+        if _no_data(part):
+            return f"retraining cannot keep {', '.join(_no_data(part))} without its training data"
+        return None
+
+    def start(self, D, part, base):
+        return scratch(base, part.tasks, D.tokenizer, part.requirement.seed)
+
+    def options(self, plan, req):
+        return dict(method="retrain", lr=req.lr, head_lr=None)  # new heads on a new body: fit's defaults
+
+# %% ../nbs/07_flow.ipynb #5dc318a5
+@register_candidate
+class WiseFt(Blend):
+    "WiSE-FT's default: θ0 + 0.5 (θt − θ0), nothing searched"
+
+    name, default = "wise-ft", False
+    what = "WiSE-FT: θ0 + 0.5 (θt − θ0) from lp-ft, λ fixed"
+
+    def find(self, s):
+        return 0.5, {"lambda": 0.5, "granularity": "global", "n": s.data.n}, "λ fixed at WiSE-FT's 0.5", None
+
+# %% ../nbs/07_flow.ipynb #15777c58
 def _check_share(steps: int, trained: list[str]):
     "Refuse a step budget that cannot give each trained candidate MIN_STEPS, naming the smallest that can"
     k = len(trained)
@@ -310,27 +254,35 @@ def _check_share(steps: int, trained: list[str]):
         f"{MIN_STEPS} each needs: give budget {{max_steps: {k * MIN_STEPS}}} or more",
     )
 
-
+# %% ../nbs/07_flow.ipynb #47797a1e
 def check_budget(
     part: Partition,  # the requirement's tasks
 ):
     "Before any work: a max_steps budget must give MIN_STEPS to each candidate that will train whatever is decided"
-    req = part.requirement
-    if "max_steps" not in req.budget:
-        return
-    joint = ["joint"] if part.retain and not _no_data(part) else []
-    _check_share(int(req.budget["max_steps"]), ["retrain"] if req.method == "retrain" else ["lp-ft"] + joint)
+    if "max_steps" in part.requirement.budget:
+        sure = [n for n, r in CANDIDATES.items() if r.trains and r.offered(part) and r.skip(None, part) is None]
+        _check_share(int(part.requirement.budget["max_steps"]), sure)
 
+# %% ../nbs/07_flow.ipynb #4469bf40
+def check_candidates(
+    req: Requirement,  # the requirement
+):
+    "Before any work: every candidate the spec asks for (`candidates:`) is one the flow can make"
+    unknown = [c for c in req.candidates or [] if c not in CANDIDATES]
+    check(not unknown, f"the spec asks for candidate(s) {unknown} that the flow cannot make: use names from "
+          f"{list(CANDIDATES)}, e.g. candidates: [retrain]")
 
+# %% ../nbs/07_flow.ipynb #906fb6fe
 def plan_candidates(
     D: Decision,  # what `decide` chose: the action, the method and the step budget
     part: Partition,  # the requirement's tasks
 ) -> Plan:
     "The candidates to make and the equal share of the budget each trained one gets"
     req = part.requirement
-    skipped = _skipped(D, part, req.method)
-    names = [n for n in CANDIDATES if n not in skipped]
-    trained = [n for n in names if n in TRAINED]
+    offered = [n for n, r in CANDIDATES.items() if r.offered(part)]  # a candidate not asked for is not left out
+    skipped = {n: why for n in offered if (why := CANDIDATES[n].skip(D, part))}
+    names = [n for n in offered if n not in skipped]
+    trained = [n for n in names if CANDIDATES[n].trains]
     k = len(trained)
     check(k > 0, f"no candidate can be trained ({'; '.join(f'{n}: {w}' for n, w in skipped.items())}): change the spec")
     _check_share(D.steps, trained)
@@ -343,25 +295,23 @@ def plan_candidates(
         f"that train: {share} steps{' and ' + format(minutes[trained[0]], '.2g') + ' min each' if minutes else ''}. "
         "The probes, the temperatures and λ are fits on frozen features or on a valid sample, not counted."
     )
-    return Plan(names, steps, minutes, skipped, method, how)
+    return Plan(names=names, steps=steps, minutes=minutes, skipped=skipped, method=method, how=how)
 
-# %% ../nbs/07_flow.ipynb #7f7d0784
+# %% ../nbs/07_flow.ipynb #95245b83
 def candidate_config(
-    name: str,  # a trained candidate: lp-ft, joint or retrain
+    name: str,  # a trained candidate (`Trained` in CANDIDATES): lp-ft, joint or retrain
     plan: Plan,  # the candidates' plan
     req: Requirement,  # the spec's settings: lr, batch size, text length, seed
     out=None,  # the training run's folder
     **kw,  # any other `TrainConfig` field
 ) -> TrainConfig:
     "The `TrainConfig` of a trained candidate: its share of the budget, early stopping, the best checkpoint kept"
-    steps, method = plan.steps[name], "retrain" if name == "retrain" else plan.method
-    lr = req.lr or (LPFT_LR.get(method) if name != "retrain" else None)
+    trained = [n for n, r in CANDIDATES.items() if r.trains]
+    check(name in trained, f"unknown trained candidate {name!r}: use one of {trained}")
+    steps = plan.steps[name]
     d = dict(
-        method=method,
-        lr=lr,
-        head_lr=None if name == "retrain" else TrainConfig(method=method, lr=lr).peak_lr,
-        max_steps=steps,
-        max_minutes=plan.minutes.get(name),
+        CANDIDATES[name].options(plan, req),
+        max_steps=steps,  # a minutes budget was turned into steps: no wall-clock stop, so the record decides the run
         batch_size=req.batch_size,
         max_length=req.max_length,
         seed=req.seed,
@@ -375,31 +325,53 @@ def candidate_config(
     )
     return TrainConfig(**(d | kw))
 
-
-def candidate_tasks(
-    name: str,  # a trained candidate: lp-ft, joint or retrain
+# %% ../nbs/07_flow.ipynb #b4dd4fe9
+def estimate_stages(
+    plan: Plan,  # the candidates and their steps
+    D: Decision,  # the decision, whose assessment measured the step time
     part: Partition,  # the requirement's tasks
-) -> list[Task]:
-    "The tasks a trained candidate trains: the new ones (lp-ft), or the retained ones with data too (joint, retrain)"
-    check(name in TRAINED, f"unknown trained candidate {name!r}: use one of {list(TRAINED)}")
-    if name == "lp-ft":
-        return list(part.new)
-    return [t for t in part.retain if t.name not in _no_data(part)] + list(part.new)
+    lambda_steps: int = 12,  # Adam steps of the λ searches together
+    eval_examples: int = 500,  # valid examples per task that each evaluation during training reads
+    lambda_examples: int = 64,  # valid examples per task that λ is learned on
+) -> dict:
+    "Each stage left after the decision, with its estimated seconds on this machine (see the table above)"
+    A = D.assessment
+    f = A.step_seconds / A.batch_size / 3  # one example's forward pass
+    n_valid, n_test = (sum(len(t.split(s)) for t in part.tasks) for s in ("valid", "test"))
+    out = {}
+    for n in plan.names:
+        if CANDIDATES[n].trains:
+            evals = 8 * sum(min(len(t.valid), eval_examples) for t in CANDIDATES[n].tasks(part))
+            out[f"train {n}"] = plan.steps[n] * A.step_seconds + evals * f
+    if any(isinstance(CANDIDATES[n], Blend) for n in plan.names):
+        sample = sum(min(len(t.valid), lambda_examples) for t in part.tasks)
+        out["learn λ"] = (6 + 3 * lambda_steps) * sample * f
+    out["compare on valid"] = len(plan.names) * n_valid * f
+    out["score on test"] = len(plan.names) * n_test * f
+    return {k: round(v, 1) for k, v in out.items()}
+
+# %% ../nbs/07_flow.ipynb #c6080d22
+def _minutes(s: float) -> str:
+    "Seconds for a person: '40 s' or '6.5 min'"
+    return f"{s:.0f} s" if s < 90 else f"{s / 60:.1f} min"
+
+# %% ../nbs/07_flow.ipynb #f2ff1fc8
+PLAN_FILE = "plan.json"  # stages/<this>: the plan's words and estimate, as the run printed them
 
 
-def candidate_start(
-    name: str,  # a trained candidate: lp-ft, joint or retrain
-    D: Decision,  # the decision (its tokenizer choice, for retrain)
-    part: Partition,  # the requirement's tasks
-    base,  # the pretrained model, ready for every task (not changed)
-):
-    "The model a trained candidate starts from: a copy of the base, or its random twin (retrain)"
-    check(name in TRAINED, f"unknown trained candidate {name!r}: use one of {list(TRAINED)}")
-    if name != "retrain":
-        return copy.deepcopy(base)
-    return family_of(base).scratch(base, part.tasks, D.tokenizer, part.requirement.seed)
+def plan_text(
+    plan: Plan,  # the plan
+    D: Decision,  # the decision (the measured step time, the budget's basis)
+    estimate: dict,  # stage -> estimated seconds (`estimate_stages`)
+) -> str:
+    "The plan in words, printed before anything trains: the candidates, their steps, each stage's estimated time"
+    steps = ", ".join(f"{n} {s:,} steps" for n, s in plan.steps.items())
+    stages = ", ".join(f"{k} {_minutes(v)}" for k, v in estimate.items())
+    total = sum(estimate.values())
+    return (f"plan: {', '.join(plan.names)}; {steps} ({D.assessment.budget_basis}). Estimated on this machine "
+            f"({D.assessment.step_seconds:.2f} s per step): {stages}; about {_minutes(total)} from now.")
 
-# %% ../nbs/07_flow.ipynb #36d29855
+# %% ../nbs/07_flow.ipynb #cb9149fa
 @dataclass
 class Candidate(Record):
     "One model the flow compares: how it was made, what it cost, and its valid and test scores"
@@ -427,37 +399,40 @@ class Candidate(Record):
             if isinstance(getattr(self, f), dict):
                 setattr(self, f, Paired.from_dict(getattr(self, f)))
 
-    @property
-    def beats_base(self) -> bool:
-        "Whether its valid S is below the base's by more than one paired standard error"
-        p = self.vs_base_valid
-        return p is not None and p.diff < -p.se
+# %% ../nbs/07_flow.ipynb #0d925779
+@patch(as_prop=True)
+def beats_base(self: Candidate) -> bool:
+    "Whether its valid S is below the base's by more than one paired standard error"
+    p = self.vs_base_valid
+    return p is not None and p.diff < -p.se
 
-    def row(self) -> dict:
-        "The candidates table's row"
-        v, t = self.vs_base_valid, self.vs_base_test
-        return {
-            "candidate": self.name,
-            "steps": self.steps,
-            "params moved": f"{self.moved:,}",
-            "seconds": f"{self.seconds:.1f}",
-            "valid S raw": self.valid_raw.S if self.valid_raw else None,
-            "valid S": self.valid.S if self.valid else None,
-            "valid ΔS ± se": "—" if self.name == "probe" or v is None else f"{v.diff:+.4f} ± {v.se:.4f}",
-            "test S raw": self.test_raw.S if self.test_raw else None,
-            "test S": self.test.S if self.test else None,
-            "test ΔS ± se": "—" if self.name == "probe" or t is None else f"{t.diff:+.4f} ± {t.se:.4f}",
-            "T": ", ".join(f"{x:.2f}" for x in self.temperatures.values()),
-            "same weights as": self.same_as or "",
-        }
+# %% ../nbs/07_flow.ipynb #686505bd
+@patch
+def row(self: Candidate) -> dict:
+    "The candidates table's row"
+    v, t = self.vs_base_valid, self.vs_base_test
+    return {
+        "candidate": self.name,
+        "steps": self.steps,
+        "params moved": f"{self.moved:,}",
+        "seconds": f"{self.seconds:.1f}",
+        "valid S raw": self.valid_raw.S if self.valid_raw else None,
+        "valid S": self.valid.S if self.valid else None,
+        "valid ΔS ± se": "—" if self.name == "probe" or v is None else f"{v.diff:+.4f} ± {v.se:.4f}",
+        "test S raw": self.test_raw.S if self.test_raw else None,
+        "test S": self.test.S if self.test else None,
+        "test ΔS ± se": "—" if self.name == "probe" or t is None else f"{t.diff:+.4f} ± {t.se:.4f}",
+        "T": ", ".join(f"{x:.2f}" for x in self.temperatures.values()),
+        "same weights as": self.same_as or "",
+    }
 
-# %% ../nbs/07_flow.ipynb #49a61971
+# %% ../nbs/07_flow.ipynb #8d42df46
 def _same_weights(a, b) -> bool:
     "Whether two models hold exactly the same weights (then their predictions are the same too)"
     sa, sb = a.state_dict(), b.state_dict()
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
-
+# %% ../nbs/07_flow.ipynb #720dfcd3
 def _predict_once(cands: list[Candidate], models: dict, tasks: list[Task], split: str, max_length: int, progress):
     "Each candidate's predictions on a split, computed once per distinct set of weights (`same_as` shares them)"
     preds = {}
@@ -467,7 +442,7 @@ def _predict_once(cands: list[Candidate], models: dict, tasks: list[Task], split
         preds[c.name] = twin or family_of(m).predictions(m, tasks, split, max_length, progress)
     return preds
 
-
+# %% ../nbs/07_flow.ipynb #c0aa46dc
 def compare_valid(
     cands: list[Candidate],  # the candidates, `probe` (the base) first
     models: dict,  # candidate name -> its model (calibrated in place)
@@ -488,7 +463,7 @@ def compare_valid(
         c.vs_base_valid = paired_diff(preds[c.name], preds["probe"])
     return preds
 
-
+# %% ../nbs/07_flow.ipynb #1303d9bd
 def choose(
     cands: list[Candidate],  # the candidates, with their valid fields
 ) -> Candidate:
@@ -496,7 +471,7 @@ def choose(
     better = [c for c in cands if c.name != "probe" and c.beats_base]
     return min(better, key=lambda c: c.valid.S) if better else cands[0]
 
-
+# %% ../nbs/07_flow.ipynb #8ff4f5a3
 def score_test(
     cands: list[Candidate],  # the candidates, calibrated by `compare_valid`
     models: dict,  # candidate name -> its (calibrated) model
@@ -513,7 +488,7 @@ def score_test(
         c.vs_base_test = paired_diff(preds[c.name], preds["probe"])
     return preds
 
-# %% ../nbs/07_flow.ipynb #e2dade20
+# %% ../nbs/07_flow.ipynb #655f62bb
 @dataclass
 class Verdict(Record):
     "Which candidate won (or that the base stays), by how much on valid and test, per task, and what would help"
@@ -531,7 +506,7 @@ class Verdict(Record):
     advice: list = field(default_factory=list)  # what would help
     text: str = ""  # the verdict in words
 
-
+# %% ../nbs/07_flow.ipynb #6d0964cf
 def _task_changes(b: Score, w: Score) -> dict:
     "Each task's accuracy and loss before (the base) and after (the winner)"
     return {
@@ -544,7 +519,7 @@ def _task_changes(b: Score, w: Score) -> dict:
         for t in w.tasks
     }
 
-
+# %% ../nbs/07_flow.ipynb #261fa998
 def _verdict_text(v: Verdict, best: Candidate, base: Candidate) -> str:
     "The verdict in words, with the numbers and standard errors"
     if v.base_stays:
@@ -568,7 +543,7 @@ def _verdict_text(v: Verdict, best: Candidate, base: Candidate) -> str:
         s += " On test the gain is within noise (less than two standard errors)."
     return s
 
-# %% ../nbs/07_flow.ipynb #07372cac
+# %% ../nbs/07_flow.ipynb #f7667cf5
 def _advice(cands: list[Candidate], trains: dict, v: Verdict) -> list[str]:
     "What would help, read off the training runs and the standard errors"
     out = []
@@ -588,7 +563,7 @@ def _advice(cands: list[Candidate], trains: dict, v: Verdict) -> list[str]:
         out.append("a larger test set would settle the test difference, which is within two standard errors.")
     return out
 
-
+# %% ../nbs/07_flow.ipynb #2bae2a23
 def verdict(
     cands: list[Candidate],  # every candidate, with valid and test fields; the base first
     winner: Candidate,  # what `choose` picked
@@ -599,16 +574,16 @@ def verdict(
     others = [c for c in cands if c.name != "probe" and c.same_as != "probe"]  # those that moved from the base
     best = min(others, key=lambda c: c.vs_base_valid.diff) if others else base
     v = Verdict(
-        winner.name,
-        winner.name == "probe",
-        base.test.S,
-        winner.test.S,
-        winner.vs_base_test.diff,
-        winner.vs_base_test.se,
-        winner.vs_base_valid.diff,
-        winner.vs_base_valid.se,
-        sum(t.n for t in winner.test.tasks.values()),
-        _task_changes(base.test, winner.test),
+        winner=winner.name,
+        base_stays=winner.name == "probe",
+        S_before=base.test.S,
+        S_after=winner.test.S,
+        S_diff=winner.vs_base_test.diff,
+        S_diff_se=winner.vs_base_test.se,
+        valid_diff=winner.vs_base_valid.diff,
+        valid_diff_se=winner.vs_base_valid.se,
+        n_test=sum(t.n for t in winner.test.tasks.values()),
+        tasks=_task_changes(base.test, winner.test),
     )
     v.advice = _advice(cands, trains or {}, v)
     v.text = _verdict_text(v, best, base)
@@ -630,7 +605,7 @@ def check_targets(
             out.setdefault(t, {})[m] = {"target": v, "value": x, "met": bool(x <= v if m == "loss" else x >= v)}
     return out
 
-# %% ../nbs/07_flow.ipynb #69418af4
+# %% ../nbs/07_flow.ipynb #190fc40b
 def _train_summary(tr: TrainResult | dict | None) -> dict | None:
     "A training run's entry in run.json: its metrics, evaluation history, folder and parameter counts"
     if tr is None or isinstance(tr, dict):
@@ -639,12 +614,12 @@ def _train_summary(tr: TrainResult | dict | None) -> dict | None:
         tr.metrics(), history=tr.history, out=tr.out, trainable_params=tr.trainable_params, total_params=tr.total_params
     )
 
-
+# %% ../nbs/07_flow.ipynb #c6c8604b
 def _contract(x):
     "A record in its documented JSON form"
     return x.to_contract() if hasattr(x, "to_contract") else to_jsonable(x)
 
-
+# %% ../nbs/07_flow.ipynb #3644aef8
 @dataclass
 class RunResult(Record):
     "Every record of a run of the flow; `run.json` of the run folder"
@@ -663,6 +638,7 @@ class RunResult(Record):
     interpolate: dict | None = None  # λ: each λ candidate's learned value and trajectory, and the grid
     targets: dict = field(default_factory=dict)  # each target, met or not, by the winner
     seconds: dict = field(default_factory=dict)  # wall time per stage
+    estimated_seconds: dict = field(default_factory=dict)  # stage -> its wall time as estimated before training
     plots: list = field(default_factory=list)  # the PNG files written
     lambda_: float | list | None = None  # the winner's λ, when it is a blend
     notes: list = field(default_factory=list)  # what happened that the decision did not foresee
@@ -702,11 +678,11 @@ class RunResult(Record):
             lambda_=d.get("lambda"),
         )
 
-# %% ../nbs/07_flow.ipynb #ea69208f
+# %% ../nbs/07_flow.ipynb #e5235d20
 class FlowHalted(AdaptnbError):
     "A run ended between two stages because it was asked to (`run(halt=...)`): what it finished is in its folder"
 
-
+# %% ../nbs/07_flow.ipynb #3705dfcc
 class Stages:
     "Prints each stage of the flow as it starts, with the time spent so far; collects each stage's seconds"
 
@@ -720,19 +696,19 @@ class Stages:
         self.n, self.k, self.show, self.seconds, self.current = n, 0, show, {}, None
         self.on_stage, self.halt = on_stage, halt
         self.resumed = []  # the stages read back from the run folder instead of run again
+        self.estimate = {}  # stage -> estimated seconds, once the plan is known
         self.t0 = self.t1 = time.perf_counter()
 
-    def __call__(self, name: str, what: str = ""):
-        "Start stage `name` (ending the one before)"
-        self.done()
-        if self.halt is not None and self.halt.is_set():
-            raise FlowHalted(f"halted before stage {name!r}: the finished stages are kept; resume=True finishes the run")
-        self.k, self.current, self.t1 = self.k + 1, name, time.perf_counter()
+    def announce(self, text: str, estimate: dict):
+        "Print the plan (`text`) and keep its estimate: from now on each stage's line says the time left"
+        self.estimate = dict(estimate)
         if self.show:
-            k = f"{self.k}/{self.n}" if self.n else str(self.k)
-            print(f"[{k}] {name}{': ' + what if what else ''}  ({self.t1 - self.t0:.0f} s)", flush=True)
-        if self.on_stage is not None:
-            self.on_stage(self.k, self.n, name, what)
+            print(text, flush=True)
+
+    def left(self) -> float | None:
+        "Estimated seconds left in the run when the current stage starts (None before the plan)"
+        todo = [s for s in self.estimate if s not in self.seconds]
+        return sum(self.estimate[s] for s in todo) if self.estimate else None
 
     def done(self):
         "End the current stage, recording its seconds"
@@ -745,18 +721,33 @@ class Stages:
         self.done()
         return dict(self.seconds, total=round(time.perf_counter() - self.t0, 2))
 
-# %% ../nbs/07_flow.ipynb #ba565c24
+# %% ../nbs/07_flow.ipynb #29902550
+@patch
+def __call__(self: Stages, name: str, what: str = ""):
+    "Start stage `name` (ending the one before)"
+    self.done()
+    if self.halt is not None and self.halt.is_set():
+        raise FlowHalted(f"halted before stage {name!r}: the finished stages are kept; resume=True finishes the run")
+    self.k, self.current, self.t1 = self.k + 1, name, time.perf_counter()
+    if self.show:
+        k = f"{self.k}/{self.n}" if self.n else str(self.k)
+        left = "" if self.left() is None else f"; about {_minutes(self.left())} left"
+        print(f"[{k}] {name}{': ' + what if what else ''}  ({self.t1 - self.t0:.0f} s{left})", flush=True)
+    if self.on_stage is not None:
+        self.on_stage(self.k, self.n, name, what)
+
+# %% ../nbs/07_flow.ipynb #a8983382
 def _prepare_out(out, req: Requirement, overwrite: bool) -> RunDir:
     "A new run's folder, checked: a folder holding a finished or started run is only reused with `overwrite`"
     rd = RunDir(out)
     check(not rd.root.exists() or rd.root.is_dir(), f"{rd.root} exists and is not a folder: choose another --out")
-    used = rd.root.exists() and any(p.exists() for p in (rd.run, rd.train.root, rd.model, rd.stages))
+    used = rd.root.exists() and any(p.exists() for p in (rd.run, rd.candidates, rd.model, rd.stages))
     check(
         overwrite or not used,
         f"{rd.root} already holds a run: choose a new folder, pass resume=True (--resume) to finish it, or "
         "overwrite=True (--overwrite) to replace it",
     )
-    for d in (rd.train.root, rd.model, rd.stages):
+    for d in (rd.candidates, rd.model, rd.stages):
         if d.exists():
             shutil.rmtree(d)
     for f in (rd.run, rd.report):
@@ -765,7 +756,7 @@ def _prepare_out(out, req: Requirement, overwrite: bool) -> RunDir:
     save_json(req, rd.stages / "requirement.json")
     return rd
 
-
+# %% ../nbs/07_flow.ipynb #d042129e
 def _resume_out(out, req: Requirement) -> RunDir:
     "The folder of a run to finish: one that `run` started, for the same requirement, and did not finish"
     rd = RunDir(out)
@@ -787,7 +778,7 @@ def _resume_out(out, req: Requirement) -> RunDir:
     )
     return rd
 
-
+# %% ../nbs/07_flow.ipynb #d6683ba5
 def _plot(fig, path: Path):
     "Save a figure and close it"
     import matplotlib.pyplot as plt
@@ -817,52 +808,112 @@ def _stage(
     save_json(record(value), p)
     return value
 
-# %% ../nbs/07_flow.ipynb #8fe2cb82
+# %% ../nbs/07_flow.ipynb #79c12c17
+@dataclass
+class FlowSizes(Record):
+    "How the flow sizes a family's work"
+
+    base_what: str  # the base candidate (`probe`), in a line
+    eval_examples: int = 500  # examples per task that each evaluation of a candidate's training reads
+    lambda_examples: int = 64  # valid examples per task that λ is learned on
+
+# %% ../nbs/07_flow.ipynb #2d3ec03c
+@extension_point()
+def flow_sizes(
+    model,  # the base model
+) -> FlowSizes:
+    "The flow's sizes for `model`'s family"
+
+# %% ../nbs/07_flow.ipynb #901195b9
+@flow_sizes.register(MultiTaskModel)
+def _(model):
+    return FlowSizes(base_what="the base with a linear probe head per task; the body does not move")
+
+# %% ../nbs/07_flow.ipynb #ecf0ed31
+PROBE_HEADS = "probe-heads"  # stages/<this>.safetensors and .json: the base's probe heads, read back on resume
+
+
+@extension_point()
+def zero_shot(
+    model,  # the base (changed in place: readied)
+    tasks: list,  # every task of the requirement
+    max_length: int,  # tokens per text
+    seed: int,  # seed of what is fit
+    folder,  # where what is fit is kept, and read back from by a resumed run
+) -> int:
+    "Ready the base to be scored on `tasks` as it is; the number of parameters made for it"
+
+# %% ../nbs/07_flow.ipynb #513030b7
+@zero_shot.register(MultiTaskModel)
+def _(model, tasks, max_length, seed, folder):
+    p, labels = Path(folder) / f"{PROBE_HEADS}.safetensors", Path(folder) / f"{PROBE_HEADS}.json"
+    if p.exists() and labels.exists():
+        model.load_heads(p, load_json(labels))
+    else:
+        init_heads(model, tasks, how="probe", max_length=max_length, seed=seed)
+        model.save_heads(p)
+        save_json(model.labels, labels)
+    return sum(q.numel() for h in model.heads.values() for q in h.parameters())
+
+# %% ../nbs/07_flow.ipynb #88b3ed63
+@extension_point()
+def audit_view(
+    model,  # the base model
+    task,  # a task of its family
+):
+    "`task` as `data.audit` reads it: a Task of texts and labels"
+
+# %% ../nbs/07_flow.ipynb #4156ab97
+@audit_view.register(MultiTaskModel)
+def _(model, task):
+    return task
+
+# %% ../nbs/07_flow.ipynb #42a10f25
 def _audit_stage(part: Partition, base, rd: RunDir) -> list[Audit]:
     "Audit every task with the base's tokenizer; write audit.json and audit.png"
-    view = family_of(base).audit_view
-    audits = [audit(view(t), base.tokenizer, seed=part.requirement.seed) for t in part.tasks]
+    audits = [audit(audit_view(base, t), base.tokenizer, seed=part.requirement.seed) for t in part.tasks]
     save_json(audits, rd.audit)
     plot_audit(audits, rd.plot("audit"))
     return audits
 
-
+# %% ../nbs/07_flow.ipynb #c7c50f98
 def _audits(records: list) -> list[Audit]:
     "The audits back from audit stage's record"
     return [Audit.from_dict(a) for a in records]
 
-
+# %% ../nbs/07_flow.ipynb #8c5b2cc0
 def _probe_stage(part: Partition, base, rd: RunDir) -> Candidate:
     "Ready the base for every task as its family does (an encoder: a linear probe head each, LP), kept in stages/"
-    req, t0, fam = part.requirement, time.perf_counter(), family_of(base)
-    moved = fam.zero_shot(base, part.tasks, req.max_length, req.seed, rd.stages)
-    return Candidate("probe", fam.base_what, time.perf_counter() - t0, moved)
+    req, t0 = part.requirement, time.perf_counter()
+    moved = zero_shot(base, part.tasks, req.max_length, req.seed, rd.stages)
+    return Candidate(name="probe", what=flow_sizes(base).base_what, seconds=time.perf_counter() - t0, moved=moved)
 
-
+# %% ../nbs/07_flow.ipynb #86a92c3f
 def _probe_read_back(part: Partition, base, rd: RunDir, record: dict) -> Candidate:
     "The base as an earlier attempt readied it (its probe heads back from stages/): candidate `probe`"
-    family_of(base).zero_shot(base, part.tasks, part.requirement.max_length, part.requirement.seed, rd.stages)
+    zero_shot(base, part.tasks, part.requirement.max_length, part.requirement.seed, rd.stages)
     return Candidate.from_dict(record["candidate"])
 
-
+# %% ../nbs/07_flow.ipynb #8d279ee5
 def _train_candidate(
     name: str, plan: Plan, D: Decision, part: Partition, base, rd: RunDir, fit_kw: dict
 ) -> tuple:
     "Train one candidate into train/<name>/ (continuing from its last checkpoint, if it has one); plot its curves"
-    t0, out = time.perf_counter(), rd.train.root / name
-    model, tasks = candidate_start(name, D, part, base), candidate_tasks(name, part)
-    resume = bool(checkpoints(RunDir(out).checkpoints))
-    if out.exists() and not resume:  # killed before its first checkpoint: nothing of it to keep
-        shutil.rmtree(out)
+    recipe, t0, out = CANDIDATES[name], time.perf_counter(), rd.candidate(name)
+    model, tasks = recipe.start(D, part, base), recipe.tasks(part)
+    resume = bool(checkpoints(out.checkpoints))
+    if out.root.exists() and not resume:  # killed before its first checkpoint: nothing of it to keep
+        shutil.rmtree(out.root)
     layers = getattr(getattr(model.body, "config", None), "num_hidden_layers", None) or TrainConfig.freeze_layers
     frozen = min(TrainConfig.freeze_layers, max(layers - 1, 0))  # freeze: leave a shallow model a layer to train
-    kw = dict(resume=resume, eval_max=family_of(model).eval_examples, freeze_layers=frozen)
-    cfg = candidate_config(name, plan, part.requirement, out, **kw)
+    kw = dict(resume=resume, eval_max=flow_sizes(model).eval_examples, freeze_layers=frozen)
+    cfg = candidate_config(name, plan, part.requirement, out.root, **kw)
     tr = fit(model, tasks, cfg, **fit_kw)  # fit_kw: the run's stop event and training callbacks
     title = f"{name} ({cfg.method}): training"
     _plot(plot_history(tr.history, tr.losses, title=title), rd.plot(f"training-{name}"))
-    what = f"{CANDIDATES[name]}; {cfg.method}, best step {tr.best_step} of {tr.steps}"
-    return model, tr, Candidate(name, what, time.perf_counter() - t0, tr.trainable_params, tr.steps)
+    what = f"{recipe.what}; {cfg.method}, best step {tr.best_step} of {tr.steps}"
+    c = Candidate(name=name, what=what, seconds=time.perf_counter() - t0, moved=tr.trainable_params, steps=tr.steps)
+    return model, tr, c
 
 # %% ../nbs/07_flow.ipynb #4e5f30ed
 def _decide_stage(part: Partition, base, sample: int, thresholds, progress: bool, st: Stages) -> Decision:
@@ -874,87 +925,113 @@ def _decide_stage(part: Partition, base, sample: int, thresholds, progress: bool
         print(D.summary(), flush=True)
     return D
 
-# %% ../nbs/07_flow.ipynb #8649acef
-LAMBDAS = {"lambda": "global", "lambda-layer": "layer"}  # each λ candidate and the granularity of its λ
-
-
+# %% ../nbs/07_flow.ipynb #424cd4e3
 def _task_vector(base, tuned, part: Partition):
-    "θ0 (a copy of the base, ready for every task) and τ = θt − θ0 from the fine-tuned `tuned`, as the family makes them"
+    "θ0 (a copy of the base, ready for every task) and τ = θt − θ0 of the fine-tuned `tuned`, as the family makes them"
+    return blend(base, tuned, part.tasks, part.requirement.max_length, part.requirement.seed)
+
+# %% ../nbs/07_flow.ipynb #85d84aeb
+def _blend_models(base, tuned, part: Partition, cands: list[Candidate]) -> dict:
+    "θ(λ) of each blend candidate from the λ it found: a resumed run's or a finished run's, without searching again"
+    b, tv = _task_vector(base, tuned, part)
+    return {c.name: Interpolation(b, tv, CANDIDATES[c.name].granularity).materialize(c.lam) for c in cands}
+
+# %% ../nbs/07_flow.ipynb #caaaa7c7
+def _blend_search(base, tuned, part: Partition, steps: int, progress: bool) -> BlendSearch:
+    "θ0, τ, the valid sample and S on the grid λ = 0, 0.2, ..., 1: what every blend of the run starts from"
     req = part.requirement
-    return family_of(base).blend(base, tuned, part.tasks, req.max_length, req.seed)
-
-
-def _lambda_models(base, tuned, part: Partition, cands: list[Candidate]) -> dict:
-    "θ(λ) for each λ candidate, from the λ it learned: a resumed run's λ models, without learning λ again"
-    from adaptnb.interpolate import Interpolation
-
     b, tv = _task_vector(base, tuned, part)
-    return {c.name: Interpolation(b, tv, LAMBDAS[c.name]).materialize(c.lam) for c in cands}
-
-
-def _lambda_candidates(
-    base, tuned, part: Partition, rd: RunDir, steps: int, progress: bool
-) -> tuple[dict, list[Candidate], dict]:
-    "θ(λ) from lp-ft, coarse to fine on valid: a grid, Adam from its best (global), then per layer from that"
-    from adaptnb.interpolate import Interpolation, grid_lambda, learn_lambda, plot_lambda
-
-    req, models, cands, summary = part.requirement, {}, [], {}
-    b, tv = _task_vector(base, tuned, part)
-    fam = family_of(base)
-    data = fam.objective(b, part.tasks, "valid", fam.lambda_examples, req.max_length, 32, req.seed)
-    n, k, t0 = sum(data.n.values()), max(1, steps // 2), time.perf_counter()
+    data = objective(b, part.tasks, "valid", flow_sizes(base).lambda_examples, req.max_length, 32, req.seed)
     grid = grid_lambda(Interpolation(b, tv, "global"), data=data, lambdas=[i / 5 for i in range(6)], progress=progress)
-    summary["grid"] = {"lambdas": grid.lambdas, "S": grid.values, "best_lambda": grid.best_lambda}
-    start, alpha = grid.best_lambda, 0.05  # within a grid step (0.2) of the best: k small Adam steps refine it
-    for name, gran in LAMBDAS.items():
-        interp, frm = Interpolation(b, tv, gran), start
-        res = learn_lambda(interp, data=data, optimizer="adam", alpha=alpha, steps=k, init=frm, progress=progress)
-        models[name] = interp.materialize(res.lam)
-        summary[name] = dict(res.to_contract(), granularity=gran, n=data.n)
-        lam = res.to_contract()["lambda"]
-        if gran == "global":
-            plot_lambda(grid, res, path=rd.plot("lambda"), title="S(M) on valid along θ0 + λ(θt − θ0)")
-            start, alpha = float(lam), 0.1  # each layer starts from the global λ and may move further
-        what = f"{CANDIDATES[name]}; λ = {_fmt_lambda(lam)}, {k} Adam steps from λ = {frm:.2f} on {n} valid examples"
-        cands.append(Candidate(name, what, time.perf_counter() - t0, tv.numel, 0, lam=lam))
+    return BlendSearch(base=b, tau=tv, data=data, grid=grid, steps=max(1, steps // 2), progress=progress)
+
+# %% ../nbs/07_flow.ipynb #3f49f434
+def _blend_candidates(
+    names: list[str], base, tuned, part: Partition, rd: RunDir, steps: int, progress: bool
+) -> tuple[dict, list[Candidate], dict]:
+    "The blends `names`, coarse to fine on valid: their models, Candidates and the λ summary of run.json"
+    t0 = time.perf_counter()  # the first blend's time includes the shared search
+    s = _blend_search(base, tuned, part, steps, progress)
+    models, cands = {}, []
+    summary = {"grid": {"lambdas": s.grid.lambdas, "S": s.grid.values, "best_lambda": s.grid.best_lambda}}
+    for name in names:
+        r = CANDIDATES[name]
+        lam, summary[name], how, res = r.find(s)
+        models[name] = Interpolation(s.base, s.tau, r.granularity).materialize(lam)
+        s.found[name] = summary[name]["lambda"]
+        if r.plots:
+            plot_lambda(s.grid, res, path=rd.plot("lambda"), title="S(M) on valid along θ0 + λ(θt − θ0)")
+        what = f"{r.what}; λ = {_fmt_lambda(summary[name]['lambda'])}, {how}"
+        cands.append(Candidate(name=name, what=what, seconds=time.perf_counter() - t0, moved=s.tau.numel,
+                               lam=summary[name]["lambda"]))
         t0 = time.perf_counter()
     return models, cands, summary
 
-# %% ../nbs/07_flow.ipynb #9902e0ad
+# %% ../nbs/07_flow.ipynb #ca35f6b3
+def _trained_stage(name: str, plan: Plan, D: Decision, part: Partition, base, rd: RunDir, st: Stages, fit_kw) -> tuple:
+    "Stage `train <name>`: the trained candidate's model, TrainResult and Candidate (read back if finished before)"
+    tasks = ", ".join(t.name for t in CANDIDATES[name].tasks(part))
+    what = f"{CANDIDATES[name].options(plan, part.requirement)['method']}, {plan.steps[name]} steps on {tasks}"
+    make = lambda: _train_candidate(name, plan, D, part, base, rd, fit_kw)
+    read_back = lambda d: (family_of(base).load_saved(rd.candidate(name).model), TrainResult.from_dict(d["train"]),
+                           Candidate.from_dict(d["candidate"]))
+    out = _stage(rd, f"train-{name}", st, f"train {name}", what, make, read_back, lambda v: {"train": v[1],
+                                                                                             "candidate": v[2]})
+    shutil.rmtree(rd.candidate(name).checkpoints, ignore_errors=True)  # recorded: resume needs it no more
+    return out
+
+# %% ../nbs/07_flow.ipynb #af159092
+def _blends_back(base, tuned, part: Partition, d: dict) -> tuple:
+    "The blends of stage `learn λ`'s record, rebuilt from the λs they found"
+    cands = [Candidate.from_dict(x) for x in d["candidates"]]
+    return _blend_models(base, tuned, part, cands), cands, d["summary"]
+
+# %% ../nbs/07_flow.ipynb #a12ab687
+def _blend_stage(names: list[str], models: dict, trains: dict, part: Partition, base, rd: RunDir, st: Stages,
+                 steps: int, progress: bool) -> tuple:
+    "Stage `learn λ`: the blends' models, Candidates and λ summary, or a note on why there is nothing to blend"
+    tuned = CANDIDATES[names[0]].tuned
+    if trains[tuned].best_step == 0:
+        why = f"{tuned} never improved on its start (best step 0): there is no θt − θ0 to blend, so no λ."
+        return {}, [], None, [why]
+    back = lambda d: _blends_back(base, models[tuned], part, d)
+    make = lambda: _blend_candidates(names, base, models[tuned], part, rd, steps, progress)
+    what = f"{', '.join(names)}: over retained and new tasks (valid sample)"
+    m, c, summary = _stage(rd, "lambda", st, "learn λ", what, make, back, lambda v: {"candidates": v[1],
+                                                                                    "summary": v[2]})
+    return m, c, summary, []
+
+# %% ../nbs/07_flow.ipynb #d126ac7a
 def _make_candidates(
     plan: Plan, D: Decision, part: Partition, base, rd: RunDir, st: Stages, fit_kw, lambda_steps, progress
 ) -> tuple[dict, list[Candidate], dict, dict | None, list[str]]:
-    "Train the planned candidates and learn λ: their models, Candidates, training runs, λ summary and notes"
-    models, cands, trains, interp, notes = {}, [], {}, None, []
-
-    def read_back(name, d):
-        model = family_of(base).load_saved(rd.train.root / name / "model")
-        return model, TrainResult.from_dict(d["train"]), Candidate.from_dict(d["candidate"])
-
-    for name in [n for n in plan.names if n in TRAINED]:
-        tasks = ", ".join(t.name for t in candidate_tasks(name, part))
-        what = f"{plan.method if name != 'retrain' else 'retrain'}, {plan.steps[name]} steps on {tasks}"
-        make = lambda n=name: _train_candidate(n, plan, D, part, base, rd, fit_kw)
-        load, record = (lambda d, n=name: read_back(n, d)), (lambda v: {"train": v[1], "candidate": v[2]})
-        models[name], trains[name], c = _stage(rd, f"train-{name}", st, f"train {name}", what, make, load, record)
-        shutil.rmtree(RunDir(rd.train.root / name).checkpoints, ignore_errors=True)  # recorded: resume needs it no more
+    "Train the planned candidates, then blend: their models, Candidates, training runs, λ summary and notes"
+    models, cands, trains = {}, [], {}
+    for name in [n for n in plan.names if CANDIDATES[n].trains]:
+        models[name], trains[name], c = _trained_stage(name, plan, D, part, base, rd, st, fit_kw)
         cands.append(c)
-    if "lambda" in plan.names:
-        if trains["lp-ft"].best_step == 0:
-            notes.append("lp-ft never improved on its start (best step 0): there is no θt − θ0 to blend, so no λ.")
-        else:
+    blends = [n for n in plan.names if isinstance(CANDIDATES[n], Blend)]
+    if not blends:
+        return models, cands, trains, None, []
+    m, c, summary, notes = _blend_stage(blends, models, trains, part, base, rd, st, lambda_steps, progress)
+    return models | m, cands + c, trains, summary, notes
 
-            def lambdas_back(d):
-                c = [Candidate.from_dict(x) for x in d["candidates"]]
-                return _lambda_models(base, models["lp-ft"], part, c), c, d["summary"]
-
-            what = "global and per layer, over retained and new tasks (valid sample)"
-            make = lambda: _lambda_candidates(base, models["lp-ft"], part, rd, lambda_steps, progress)
-            record = lambda v: {"candidates": v[1], "summary": v[2]}
-            m, c, interp = _stage(rd, "lambda", st, "learn λ", what, make, lambdas_back, record)
-            models.update(m)
-            cands += c
-    return models, cands, trains, interp, notes
+# %% ../nbs/07_flow.ipynb #752dc58e
+def _base_stages(part: Partition, rd: RunDir, st: Stages, sample: int, thresholds, progress: bool) -> tuple:
+    "The stages before any candidate trains: the base loaded, the audit, the base readied (`probe`), the decision"
+    req = part.requirement
+    seed_everything(req.seed)
+    base = family_for(req.model).load_model(req.model)
+    what = ", ".join(t.name for t in part.tasks)
+    audits = _stage(rd, "audit", st, "audit", what, lambda: _audit_stage(part, base, rd), _audits)
+    what = f"{flow_sizes(base).base_what}: candidate 'probe'"
+    make, load = lambda: _probe_stage(part, base, rd), lambda d: _probe_read_back(part, base, rd, d)
+    probe = _stage(rd, "probe", st, "probe the base", what, make, load, lambda c: {"candidate": c})
+    names = ", ".join(t.name for t in part.new)
+    what = f"probes on pretrained vs random-init features, LogME, tokenizer coverage ({names})"
+    make = lambda: _decide_stage(part, base, sample, thresholds, progress, st)
+    D = _stage(rd, "decision", st, "assess", what, make, Decision.from_dict)
+    return base, audits, probe, D
 
 # %% ../nbs/07_flow.ipynb #c9392d4f
 def run(
@@ -977,26 +1054,21 @@ def run(
     st = Stages(None, progress, on_stage, halt)
     st("partition", "load and validate the spec's tasks")
     part = spec if isinstance(spec, Partition) else partition(spec)
+    check_candidates(part.requirement)
     check_budget(part)
     req = part.requirement
     rd = _resume_out(out, req) if resume else _prepare_out(out, req, overwrite)
     st.n = 8 + 2 * bool(part.retain)  # until the plan is known: lp-ft, and joint and λ when tasks are retained
-    seed_everything(req.seed)
-    base = family_for(req.model).load_model(req.model)
-    what = ", ".join(t.name for t in part.tasks)
-    audits = _stage(rd, "audit", st, "audit", what, lambda: _audit_stage(part, base, rd), _audits)
-    what = f"{family_of(base).base_what}: candidate 'probe'"
-    make, load = lambda: _probe_stage(part, base, rd), lambda d: _probe_read_back(part, base, rd, d)
-    record = lambda c: {"candidate": c}
-    probe = _stage(rd, "probe", st, "probe the base", what, make, load, record)
-    names = ", ".join(t.name for t in part.new)
-    what = f"probes on pretrained vs random-init features, LogME, tokenizer coverage ({names})"
-    make = lambda: _decide_stage(part, base, sample, thresholds, progress, st)
-    D = _stage(rd, "decision", st, "assess", what, make, Decision.from_dict)
+    base, audits, probe, D = _base_stages(part, rd, st, sample, thresholds, progress)
     plan = plan_candidates(D, part)
-    st.n = 7 + len(plan.steps) + ("lambda" in plan.names)
+    sizes = flow_sizes(base)
+    estimate = estimate_stages(plan, D, part, lambda_steps, sizes.eval_examples, sizes.lambda_examples)
+    st.announce(plan_text(plan, D, estimate), estimate)
+    save_json({"text": plan_text(plan, D, estimate), "estimate": estimate}, rd.stages / PLAN_FILE)  # for a dashboard
+    st.n = 7 + len(plan.steps) + any(isinstance(CANDIDATES[n], Blend) for n in plan.names)
     fit_kw = dict(stop=stop, callbacks=list(callbacks))
-    models, cands, trains, interp, notes = _make_candidates(plan, D, part, base, rd, st, fit_kw, lambda_steps, progress)
+    made = _make_candidates(plan, D, part, base, rd, st, fit_kw, lambda_steps, progress)
+    models, cands, trains, lambdas, notes = made
     models["probe"], cands = base, [probe] + cands
     st("compare on valid", f"calibrate and compare {len(cands)} candidates with the base ({', '.join(models)})")
     compare_valid(cands, models, part.tasks, req.max_length, progress)
@@ -1005,23 +1077,21 @@ def run(
     test_preds = score_test(cands, models, part.tasks, req.max_length, progress)
     v = verdict(cands, win, trains)
     res = RunResult(
-        str(rd.root),
-        req,
-        [t.info() for t in part.tasks],
-        audits,
-        D,
-        plan,
-        cands,
-        v,
-        probe.test,
-        win.test,
-        trains,
-        interp,
-        check_targets(req.targets, win.test),
-        {},
-        [],
-        win.lam,
-        notes + [f"{n} not made: {why}." for n, why in plan.skipped.items()] + _resumed_note(st),
+        out=str(rd.root),
+        requirement=req,
+        tasks=[t.info() for t in part.tasks],
+        audit=audits,
+        decision=D,
+        plan=plan,
+        candidates=cands,
+        verdict=v,
+        score_base=probe.test,
+        score_final=win.test,
+        train=trains,
+        interpolate=lambdas,
+        targets=check_targets(req.targets, win.test),
+        lambda_=win.lam,
+        notes=notes + [f"{n} not made: {why}." for n, why in plan.skipped.items()] + _resumed_note(st),
     )
     return _finish(rd, models[win.name], res, part, test_preds[win.name], st, progress)
 
@@ -1031,6 +1101,32 @@ def _resumed_note(st: Stages) -> list[str]:
     if not st.resumed:
         return []
     return [f"resumed: {', '.join(st.resumed)} read back from stages/, as an earlier attempt had finished them."]
+
+# %% ../nbs/07_flow.ipynb #2cc54e42
+def plot_paired(
+    cands: list,  # the run's candidates, with their paired differences against the base
+    path=None,  # save the figure here (and close it)
+):
+    "Each candidate's ΔS against the base on valid and on test, with ±2 paired standard errors: what the verdict reads"
+    import matplotlib.pyplot as plt
+
+    rows = [c for c in cands if c.vs_base_valid is not None and c.name != "probe"]
+    fig, ax = plt.subplots(figsize=(6.4, 0.5 + 0.45 * max(len(rows), 1)))
+    for split, color, dy in (("valid", "#1f77b4", -0.15), ("test", "#d62728", 0.15)):
+        for i, c in enumerate(rows):
+            p = c.vs_base_valid if split == "valid" else c.vs_base_test
+            if p is not None:
+                label = split if i == 0 else None
+                ax.errorbar(p.diff, i + dy, xerr=2 * p.se, fmt="o", color=color, capsize=3, label=label)
+    ax.axvline(0, color="grey", lw=1)
+    ax.set(yticks=range(len(rows)), yticklabels=[c.name for c in rows])
+    ax.set_xlabel("ΔS = S(candidate) − S(base), ± 2 paired se")
+    ax.invert_yaxis()
+    ax.legend(loc="best", fontsize=8)
+    ax.set_title("left of 0: better than the base", fontsize=9)
+    if path is not None:
+        _plot(fig, path)
+    return fig
 
 # %% ../nbs/07_flow.ipynb #215dee27
 def _finish(
@@ -1042,18 +1138,19 @@ def _finish(
         {c.name: c.test for c in res.candidates}, title="test loss per task, every candidate (calibrated)"
     )
     _plot(plot, rd.plot("scores"))
-    interp = {t.name: Interpretation(P, t) for t in part.new if isinstance(t, Task)}  # a classifier's mistakes
-    for t, I in interp.items():
+    plot_paired(res.candidates, rd.plot("paired"))
+    mistakes = {t.name: Interpretation(P, t) for t in part.new if isinstance(t, Task)}  # a classifier's mistakes
+    for t, I in mistakes.items():
         I.plot_confusion_matrix(path=rd.plot(f"confusion-{t}"))
-    res.seconds = st.total()
+    res.seconds, res.estimated_seconds = st.total(), st.estimate
     res.plots = sorted(p.name for p in rd.root.glob("*.png"))
-    rd.report.write_text(report(res, interp), encoding="utf-8")
+    rd.report.write_text(report(res, mistakes), encoding="utf-8")
     res.save(rd.run)  # last: run.json marks the run finished
     if progress:
         print(f"done in {res.seconds['total']:.0f} s: {rd.run}, {rd.report}, {', '.join(res.plots)}", flush=True)
     return res
 
-# %% ../nbs/07_flow.ipynb #b6c7b467
+# %% ../nbs/07_flow.ipynb #026de6fa
 def _md_table(rows: list[dict]) -> str:
     "A list of dicts as a markdown table (floats to 4 decimals)"
     if not rows:
@@ -1063,15 +1160,20 @@ def _md_table(rows: list[dict]) -> str:
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     return "\n".join(lines + ["| " + " | ".join(cell(r.get(c)) for c in cols) + " |" for r in rows])
 
-
+# %% ../nbs/07_flow.ipynb #d15b449c
 def _fmt_lambda(lam) -> str:
     "λ for a person: one number, or one per layer"
     if lam is None:
         return "—"
     return f"{lam:.3f}" if isinstance(lam, (int, float)) else "[" + ", ".join(f"{x:.2f}" for x in np.ravel(lam)) + "]"
 
-# %% ../nbs/07_flow.ipynb #cfff2577
-def _report_verdict(res: RunResult, interp: dict | None) -> list[str]:
+# %% ../nbs/07_flow.ipynb #cc67de42
+def _count(n) -> int:
+    "How many examples: a count, or the sum of a {task: count}"
+    return sum(n.values()) if isinstance(n, dict) else int(n)
+
+# %% ../nbs/07_flow.ipynb #b34f032d
+def _report_verdict(res: RunResult, mistakes: dict | None) -> list[str]:
     "The verdict in words, the change on each task, what would help, the candidates, and the winner's mistakes"
     v, req = res.verdict, res.requirement
     tasks = [
@@ -1102,8 +1204,8 @@ def _report_verdict(res: RunResult, interp: dict | None) -> list[str]:
         "",
     ]
     L += [f"- {c.name}: {c.what}" for c in res.candidates] + [f"- {n} (not made): {w}" for n, w in res.plan.skipped.items()]
-    L += ["", "![scores](scores.png)", ""]
-    for t, I in (interp or {}).items():
+    L += ["", "![paired differences](paired.png)", "", "![scores](scores.png)", ""]
+    for t, I in (mistakes or {}).items():
         L += [
             f"## What {v.winner} gets wrong on {t} (test split)",
             "",
@@ -1116,7 +1218,7 @@ def _report_verdict(res: RunResult, interp: dict | None) -> list[str]:
         ]
     return L
 
-
+# %% ../nbs/07_flow.ipynb #2c000a17
 def _report_data(res: RunResult) -> list[str]:
     "The requirement and the data table"
     req, A = res.requirement, res.decision.assessment
@@ -1126,7 +1228,7 @@ def _report_data(res: RunResult) -> list[str]:
             **a.sizes,
             "classes": len(a.class_counts["train"]),
             "imbalance": a.imbalance,
-            "words p50": a.words["p50"],
+            "words p50": round(a.words["p50"]),  # a count: a median of counts, to the word
             "[UNK] rate": a.unk_rate,
             "tokens/word": a.tokens_per_word,
         }
@@ -1146,7 +1248,17 @@ def _report_data(res: RunResult) -> list[str]:
         "",
     ]
 
+# %% ../nbs/07_flow.ipynb #5e4f1756
+def _report_time(res: RunResult) -> list[str]:
+    "The plan's estimate of each stage beside what it took"
+    est = res.estimated_seconds or {}
+    if not est:
+        return []
+    rows = [{"stage": k, "estimated": _minutes(v), "took": _minutes(res.seconds[k]) if k in res.seconds else "—"}
+            for k, v in est.items()]
+    return ["Time: each stage as the plan estimated it before training, and as it went.", "", _md_table(rows), ""]
 
+# %% ../nbs/07_flow.ipynb #97023165
 def _report_decision(res: RunResult) -> list[str]:
     "The assessment table and the decision with its reasons"
     D, A = res.decision, res.decision.assessment
@@ -1173,6 +1285,7 @@ def _report_decision(res: RunResult) -> list[str]:
             "",
             f"Budget: {A.budget_basis} → {A.budget_steps} steps (measured {A.step_seconds:.2f} s per step).",
             "",
+            *_report_time(res),
             f"## Decision: {D.action} (method {D.method}, learn λ: {'yes' if D.learn_lambda else 'no'})",
             "",
         ]
@@ -1180,7 +1293,7 @@ def _report_decision(res: RunResult) -> list[str]:
         + [f"- Note: {n}" for n in res.notes]
     )
 
-# %% ../nbs/07_flow.ipynb #1a0f9f10
+# %% ../nbs/07_flow.ipynb #36d11bd7
 def _report_training(res: RunResult) -> list[str]:
     "What each training run did, and λ"
     L = ["", "## Training", ""]
@@ -1197,14 +1310,14 @@ def _report_training(res: RunResult) -> list[str]:
     if res.interpolate:
         L += ["", "## λ: θ = θ0 + λ(θt − θ0), from lp-ft", ""]
         L += [
-            f"- {k}: λ = {_fmt_lambda(v['lambda'])} ({v['granularity']}, {v['n']} valid examples)"
+            f"- {k}: λ = {_fmt_lambda(v['lambda'])} ({v['granularity']}, {_count(v['n'])} valid examples)"
             for k, v in res.interpolate.items()
             if k != "grid"
         ]
         L += ["", "![lambda](lambda.png)"]
     return L
 
-
+# %% ../nbs/07_flow.ipynb #df93ccc6
 def _report_targets(res: RunResult) -> list[str]:
     "The targets, met or not by the winner, and the time per stage"
     L = []
@@ -1220,10 +1333,10 @@ def _report_targets(res: RunResult) -> list[str]:
 # %% ../nbs/07_flow.ipynb #762b2aa5
 def report(
     res: RunResult,  # the run's record
-    interp: dict | None = None,  # new task -> the winner's `Interpretation` on test (its mistakes are shown)
+    mistakes: dict | None = None,  # new task -> the winner's `Interpretation` on test (its mistakes are shown)
 ) -> str:
     "The run as a markdown report: the verdict first, the candidates, the winner's mistakes, then every table behind"
-    parts = _report_verdict(res, interp) + _report_data(res) + _report_decision(res)
+    parts = _report_verdict(res, mistakes) + _report_data(res) + _report_decision(res)
     return "\n".join(parts + _report_training(res) + _report_targets(res))
 
 # %% ../nbs/07_flow.ipynb #a355cda4
@@ -1243,17 +1356,21 @@ def candidate_models(
     req = res.requirement
     part, fam = partition(req), family_for(req.model)
     base = fam.load_model(req.model)
-    fam.zero_shot(base, part.tasks, req.max_length, req.seed, rd.stages)  # the probe heads, read back
-    lam = [cands[n] for n in names if n in LAMBDAS]
-    models = _lambda_models(base, fam.load_saved(rd.train.root / "lp-ft" / "model"), part, lam) if lam else {}
-    models |= {n: fam.load_saved(rd.train.root / n / "model") for n in names if n in TRAINED}
-    models |= {"probe": base} if "probe" in names else {}  # last: the λ models start from the uncalibrated base
+    zero_shot(base, part.tasks, req.max_length, req.seed, rd.stages)  # the probe heads, read back
+    blends = [cands[n] for n in names if isinstance(CANDIDATES[n], Blend)]
+    tuned = {CANDIDATES[c.name].tuned for c in blends}
+    models = {}
+    for t in tuned:
+        models |= _blend_models(base, fam.load_saved(rd.candidate(t).model), part, [c for c in blends
+                                                                                   if CANDIDATES[c.name].tuned == t])
+    models |= {n: fam.load_saved(rd.candidate(n).model) for n in names if CANDIDATES[n].trains}
+    models |= {"probe": base} if "probe" in names else {}  # last: the blends start from the uncalibrated base
     dev = get_device(device)
     for n, m in models.items():
         scale_heads(m, cands[n].temperatures)  # an encoder's calibration (a causal LM has none)
     return {n: models[n].to(dev).eval() for n in names}
 
-# %% ../nbs/07_flow.ipynb #c7ba5c5a
+# %% ../nbs/07_flow.ipynb #26e3afaf
 DEMO_SPEC = {
     "name": "demo: keep news topics, add movie sentiment",
     "retain": ["news_topic"],
@@ -1264,37 +1381,22 @@ DEMO_SPEC = {
     "seed": 0,
     "notes": "the embedded default requirement of `adaptnb demo`",
 }
-CAUSAL_DEMO_SPEC = {
-    "name": "demo on a causal LM: keep news topics, add movie sentiment and chatterbot's questions and answers",
-    "model": "smollm2",
-    "retain": ["news_topic"],
-    "new": ["movie_sentiment", "chatterbot_qa"],
-    "max_per_class": 150,
-    "budget": {"max_steps": 192},
-    "max_length": 96,
-    "batch_size": 8,
-    "seed": 0,
-    "notes": "the embedded requirement of `adaptnb demo --model smollm2`",
-}
 
 
-def _threshold_overrides(items: list[str] | None) -> dict:
-    "Each `NAME=VALUE` of `--set`, checked: the thresholds to override (the others: the model family's defaults)"
-    types = {f.name: f.type for f in dataclasses.fields(Thresholds)}
-    kw = {}
-    for it in items or []:
-        k, sep, v = it.partition("=")
-        check(sep and k in types, f"--set {it!r}: use NAME=VALUE with NAME one of {sorted(types)}")
-        try:
-            kw[k] = int(v) if types[k] in ("int", int) else float(v)
-        except ValueError:
-            raise AdaptnbError(f"--set {it!r}: {v!r} is not a number: use NAME=NUMBER, e.g. max_unk_rate=0.05")
-    Thresholds(**kw)  # each value checked now, before any work
-    return kw
+@extension_point(on="family")
+def demo_spec(
+    family,  # a `train.Family`
+) -> dict:
+    "The requirement `adaptnb demo --model M` runs for a model of `family`"
 
+# %% ../nbs/07_flow.ipynb #64c034e8
+@demo_spec.register(EncoderFamily)
+def _(family):
+    return DEMO_SPEC
 
+# %% ../nbs/07_flow.ipynb #852c59fc
 def _flow_parser(name: str, description: str, spec: bool = True, out: bool = True):
-    "The options `decide`, `run` and `demo` share"
+    "The options of `run` and `demo`: the spec, the run folder, and `adaptnb decide`'s"
     p = parser(name, description)
     if spec:
         p.add_argument("spec", help="requirement spec (YAML)")
@@ -1304,39 +1406,9 @@ def _flow_parser(name: str, description: str, spec: bool = True, out: bool = Tru
         p.add_argument(
             "--resume", action="store_true", help="finish the run in --out, killed or stopped part way, from its last stage"
         )
-    p.add_argument(
-        "--sample",
-        type=int,
-        default=1000,
-        help="training examples the assessment's probes see per task (default: 1000)",
-    )
-    names = ", ".join(
-        f"{f.name} ({f.metadata.get('help', '')}; default {f.default})" for f in dataclasses.fields(Thresholds)
-    )
-    p.add_argument(
-        "--set", action="append", default=None, metavar="NAME=VALUE", help=f"override a decision threshold: {names}"
-    )
-    p.add_argument("--json", default=None, help="write the result as JSON to this file (- for standard output)")
-    return p
+    return add_decide_options(p)  # --sample, --set NAME=VALUE, --json
 
-# %% ../nbs/07_flow.ipynb #90637b78
-def decide_cli(argv: list[str]) -> int:
-    "`adaptnb decide SPEC.yaml`: assess a requirement and decide between fine-tuning and retraining"
-    import pandas as pd
-
-    a = _flow_parser(
-        "decide",
-        "Assess a requirement's new tasks on the frozen pretrained model and decide: fine-tune or retrain.",
-        out=False,
-    ).parse_args(argv)
-    th = _threshold_overrides(a.set)
-    D = decide(assess(partition(a.spec), sample=a.sample, progress=a.json != "-"), **th)
-    with pd.option_context("display.width", 200, "display.max_columns", 20):
-        table = D.assessment.table().to_string()
-    emit(D.to_contract(), a.json, f"{table}\nbudget: {D.assessment.budget_basis} -> {D.steps} steps\n{D.summary()}")
-    return 0
-
-
+# %% ../nbs/07_flow.ipynb #07d942ae
 def summary(
     res: RunResult,  # the run's record
 ) -> str:
@@ -1359,6 +1431,7 @@ def summary(
         )
     lines += [
         "",
+        f"budget: {res.decision.assessment.budget_basis} → {res.decision.steps:,} steps on this machine",
         f"decision: {res.decision.action} ({res.decision.method}); winner: {res.verdict.winner}"
         f"{', λ = ' + _fmt_lambda(res.lambda_) if res.lambda_ is not None else ''}",
         f"run folder: {res.out} ({res.seconds['total']:.0f} s); report: {Path(res.out) / 'report.md'}",
@@ -1366,15 +1439,16 @@ def summary(
     return "\n".join(lines)
 
 
+# %% ../nbs/07_flow.ipynb #8c6f9eb0
 def _run_and_emit(spec, a) -> int:
     "Run the flow for the parsed command line; print the summary"
-    th = _threshold_overrides(a.set)
+    th = threshold_overrides(a.set)
     progress = a.json != "-"
     res = run(spec, a.out, sample=a.sample, thresholds=th, overwrite=a.overwrite, progress=progress, resume=a.resume)
     emit(res.to_dict(), a.json, summary(res))
     return 0
 
-
+# %% ../nbs/07_flow.ipynb #990d196c
 def run_cli(argv: list[str]) -> int:
     "`adaptnb run SPEC.yaml --out DIR`: the whole flow, end to end"
     p = _flow_parser(
@@ -1383,7 +1457,7 @@ def run_cli(argv: list[str]) -> int:
     a = p.parse_args(argv)
     return _run_and_emit(a.spec, a)
 
-
+# %% ../nbs/07_flow.ipynb #f95913b9
 def demo_cli(argv: list[str]) -> int:
     "`adaptnb demo --out DIR [--model M]`: the whole flow on an embedded requirement (the encoder's, or a causal LM's)"
     p = _flow_parser(
@@ -1394,5 +1468,5 @@ def demo_cli(argv: list[str]) -> int:
     )
     p.add_argument("--model", default="default", help="the base model: an encoder (default) or a causal LM (smollm2)")
     a = p.parse_args(argv)
-    spec = CAUSAL_DEMO_SPEC if family_for(a.model).name == "causal" else DEMO_SPEC
+    spec = demo_spec(family_for(a.model))
     return _run_and_emit(dict(spec, model=a.model), a)

@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
-from .core import Record, MultiTaskModel, check, seed_everything
+from .core import Record, MultiTaskModel, check, extension_point, seed_everything
 from .data import Task, load_task, load_tasks
-from .score import Predictions, features, predictions
+from .score import Predictions, Score, features, predictions, score
 
 # %% auto #0
-__all__ = ['L2_GRID', 'HEAD_INITS', 'T_BOUNDS', 'ProbeFit', 'fit_probe', 'init_heads', 'fit_temperature', 'calibrate',
-           'scale_heads']
+__all__ = ['L2_GRID', 'HEAD_INITS', 'T_BOUNDS', 'ProbeFit', 'fit_probe', 'init_heads', 'score_as_is', 'fit_temperature',
+           'scale_heads', 'calibrate']
 
 # %% ../nbs/03_heads.ipynb #9ee314ad
 @dataclass
@@ -33,9 +33,6 @@ class ProbeFit(Record):
     num_labels: int  # classes
     seconds: float  # time of the fit
     grid: dict = field(default_factory=dict)  # valid loss of each L2 tried
-
-# %% ../nbs/03_heads.ipynb #37e69e63
-L2_GRID = (1e-1, 1e-2, 1e-3, 1e-4)  # the L2 weights tried, strongest first
 
 # %% ../nbs/03_heads.ipynb #43636ac3
 def _lbfgs_logreg(X, y, C, l2, W0=None, max_iter=100):
@@ -82,6 +79,9 @@ def _l2_path(Z, y, Zva, yva, C, grid, max_iter):
 def _labels_of(ds) -> torch.Tensor:
     return torch.as_tensor(np.asarray(ds["label"]), dtype=torch.long)
 
+# %% ../nbs/03_heads.ipynb #09cf9d10
+L2_GRID = (1e-1, 1e-2, 1e-3, 1e-4)  # the L2 weights tried, strongest first
+
 
 def fit_probe(
     model: MultiTaskModel,  # the model; its body stays frozen, its head for the task is added or replaced
@@ -115,22 +115,22 @@ def fit_probe(
     model.add_head(task.name, task.labels, Wr.to(p.dtype), (b - Wr @ mu).to(p.dtype))
     acc = float(((Zva @ W.T + b).argmax(1) == yva).double().mean()) if has_valid else None
     return ProbeFit(
-        task.name,
-        g,
-        float(F.cross_entropy(Z @ W.T + b, ytr)),
-        v if has_valid else None,
-        acc,
-        len(ytr),
-        len(task.valid),
-        task.num_labels,
-        time.perf_counter() - t0,
-        {str(k): x for k, x in losses.items()},
+        task=task.name,
+        l2=g,
+        train_loss=float(F.cross_entropy(Z @ W.T + b, ytr)),
+        valid_loss=v if has_valid else None,
+        valid_accuracy=acc,
+        n_train=len(ytr),
+        n_valid=len(task.valid),
+        num_labels=task.num_labels,
+        seconds=time.perf_counter() - t0,
+        grid={str(k): x for k, x in losses.items()},
     )
 
-# %% ../nbs/03_heads.ipynb #bd1346ef
+# %% ../nbs/03_heads.ipynb #ecbb2ba3
 HEAD_INITS = ("probe", "random")  # how init_heads makes a head: a linear probe, or a fresh random nn.Linear
 
-# %% ../nbs/03_heads.ipynb #ecbb2ba3
+
 def init_heads(
     model: MultiTaskModel,  # the model to give heads to (changed in place)
     tasks,  # Tasks or task references, or a single one
@@ -151,12 +151,36 @@ def init_heads(
             model.add_head(t.name, t.labels)
     return out
 
+# %% ../nbs/03_heads.ipynb #71f0767d
+@extension_point()
+def score_as_is(
+    model,  # any model of a registered family
+    tasks: list,  # the family's tasks (Tasks; a causal LM: PromptTasks)
+    split: str = "test",  # the split to score
+    batch_size: int = 64,  # examples per batch
+    max_length: int = 128,  # tokens per text
+    seed: int = 0,  # seed of the probes (and of a sample)
+    device=None,  # where the model runs (default: the best there is)
+    refit: bool = False,  # fit fresh probe heads even where the model has heads
+) -> Score:
+    "S(M) of `model` as it is, readied the way its family scores a base (an encoder: probe heads where missing)"
+
+
+@score_as_is.register(MultiTaskModel)
+def _(model, tasks, split="test", batch_size=64, max_length=128, seed=0, device=None, refit=False):
+    kw = dict(batch_size=batch_size, max_length=max_length, device=device)
+    fitted = init_heads(model, tasks, replace=refit, seed=seed, **kw)
+    s = score(model, tasks, split=split, seed=seed, progress=False, **kw)
+    for name in fitted:
+        s.tasks[name].probe_fitted = True
+    return s
+
 # %% ../nbs/03_heads.ipynb #9244390c
-T_BOUNDS = (0.05, 20.0)  # the temperatures `fit_temperature` searches between
-
-
 def _nll(logits: torch.Tensor, y: torch.Tensor, T: float) -> float:
     return float(F.cross_entropy(logits / T, y))
+
+# %% ../nbs/03_heads.ipynb #c8c58ebf
+T_BOUNDS = (0.05, 20.0)  # the temperatures `fit_temperature` searches between
 
 
 def fit_temperature(
@@ -176,20 +200,6 @@ def fit_temperature(
     return T if _nll(z, y, T) < _nll(z, y, 1.0) else 1.0
 
 # %% ../nbs/03_heads.ipynb #a5185597
-def calibrate(
-    model: MultiTaskModel,  # the model whose heads get a temperature each (changed in place)
-    P: Predictions,  # the model's predictions on held-out data (the valid split), from `predictions`
-    bounds=T_BOUNDS,  # (lowest, highest) temperature
-) -> dict:
-    "Fit one temperature per head on `P` and fold it into the head (W/T, b/T); {task: T}"
-    check(P.split != "test", "calibrate on the valid split, never on test: pass predictions(model, tasks, 'valid')")
-    temps = {}
-    for t in P.logits:
-        check(model.has_head(t), f"the model has no head for task {t!r}: calibrate the model that made the predictions")
-        temps[t] = fit_temperature(P.logits[t], P.labels[t], bounds)
-    return scale_heads(model, temps)
-
-
 def scale_heads(
     model: MultiTaskModel,  # the model whose heads are scaled (changed in place)
     temps: dict,  # task -> temperature T (a calibration's result, kept in a run's record)
@@ -202,3 +212,17 @@ def scale_heads(
             h.bias.div_(T)
         model.temperatures[t] = model.temperatures.get(t, 1.0) * T
     return temps
+
+# %% ../nbs/03_heads.ipynb #dfe40773
+def calibrate(
+    model: MultiTaskModel,  # the model whose heads get a temperature each (changed in place)
+    P: Predictions,  # the model's predictions on held-out data (the valid split), from `predictions`
+    bounds=T_BOUNDS,  # (lowest, highest) temperature
+) -> dict:
+    "Fit one temperature per head on `P` and fold it into the head (W/T, b/T); {task: T}"
+    check(P.split != "test", "calibrate on the valid split, never on test: pass predictions(model, tasks, 'valid')")
+    temps = {}
+    for t in P.logits:
+        check(model.has_head(t), f"the model has no head for task {t!r}: calibrate the model that made the predictions")
+        temps[t] = fit_temperature(P.logits[t], P.labels[t], bounds)
+    return scale_heads(model, temps)

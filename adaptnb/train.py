@@ -9,6 +9,7 @@ from contextlib import nullcontext as _null
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from fastcore.basics import patch
 import numpy as np
 import torch
 from torch import nn
@@ -34,27 +35,27 @@ from adaptnb.core import (
     to_jsonable,
 )
 from .command import add_config_options, add_task_options, config_kwargs, emit, parser, task_list, task_options
-from .data import Task, collate, encode, length_batches, load_task, load_tasks
+from .data import EMBEDDED, Task, collate, encode, length_batches, load_task, load_tasks
 from .score import example_losses, mean_task_loss, predictions, sample_rows, task_logits, task_score
 from .heads import HEAD_INITS, calibrate, fit_probe, fit_temperature, init_heads
 
 # %% auto #0
-__all__ = ['METHODS', 'MIXES', 'DEFAULT_LR', 'SCHEDULES', 'LORA_DEFAULT', 'FAMILIES', 'FAMILY_MODULES', 'ENCODERS', 'TrainConfig',
-           'check_config', 'linear_names', 'lora_config', 'prepare_method', 'merge_lora', 'count_params', 'Family',
-           'register_family', 'family_of', 'family_for', 'EncoderFamily', 'TaskStream', 'mix_order', 'micro_batch',
-           'evaluate_split', 'model_fingerprint', 'save_checkpoint', 'DamagedCheckpoint', 'checkpoints',
-           'latest_checkpoint', 'read_checkpoint', 'load_checkpoint', 'Callback', 'ProgressBar', 'CSVLog',
-           'EarlyStopping', 'NotebookPlot', 'NonFiniteLoss', 'TrainResult', 'Run', 'BitDropout', 'use_bit_dropout',
-           'fit', 'plot_history', 'finetune_cli', 'retrain_cli']
+__all__ = ['METHODS', 'MIXES', 'DEFAULT_LR', 'SCHEDULES', 'LORA_DEFAULT', 'FAMILIES', 'FAMILY_GROUP', 'ENCODERS', 'TrainConfig',
+           'check_config', 'linear_names', 'lora_config', 'count_params', 'prepare_method', 'merge_lora', 'Family',
+           'register_family', 'load_families', 'family_of', 'family_for', 'EncoderFamily', 'TaskStream', 'mix_order',
+           'micro_batch', 'evaluate_split', 'model_fingerprint', 'DamagedCheckpoint', 'checkpoints',
+           'latest_checkpoint', 'save_checkpoint', 'read_checkpoint', 'load_checkpoint', 'Callback', 'ProgressBar',
+           'CSVLog', 'EarlyStopping', 'NonFiniteLoss', 'TrainResult', 'Run', 'BitDropout', 'use_bit_dropout', 'fit',
+           'plot_history', 'finetune_cli', 'retrain_cli']
 
-# %% ../nbs/04_train.ipynb #84776ed1
+# %% ../nbs/04_train.ipynb #0cd02ab2
 METHODS = ("full", "freeze", "lora", "retrain")
 MIXES = ("proportional", "equal")  # how several tasks' batches share the steps (see `mix_order`)
 DEFAULT_LR = {"full": 1e-4, "freeze": 3e-4, "lora": 1e-3, "retrain": 3e-4}
 SCHEDULES = ("linear", "cosine", "constant")
 LORA_DEFAULT = ["query", "value"]  # the attention's query and value projections (q_proj, v_proj in Llama-style models)
 
-
+# %% ../nbs/04_train.ipynb #29977654
 @dataclass
 class TrainConfig(Record):
     "Everything that defines a training run; each field's help is also its command-line option's"
@@ -116,20 +117,25 @@ class TrainConfig(Record):
     def __post_init__(self):
         check_config(self)
 
-    @property
-    def peak_lr(self) -> float:
-        return self.lr if self.lr is not None else DEFAULT_LR.get(self.method, 1e-4)
+# %% ../nbs/04_train.ipynb #ec62e9e3
+def check_config(
+    cfg: TrainConfig,  # the configuration to check
+) -> TrainConfig:
+    "Raise `AdaptnbError` for a configuration that cannot run; return it"
+    check(isinstance(cfg, TrainConfig), f"cfg must be a TrainConfig, got {type(cfg).__name__}")
+    _check_optimisation(cfg)
+    check(is_int(cfg.max_length, 8), f"max_length must be an integer >= 8, got {cfg.max_length!r}: use e.g. 128")
+    _check_schedule(cfg)
+    check_seed(cfg.seed)
+    _check_method_options(cfg)
+    return cfg
 
-    @property
-    def peak_head_lr(self) -> float:
-        return self.head_lr if self.head_lr is not None else max(self.peak_lr, min(10 * self.peak_lr, 2e-3))
-
-# %% ../nbs/04_train.ipynb #e4b68246
+# %% ../nbs/04_train.ipynb #ae63d958
 def _positive(v) -> bool:
     "`v` is a finite number above 0 (not a bool)"
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
 
-
+# %% ../nbs/04_train.ipynb #1d02a048
 def _check_optimisation(cfg: TrainConfig):
     "The method, the learning rates, the batch, the budget and the schedule"
     check(cfg.method in METHODS, f"unknown method {cfg.method!r}: use one of {', '.join(METHODS)}")
@@ -161,7 +167,7 @@ def _check_optimisation(cfg: TrainConfig):
         f"max_grad_norm must be >= 0, got {cfg.max_grad_norm!r}: use e.g. 1.0, or 0 for no clipping",
     )
 
-
+# %% ../nbs/04_train.ipynb #4eb61641
 def _check_schedule(cfg: TrainConfig):
     "Evaluation, checkpoints and early stopping, and what picks the best weights"
     for k, unit in (("eval_every", "steps"), ("checkpoint_every", "steps"), ("patience", "evaluations")):
@@ -179,7 +185,7 @@ def _check_schedule(cfg: TrainConfig):
         f"unknown metric {cfg.metric!r}: use 'S', 'S_calibrated', 'train_loss' or 'loss:TASK'",
     )
 
-
+# %% ../nbs/04_train.ipynb #ebe133d7
 def _check_method_options(cfg: TrainConfig):
     "freeze's and LoRA's options, precision and head initialisation"
     check(is_int(cfg.freeze_layers, 0), f"freeze_layers must be an integer >= 0, got {cfg.freeze_layers!r}: use e.g. 4")
@@ -203,20 +209,17 @@ def _check_method_options(cfg: TrainConfig):
     )
     check(cfg.init_heads in HEAD_INITS, f"unknown init_heads {cfg.init_heads!r}: use one of {list(HEAD_INITS)}")
 
+# %% ../nbs/04_train.ipynb #46bc5ac0
+@patch(as_prop=True)
+def peak_lr(self: TrainConfig) -> float:
+    return self.lr if self.lr is not None else DEFAULT_LR.get(self.method, 1e-4)
 
-def check_config(
-    cfg: TrainConfig,  # the configuration to check
-) -> TrainConfig:
-    "Raise `AdaptnbError` for a configuration that cannot run; return it"
-    check(isinstance(cfg, TrainConfig), f"cfg must be a TrainConfig, got {type(cfg).__name__}")
-    _check_optimisation(cfg)
-    check(is_int(cfg.max_length, 8), f"max_length must be an integer >= 8, got {cfg.max_length!r}: use e.g. 128")
-    _check_schedule(cfg)
-    check_seed(cfg.seed)
-    _check_method_options(cfg)
-    return cfg
 
-# %% ../nbs/04_train.ipynb #efe01d7d
+@patch(as_prop=True)
+def peak_head_lr(self: TrainConfig) -> float:
+    return self.head_lr if self.head_lr is not None else max(self.peak_lr, min(10 * self.peak_lr, 2e-3))
+
+# %% ../nbs/04_train.ipynb #172fed5c
 def _layers(body: nn.Module) -> nn.ModuleList:
     "The body's stack of transformer layers (the ModuleList as long as the config's num_hidden_layers)"
     n = getattr(body.config, "num_hidden_layers", None)
@@ -227,12 +230,12 @@ def _layers(body: nn.Module) -> nn.ModuleList:
         f"cannot find the transformer layers of {type(body).__name__}: use method 'full' or 'lora' with this model"
     )
 
-
+# %% ../nbs/04_train.ipynb #54e8c587
 def linear_names(body: nn.Module) -> list[str]:
     "Short names of the body's linear layers (the possible LoRA targets)"
     return sorted({n.split(".")[-1] for n, m in body.named_modules() if isinstance(m, nn.Linear) and n})
 
-
+# %% ../nbs/04_train.ipynb #d4b02a8a
 def lora_config(
     cfg: TrainConfig,  # lora_r, lora_alpha, lora_dropout, lora_targets
     module: nn.Module,  # the model whose linear layers the targets must name
@@ -250,7 +253,13 @@ def lora_config(
     return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       target_modules=targets, bias="none", **kw)
 
+# %% ../nbs/04_train.ipynb #ee8612de
+def count_params(model: nn.Module) -> tuple[int, int]:
+    "(trainable, total) parameter counts"
+    ps = list(model.parameters())
+    return sum(p.numel() for p in ps if p.requires_grad), sum(p.numel() for p in ps)
 
+# %% ../nbs/04_train.ipynb #67287093
 def prepare_method(model: MultiTaskModel, cfg: TrainConfig, tasks: list[Task]) -> MultiTaskModel:
     "Set up `model` for `cfg.method`: re-initialise (retrain), freeze, or wrap in LoRA; add heads for `tasks`"
     from transformers import AutoModel
@@ -290,20 +299,14 @@ def prepare_method(model: MultiTaskModel, cfg: TrainConfig, tasks: list[Task]) -
         h.requires_grad_(name in trained)  # other tasks' heads are only evaluated
     return model
 
-
+# %% ../nbs/04_train.ipynb #37e49107
 def merge_lora(model: MultiTaskModel) -> MultiTaskModel:
     "Fold LoRA updates into the body's weights (W + alpha/r BA) and drop the adapters; no-op without LoRA"
     if hasattr(model.body, "merge_and_unload"):
         model.body = model.body.merge_and_unload()
     return model
 
-
-def count_params(model: nn.Module) -> tuple[int, int]:
-    "(trainable, total) parameter counts"
-    ps = list(model.parameters())
-    return sum(p.numel() for p in ps if p.requires_grad), sum(p.numel() for p in ps)
-
-# %% ../nbs/04_train.ipynb #3c16e2c9
+# %% ../nbs/04_train.ipynb #b3072619
 class Family:
     "What `fit` asks of a model family: check, set up, encode, batch, a training loss, an evaluation"
 
@@ -320,7 +323,7 @@ class Family:
 
     task_hint = "give tasks of the model's kind"
 
-    def load(self, tasks, what: str = "tasks", **opts) -> list:
+    def load_tasks(self, tasks, what: str = "tasks", **opts) -> list:
         "Tasks from tasks or references, or one of either (`opts`: `data.load_tasks`' seed, max_per_class, columns)"
         return load_tasks(tasks, what=what, **opts)
 
@@ -341,6 +344,14 @@ class Family:
     def load_model(self, ref, from_scratch: bool = False):
         "The model `ref` names (`from_scratch`: only its architecture is needed)"
         raise NotImplementedError
+
+    def load_saved(self, path):
+        "The model of this family saved in folder `path`: a saved model, or a finished run folder holding one"
+        raise NotImplementedError
+
+    def embedded_tasks(self) -> list[str]:
+        "The names of the embedded tasks this family trains on"
+        return list(EMBEDDED)
 
     def prepare(self, model, cfg: TrainConfig, tasks: list, watch: list):
         "Set `model` up for `cfg.method` in place, with what it needs to evaluate `watch`"
@@ -371,16 +382,6 @@ class Family:
         "What a run records of a task, for those who use its model later (labels, prompt template...)"
         return {"labels": list(getattr(task, "labels", []) or [])}
 
-    # what the flow asks besides: its base candidate, predictions to compare, the retrain start, λ's data
-    base_what = "the base as it is"  # the flow's base candidate (`probe`), in a line
-    eval_examples = 500  # examples per task that each evaluation of a flow candidate's training reads
-    lambda_examples = 64  # valid examples per task that λ is learned on
-    decide_defaults: dict = {}  # `decide.Thresholds` this family's models default to, where they differ
-
-    def zero_shot(self, model, tasks: list, max_length: int, seed: int, folder) -> int:
-        "Ready the base to be scored on `tasks` as it is (read back from `folder` if made there before); the parameters made"
-        return 0
-
     def predictions(self, model, tasks: list, split: str, max_length: int, progress: bool = False, device=None):
         "A `score.Predictions` of each task's split: per-example losses, predictions and the truth (`device`: where)"
         raise NotImplementedError
@@ -389,49 +390,9 @@ class Family:
         "Fit what calibrates `model` on valid predictions, in place: task -> temperature (empty: nothing to calibrate)"
         return {}
 
-    def scratch(self, base, tasks: list, tokenizer: str, seed: int):
-        "The retrain candidate's start: `base`'s architecture at random weights (`tokenizer`: 'base' or 'task')"
-        raise NotImplementedError
-
-    def load_saved(self, path):
-        "The model of this family saved in folder `path`"
-        raise NotImplementedError
-
-    def assess_task(self, task, pretrained, scratch, max_length: int, sample: int, seed: int):
-        "The `decide.TaskAssessment` of a new task: the pretrained model against its random twin `scratch`"
-        raise NotImplementedError
-
-    def step_seconds(self, model, task, batch_size: int, max_length: int, repeats: int = 2) -> float:
-        "Measured seconds of one training step (forward and backward) on a batch of `task`, for the budget in steps"
-        items = self.encode(model, task, "train", max_length)
-        b = self.collate(model, (items * batch_size)[:batch_size])
-        dev, was, best = next(model.parameters()).device, model.training, float("inf")
-        model.train()
-        try:
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                self.loss(model, {k: v.to(dev) for k, v in b.items()}, task.name).backward()
-                best = min(best, time.perf_counter() - t0)
-        finally:
-            model.zero_grad(set_to_none=True)
-            model.train(was)
-        return best * 1.15  # + the optimiser's update, about a sixth of a backward pass here
-
-    def blend(self, base, tuned, tasks: list, max_length: int, seed: int) -> tuple:
-        "θ0 (a copy of `base`, ready for every task) and the `interpolate.TaskVector` θt − θ0 of `tuned`"
-        raise NotImplementedError
-
-    def objective(self, model, tasks: list, split: str, n: int, max_length: int, batch_size: int, seed: int):
-        "The `interpolate.ObjectiveData` λ is learned on: up to `n` examples of each task's split"
-        raise NotImplementedError
-
-    def audit_view(self, task):
-        "`task` as `data.audit` reads it: a Task of texts and labels"
-        return task
-
-
+# %% ../nbs/04_train.ipynb #37c6d000
 FAMILIES: list[Family] = []
-FAMILY_MODULES = ["adaptnb.llm"]  # modules that register a family when imported; `family_for` imports them
+FAMILY_GROUP = "adaptnb.families"  # the entry-point group that declares families of other modules (pyproject.toml)
 
 
 def register_family(
@@ -441,7 +402,16 @@ def register_family(
     FAMILIES.insert(0, family)
     return family
 
+# %% ../nbs/04_train.ipynb #c75ed190
+def load_families() -> list[Family]:
+    "Every family there is: those declared in the entry-point group `FAMILY_GROUP`, each module imported once"
+    from importlib.metadata import entry_points
 
+    for ep in entry_points(group=FAMILY_GROUP):
+        ep.load()  # importing the module registers its family
+    return FAMILIES
+
+# %% ../nbs/04_train.ipynb #62c1dfc5
 def family_of(
     model,  # a model of a registered family
 ) -> Family:
@@ -451,40 +421,31 @@ def family_of(
           f"{' or a '.join(f.hint for f in FAMILIES)}")
     return fam
 
-
+# %% ../nbs/04_train.ipynb #8aaa6ec6
 def family_for(
     ref,  # a model reference: 'default', 'smollm2', a folder or a hub id
 ) -> Family:
-    "The family whose models `ref` names: the first registered one that claims it (the encoders claim the rest)"
-    import importlib
+    "The family whose models `ref` names, or that saved the folder `ref`: the first that claims it (encoders: the rest)"
+    load_families()
+    claims = [f for f in FAMILIES if f.claims(ref)]
+    # a family being written in a notebook (module __main__) serves that notebook's own models (`family_of`); a
+    # reference is read by the installed family, whose model class the stages' extension points know
+    return min(claims, key=lambda f: type(f).__module__ == "__main__")
 
-    for m in FAMILY_MODULES:
-        importlib.import_module(m)  # registers its family, once
-    return next(f for f in FAMILIES if f.claims(ref))
-
-# %% ../nbs/04_train.ipynb #6614e081
+# %% ../nbs/04_train.ipynb #c4a3b2d9
 def _ensure_watch_heads(model: MultiTaskModel, watch: list[Task], cfg: TrainConfig):
     "Watched tasks need a head to be evaluated: a linear probe (`heads.fit_probe`) where one is missing"
     for t in watch:
         if not model.has_head(t.name):
             fit_probe(model, t, max_length=cfg.max_length)
 
-
+# %% ../nbs/04_train.ipynb #5cef141d
 class EncoderFamily(Family):
     "`MultiTaskModel`: classification tasks, one head each, cross-entropy"
 
     name, model_type, task_type = "encoder", MultiTaskModel, Task
     hint = "MultiTaskModel (MultiTaskModel.from_pretrained('default'))"
     task_hint = "give classification Tasks (load_task('news_topic'), task_from_file(...))"
-
-    def prepare(self, model, cfg, tasks, watch):
-        if watch and cfg.method != "retrain":
-            _ensure_watch_heads(model, watch, cfg)
-        prepare_method(model, cfg, tasks)
-        for t in watch if cfg.method == "retrain" else []:
-            if not model.has_head(t.name):
-                model.add_head(t.name, t.labels)
-                model.heads[t.name].requires_grad_(False)  # watched, never trained
 
     def encode(self, model, task, split, max_length):
         ds = task.split(split)
@@ -497,7 +458,12 @@ class EncoderFamily(Family):
         return F.cross_entropy(model(batch["input_ids"], batch["attention_mask"], task=task).float(), batch["labels"])
 
     def evaluate(self, model, task, split, cfg, max_examples=None, accelerator=None, dtype=None, final=False):
-        return evaluate_split(model, task, split, cfg.eval_batch_size, cfg.max_length, max_examples, accelerator, dtype)
+        args = (cfg.eval_batch_size, cfg.max_length)
+        T = None  # during training: the calibration of the rows evaluated (valid), as the flow calibrates
+        if final:  # the test report: calibrated by the temperature valid gives, never fit on test itself
+            T = evaluate_split(model, task, "valid", *args, cfg.eval_max, accelerator, dtype)["temperature"] \
+                if len(task.valid) else 1.0
+        return evaluate_split(model, task, split, *args, max_examples, accelerator, dtype, temperature=T)
 
     def find_unused(self, tasks):
         return len(tasks) > 1  # each step trains one task's head; the others get no gradient
@@ -508,18 +474,6 @@ class EncoderFamily(Family):
     def load_model(self, ref, from_scratch=False):
         return MultiTaskModel.from_pretrained(ref, from_scratch=from_scratch)  # heads: `cfg.init_heads`, in fit
 
-    base_what = "the base with a linear probe head per task; the body does not move"
-
-    def zero_shot(self, model, tasks, max_length, seed, folder):
-        p, labels = Path(folder) / "probe-heads.safetensors", Path(folder) / "probe-heads.json"
-        if p.exists() and labels.exists():
-            model.load_heads(p, load_json(labels))
-        else:
-            init_heads(model, tasks, how="probe", max_length=max_length, seed=seed)
-            model.save_heads(p)
-            save_json(model.labels, labels)
-        return sum(q.numel() for h in model.heads.values() for q in h.parameters())
-
     def predictions(self, model, tasks, split, max_length, progress=False, device=None):
         return predictions(model, tasks, split, max_length=max_length, device=device, progress=progress)
 
@@ -527,13 +481,21 @@ class EncoderFamily(Family):
         return calibrate(model, preds)
 
     def load_saved(self, path):
-        return MultiTaskModel.load(path)
-
-    # scratch, assess_task and step_seconds come with `adaptnb.decide`, blend and objective with
-    # `adaptnb.interpolate`: each is defined (and explained) in the chapter of its step
+        return MultiTaskModel.load(RunDir(path).model_dir())
 
 
 ENCODERS = register_family(EncoderFamily())
+
+# %% ../nbs/04_train.ipynb #05e3691a
+@patch
+def prepare(self: EncoderFamily, model, cfg, tasks, watch):
+    if watch and cfg.method != "retrain":
+        _ensure_watch_heads(model, watch, cfg)
+    prepare_method(model, cfg, tasks)
+    for t in watch if cfg.method == "retrain" else []:
+        if not model.has_head(t.name):
+            model.add_head(t.name, t.labels)
+            model.heads[t.name].requires_grad_(False)  # watched, never trained
 
 # %% ../nbs/04_train.ipynb #8a5aa140
 class TaskStream:
@@ -578,7 +540,7 @@ class TaskStream:
         ix = self._epoch(e)[j][self.rank :: self.world]
         return self.family.collate(self.model, [self.items[i] for i in ix])
 
-# %% ../nbs/04_train.ipynb #b1d66c35
+# %% ../nbs/04_train.ipynb #d0efec86
 def mix_order(
     per_epoch: list[int],  # batches per epoch of each task
 ) -> list[tuple[int, int]]:
@@ -586,7 +548,7 @@ def mix_order(
     at = sorted((Fraction(2 * j + 1, 2 * c), i, j) for i, c in enumerate(per_epoch) for j in range(c))
     return [(i, j) for _, i, j in at]
 
-
+# %% ../nbs/04_train.ipynb #e19d29a5
 def micro_batch(
     m: int,  # the run's micro-batch number, from 0
     per_epoch: list[int],  # batches per epoch of each task
@@ -611,8 +573,9 @@ def evaluate_split(
     max_examples: int | None = None,  # a seeded random subset of at most this many rows
     accelerator=None,  # under several processes, each evaluates its share of the rows and the results are gathered
     dtype=None,  # the autocast dtype of training (None: fp32)
+    temperature: float | None = None,  # calibrate with this temperature (None: fit one on these rows)
 ) -> dict:
-    "Loss (raw, and calibrated by one temperature fit on these rows), accuracy and macro-F1 of `task`'s head on a split"
+    "Loss (raw, and calibrated by one temperature), accuracy and macro-F1 of `task`'s head on a split"
     ds = task.split(split)
     check(len(ds) > 0, f"task {task.name!r} has an empty {split} split: nothing to evaluate")
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator is not None else (0, 1)
@@ -626,7 +589,8 @@ def evaluate_split(
 
         parts = gather_object([(z.numpy(), y)])
         z, y = torch.from_numpy(np.concatenate([p[0] for p in parts])), np.concatenate([p[1] for p in parts])
-    ts, T = task_score(example_losses(z, y), z.argmax(1).numpy(), y, task.num_labels), fit_temperature(z, y)
+    T = fit_temperature(z, y) if temperature is None else float(temperature)
+    ts = task_score(example_losses(z, y), z.argmax(1).numpy(), y, task.num_labels)
     return {
         "loss": ts.loss,
         "loss_calibrated": float(example_losses(z / T, y).mean()),
@@ -636,7 +600,7 @@ def evaluate_split(
         "n": ts.n,
     }
 
-# %% ../nbs/04_train.ipynb #f5b8c5ed
+# %% ../nbs/04_train.ipynb #49763073
 def model_fingerprint(model: MultiTaskModel) -> dict:
     "What a checkpoint must match to be resumed into `model`: base name, architecture and parameter shapes, heads"
     sd = model.state_dict()
@@ -648,7 +612,7 @@ def model_fingerprint(model: MultiTaskModel) -> dict:
         "heads": model.labels,
     }
 
-
+# %% ../nbs/04_train.ipynb #6af8b17a
 def _save_tensors(sd: dict, path: Path):
     from safetensors.torch import save_file
 
@@ -663,7 +627,7 @@ def _save_tensors(sd: dict, path: Path):
         os.fsync(f.fileno())
     os.replace(tmp, path)
 
-
+# %% ../nbs/04_train.ipynb #f45bdbf1
 def _rng_state() -> dict:
     "Every generator's state as tensors, ints and floats: a weights-only `torch.load` reads it back, no pickle"
     _, keys, pos, has_gauss, gauss = np.random.get_state()  # NumPy's legacy MT19937: 624 uint32 keys and 3 numbers
@@ -683,7 +647,7 @@ def _set_rng_state(s: dict):
     if "cuda" in s and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(s["cuda"])
 
-
+# %% ../nbs/04_train.ipynb #164db2f7
 def _load_pt(p: Path):
     "A torch file of tensors, numbers, strings, lists and dicts, read without unpickling any other object"
     try:
@@ -694,18 +658,18 @@ def _load_pt(p: Path):
             "(a crafted file, or one from an older adaptnb)"
         ) from None
 
-# %% ../nbs/04_train.ipynb #a68e54ea
+# %% ../nbs/04_train.ipynb #05ed5f38
 def _step_of(d: Path) -> int:
     "The step of a checkpoint folder named `step-NNNNNNNN` (-1 for any other name)"
     m = re.fullmatch(r"step-(\d+)", d.name)
     return int(m.group(1)) if m else -1
 
-
+# %% ../nbs/04_train.ipynb #3a417737
 def _barrier(accelerator):
     if accelerator is not None:
         accelerator.wait_for_everyone()
 
-
+# %% ../nbs/04_train.ipynb #e810fe8e
 def _write_files(tmp: Path, model, optimizer, scheduler, state: dict, best: dict | None, prev: Path | None):
     "The main process's files of a checkpoint, written and flushed into the temporary folder `tmp`"
     _save_tensors(model.state_dict(), tmp / "model.safetensors")
@@ -723,7 +687,7 @@ def _write_files(tmp: Path, model, optimizer, scheduler, state: dict, best: dict
         with open(f, "rb") as fh:
             os.fsync(fh.fileno())
 
-
+# %% ../nbs/04_train.ipynb #25e1ac80
 def _publish(ckdir: Path, tmp: Path, step: int, keep: int) -> Path:
     "Rename `tmp` into place, point latest.json at it, then drop all but the `keep` newest checkpoints"
     final = ckdir / f"step-{step:08d}"
@@ -738,7 +702,31 @@ def _publish(ckdir: Path, tmp: Path, step: int, keep: int) -> Path:
         shutil.rmtree(old, ignore_errors=True)
     return final
 
+# %% ../nbs/04_train.ipynb #06bc37be
+class DamagedCheckpoint(AdaptnbError):
+    "A checkpoint folder that cannot be read back whole"
 
+# %% ../nbs/04_train.ipynb #e90f82ef
+def checkpoints(
+    ckdir: str | Path,  # a run's checkpoint folder
+) -> list[Path]:
+    "The checkpoint folders under `ckdir`, newest first: the one latest.json names, then the others by step"
+    ckdir = Path(ckdir)
+    found = sorted((d for d in ckdir.glob("step-*") if d.is_dir() and _step_of(d) >= 0), key=_step_of, reverse=True)
+    try:
+        named = ckdir / json.loads((ckdir / "latest.json").read_text())["dir"]
+    except (OSError, ValueError, KeyError, TypeError):  # no pointer, or a damaged one: the folders say what there is
+        named = None
+    return [named] + [d for d in found if d != named] if named in found else found
+
+# %% ../nbs/04_train.ipynb #e3ebb7ac
+def latest_checkpoint(
+    ckdir: str | Path,  # a run's checkpoint folder
+) -> Path | None:
+    "The folder of the newest complete checkpoint under `ckdir` (one with its state.json), or None"
+    return next((d for d in checkpoints(ckdir) if (d / "state.json").exists()), None)
+
+# %% ../nbs/04_train.ipynb #623a61b1
 def _write_error(ckdir: Path, step: int, e: Exception) -> AdaptnbError:
     "The one-line error for a checkpoint that could not be written (the disk is full, say); the previous one is intact"
     prev = latest_checkpoint(ckdir)
@@ -748,7 +736,7 @@ def _write_error(ckdir: Path, step: int, e: Exception) -> AdaptnbError:
     return AdaptnbError(f"could not write checkpoint step-{step:08d} in {ckdir} ({why}): free disk space, then "
                         f"resume; {kept}")
 
-# %% ../nbs/04_train.ipynb #5d106a7d
+# %% ../nbs/04_train.ipynb #531eb82c
 def save_checkpoint(
     ckdir: Path,  # the run's checkpoint folder
     step: int,  # the optimiser step the checkpoint is taken at
@@ -780,31 +768,7 @@ def save_checkpoint(
     _barrier(accelerator)
     return final
 
-# %% ../nbs/04_train.ipynb #59d11d59
-class DamagedCheckpoint(AdaptnbError):
-    "A checkpoint folder that cannot be read back whole"
-
-
-def checkpoints(
-    ckdir: str | Path,  # a run's checkpoint folder
-) -> list[Path]:
-    "The checkpoint folders under `ckdir`, newest first: the one latest.json names, then the others by step"
-    ckdir = Path(ckdir)
-    found = sorted((d for d in ckdir.glob("step-*") if d.is_dir() and _step_of(d) >= 0), key=_step_of, reverse=True)
-    try:
-        named = ckdir / json.loads((ckdir / "latest.json").read_text())["dir"]
-    except (OSError, ValueError, KeyError, TypeError):  # no pointer, or a damaged one: the folders say what there is
-        named = None
-    return [named] + [d for d in found if d != named] if named in found else found
-
-
-def latest_checkpoint(
-    ckdir: str | Path,  # a run's checkpoint folder
-) -> Path | None:
-    "The folder of the newest complete checkpoint under `ckdir` (one with its state.json), or None"
-    return next((d for d in checkpoints(ckdir) if (d / "state.json").exists()), None)
-
-# %% ../nbs/04_train.ipynb #b2d3ffdd
+# %% ../nbs/04_train.ipynb #e21b0ffa
 def read_checkpoint(
     d: Path,  # a checkpoint folder
     rank: int = 0,  # the process whose RNG state to read
@@ -830,7 +794,7 @@ def read_checkpoint(
         raise DamagedCheckpoint(f"checkpoint {d.name} in {d.parent} is damaged ({type(e).__name__}: {why})")
     return ck
 
-
+# %% ../nbs/04_train.ipynb #4cfee7b4
 def load_checkpoint(
     d: Path,  # a checkpoint folder
     model,  # the model to restore (its fingerprint must match the checkpoint's)
@@ -854,7 +818,7 @@ def load_checkpoint(
         _set_rng_state(ck["rng"])
     return dict(state, best_weights=ck["best"])
 
-# %% ../nbs/04_train.ipynb #ee00df39
+# %% ../nbs/04_train.ipynb #39650f9f
 class Callback:
     "Base class for training callbacks (every event optional)"
 
@@ -870,7 +834,7 @@ class Callback:
     def after_fit(self, run):
         pass
 
-
+# %% ../nbs/04_train.ipynb #74025b12
 class ProgressBar(Callback):
     "A tqdm.auto progress bar over the optimiser steps, with the running loss and the last S"
 
@@ -893,7 +857,7 @@ class ProgressBar(Callback):
     def after_fit(self, run):
         self.bar.close()
 
-
+# %% ../nbs/04_train.ipynb #41703a75
 class CSVLog(Callback):
     "Append every evaluation record to `out/log.csv` (one row per evaluation, one column per task)"
 
@@ -908,7 +872,7 @@ class CSVLog(Callback):
                 f.write(",".join(cols) + "\n")
             f.write(",".join("" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v) for v in row) + "\n")
 
-
+# %% ../nbs/04_train.ipynb #40229ac0
 class EarlyStopping(Callback):
     "Stop when the run's metric has not improved for `patience` evaluations"
 
@@ -922,40 +886,21 @@ class EarlyStopping(Callback):
                 f" step {run.best_step})"
             )
 
-
-class NotebookPlot(Callback):
-    "Redraw the training and validation curves in the notebook after every evaluation"
-
-    def __init__(self, every: int = 1):
-        self.every, self.n = every, 0
-
-    def after_eval(self, run, step, record):
-        self.n += 1
-        if not run.is_main or self.n % self.every:
-            return
-        from IPython.display import clear_output, display
-        import matplotlib.pyplot as plt
-
-        fig = plot_history(run.history, run.losses)
-        clear_output(wait=True)
-        display(fig)
-        plt.close(fig)
-
-# %% ../nbs/04_train.ipynb #065a6ea7
+# %% ../nbs/04_train.ipynb #b72fbbb4
 class NonFiniteLoss(AdaptnbError):
     "Training met a NaN or infinite loss"
 
-
+# %% ../nbs/04_train.ipynb #7f4984cb
 def _mean_of(xs: list) -> float | None:
     "The mean of the numbers that are there (a generative task has no macro-F1), or None"
     xs = [x for x in xs if x is not None]
     return float(np.mean(xs)) if xs else None
 
-
+# %% ../nbs/04_train.ipynb #f5498441
 def _num(x, spec: str = ".3f") -> str:
     return "–" if x is None else format(x, spec)
 
-
+# %% ../nbs/04_train.ipynb #1d39e7c9
 @dataclass
 class TrainResult(Record):
     "What a training run did: steps, time, evaluation history, best point, test metrics"
@@ -978,35 +923,39 @@ class TrainResult(Record):
     total_params: int = 0
     config: dict = field(default_factory=dict)
 
-    def metrics(self) -> dict:
-        "The DESIGN.md metrics.json form: method, task, steps, train_seconds, test {loss, accuracy, macro_f1}"
-        ts = [self.test[t] for t in self.tasks]
-        mean = {k: _mean_of([m.get(k) for m in ts]) for k in ("loss", "accuracy", "macro_f1")}
-        return {
-            "method": self.method,
-            "task": ",".join(self.tasks),
-            "steps": self.steps,
-            "train_seconds": self.train_seconds,
-            "test": self.test[self.tasks[0]] if len(self.tasks) == 1 else mean,
-            "tasks_test": self.test,
-            "best_step": self.best_step,
-            "stopped": self.stopped,
-            "samples_per_second": self.samples_per_second,
-        }
+# %% ../nbs/04_train.ipynb #0267b681
+@patch
+def metrics(self: TrainResult) -> dict:
+    "The documented metrics.json form: method, task, steps, train_seconds, test {loss, accuracy, macro_f1}"
+    ts = [self.test[t] for t in self.tasks]
+    mean = {k: _mean_of([m.get(k) for m in ts]) for k in ("loss", "accuracy", "macro_f1")}
+    return {
+        "method": self.method,
+        "task": ",".join(self.tasks),
+        "steps": self.steps,
+        "train_seconds": self.train_seconds,
+        "test": self.test[self.tasks[0]] if len(self.tasks) == 1 else mean,
+        "tasks_test": self.test,
+        "best_step": self.best_step,
+        "stopped": self.stopped,
+        "samples_per_second": self.samples_per_second,
+    }
 
-    def _repr_markdown_(self):
-        rows = "\n".join(
-            f"| {t} | {m['loss']:.4f} | {_num(m['accuracy'])} | {_num(m.get('macro_f1'))} |" for t, m in self.test.items()
-        )
-        return (
-            f"**{self.method}** on {', '.join(self.tasks)}: {self.steps} steps in {self.train_seconds:.1f} s"
-            f" ({self.samples_per_second:.1f} samples/s), best {self.metric}"
-            f" {self.best_metric if self.best_metric is None else round(self.best_metric, 4)} at step"
-            f" {self.best_step}{'; ' + self.stopped if self.stopped else ''}\n\n| task (test) | loss | accuracy |"
-            f" macro-F1 |\n|---|---|---|---|\n{rows}"
-        )
+# %% ../nbs/04_train.ipynb #1c72fb17
+@patch
+def _repr_markdown_(self: TrainResult):
+    rows = "\n".join(
+        f"| {t} | {m['loss']:.4f} | {_num(m['accuracy'])} | {_num(m.get('macro_f1'))} |" for t, m in self.test.items()
+    )
+    return (
+        f"**{self.method}** on {', '.join(self.tasks)}: {self.steps} steps in {self.train_seconds:.1f} s"
+        f" ({self.samples_per_second:.1f} samples/s), best {self.metric}"
+        f" {self.best_metric if self.best_metric is None else round(self.best_metric, 4)} at step"
+        f" {self.best_step}{'; ' + self.stopped if self.stopped else ''}\n\n| task (test) | loss | accuracy |"
+        f" macro-F1 |\n|---|---|---|---|\n{rows}"
+    )
 
-# %% ../nbs/04_train.ipynb #46bde509
+# %% ../nbs/04_train.ipynb #97ae0b18
 class Run:
     "A training run: its state, which callbacks read, and the loop's pieces (setup, resume, take_step, evaluate, checkpoint, finish)"
 
@@ -1036,7 +985,7 @@ class Run:
         for c in self.callbacks:
             getattr(c, name, lambda *a: None)(self, *args)
 
-
+# %% ../nbs/04_train.ipynb #77fac660
 def _check_out(rd: RunDir | None, cfg: TrainConfig):
     "A run folder can be created, and is reused only to resume its run, by the same method, from a checkpoint"
     if rd is None:
@@ -1061,7 +1010,7 @@ def _check_out(rd: RunDir | None, cfg: TrainConfig):
     check(was == cfg.method, f"the run in {rd.root} is from method {was!r}, not {cfg.method!r}: resume it with the "
           f"same method (--method {was})")
 
-
+# %% ../nbs/04_train.ipynb #ebb8e40f
 def _check_model_limits(cfg: TrainConfig, config, cli: bool = False):
     "What the model itself bounds: tokens per text (its positions) and, for freeze, the layers to keep fixed"
     check_max_length(cfg.max_length, config, "--max-length" if cli else "max_length")
@@ -1071,7 +1020,7 @@ def _check_model_limits(cfg: TrainConfig, config, cli: bool = False):
         f"freeze_layers={cfg.freeze_layers} but the model has {n} layers: use 0..{n}",
     )
 
-
+# %% ../nbs/04_train.ipynb #ae1eca18
 def _accelerator(cfg: TrainConfig, find_unused: bool):
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
@@ -1084,7 +1033,7 @@ def _accelerator(cfg: TrainConfig, find_unused: bool):
     kw = [DistributedDataParallelKwargs(find_unused_parameters=True)] if find_unused else []
     return Accelerator(cpu=cpu, mixed_precision="bf16" if dtype == torch.bfloat16 else "no", kwargs_handlers=kw), dtype
 
-
+# %% ../nbs/04_train.ipynb #20fd7ab2
 def _param_groups(model: MultiTaskModel, cfg: TrainConfig):
     groups = {}
     for n, p in model.named_parameters():
@@ -1102,13 +1051,13 @@ def _param_groups(model: MultiTaskModel, cfg: TrainConfig):
         for (head, decay), ps in sorted(groups.items())
     ]
 
-
+# %% ../nbs/04_train.ipynb #a4fc25d8
 def _optimizer(model: MultiTaskModel, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
     "AdamW over the trainable parameters, as one fused kernel where PyTorch has one (CPU, CUDA)"
     fused = {"fused": True} if device.type in ("cpu", "cuda") else {"foreach": True}
     return torch.optim.AdamW(_param_groups(model, cfg), lr=cfg.peak_lr, **fused)
 
-
+# %% ../nbs/04_train.ipynb #393a2548
 def _scheduler(opt, cfg: TrainConfig, total: int):
     from transformers import get_scheduler
 
@@ -1116,7 +1065,7 @@ def _scheduler(opt, cfg: TrainConfig, total: int):
     name = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}[cfg.schedule]
     return get_scheduler(name, opt, num_warmup_steps=warm, num_training_steps=total)
 
-
+# %% ../nbs/04_train.ipynb #547f991f
 def _metric_value(cfg: TrainConfig, record: dict) -> float:
     if cfg.metric in ("S", "S_calibrated"):
         return record[cfg.metric]
@@ -1148,7 +1097,7 @@ def _evaluate_all(run: Run, train_loss) -> dict:
         "valid_acc": {k: v["accuracy"] for k, v in res.items()},
     }
 
-# %% ../nbs/04_train.ipynb #3921c084
+# %% ../nbs/04_train.ipynb #e7b5465b
 class BitDropout(nn.Dropout):
     "`nn.Dropout` whose mask comes from four 16-bit integers per 64-bit draw: the same expectation, a quarter of the draws"
 
@@ -1161,7 +1110,7 @@ class BitDropout(nn.Dropout):
         keep = bits.view(torch.int16)[:n].view(x.shape) >= k - 32768
         return x * (keep.to(x.dtype) * (65536 / (65536 - k)))
 
-
+# %% ../nbs/04_train.ipynb #cf9f9671
 def use_bit_dropout(
     model: nn.Module,  # the model whose `nn.Dropout` modules to replace, in place
 ) -> int:
@@ -1171,8 +1120,9 @@ def use_bit_dropout(
         setattr(m, name, BitDropout(c.p, c.inplace))
     return len(swaps)
 
-# %% ../nbs/04_train.ipynb #cf8eb494
-def _setup(self: Run):
+# %% ../nbs/04_train.ipynb #4766ac39
+@patch
+def setup(self: Run):
     "Heads and method, the accelerator, the batch streams, the schedule and the optimiser"
     cfg, model = self.cfg, self.model
     seed_everything(cfg.seed)
@@ -1198,10 +1148,8 @@ def _setup(self: Run):
     self.fingerprint = model_fingerprint(model)
     self.prepared, self.optimizer = acc.prepare(model, opt)  # `prepared`: the model as DDP (or as is) sees it
 
-
-Run.setup = _setup
-
-# %% ../nbs/04_train.ipynb #9f8e4d86
+# %% ../nbs/04_train.ipynb #06644a7b
+@patch
 def _load_newest(self: Run) -> tuple[Path, dict]:
     "Load the newest checkpoint that reads back whole; say which damaged ones it passed over"
     damaged = []
@@ -1219,8 +1167,9 @@ def _load_newest(self: Run) -> tuple[Path, dict]:
         "in a new folder"
     )
 
-
-def _resume(self: Run):
+# %% ../nbs/04_train.ipynb #57921395
+@patch
+def resume(self: Run):
     "Continue from the newest good checkpoint when `cfg.resume` asks; write the run's config"
     cfg, rd = self.cfg, self.dir
     if rd is None:
@@ -1250,10 +1199,8 @@ def _resume(self: Run):
         )
         save_json(dict(cfg.to_dict(), **meta), rd.train_config)
 
-
-Run._load_newest, Run.resume = _load_newest, _resume
-
-# %% ../nbs/04_train.ipynb #c2849f45
+# %% ../nbs/04_train.ipynb #dd793d3f
+@patch
 def _state(self: Run) -> dict:
     "What a checkpoint keeps of the run besides the tensors"
     return {
@@ -1268,8 +1215,9 @@ def _state(self: Run) -> dict:
         "train_seconds": self.seconds_before + (time.perf_counter() - self.t0),
     }
 
-
-def _checkpoint(self: Run):
+# %% ../nbs/04_train.ipynb #2bc2f72b
+@patch
+def checkpoint(self: Run):
     "Write a checkpoint of this step, with the best weights when they changed since the last one"
     best = self.best_sd if self.best_dirty else None
     save_checkpoint(
@@ -1284,11 +1232,9 @@ def _checkpoint(self: Run):
     )
     self.best_dirty = False
 
-
-Run._state, Run.checkpoint = _state, _checkpoint
-
-# %% ../nbs/04_train.ipynb #15030ac8
-def _evaluate(self: Run, train_loss: float | None):
+# %% ../nbs/04_train.ipynb #30edacfd
+@patch
+def evaluate(self: Run, train_loss: float | None):
     "Evaluate on valid, log the record, keep the best weights by `cfg.metric`, tell the callbacks"
     rec = _evaluate_all(self, train_loss)
     self.history.append(rec)
@@ -1305,10 +1251,8 @@ def _evaluate(self: Run, train_loss: float | None):
         self.bad_evals += 1
     self._event("after_eval", self.step, rec)
 
-
-Run.evaluate = _evaluate
-
-# %% ../nbs/04_train.ipynb #5b6cdc23
+# %% ../nbs/04_train.ipynb #aca9027d
+@patch
 def _nonfinite(self: Run, loss: torch.Tensor, task: str):
     "Stop on a NaN or infinite loss, saying where the last good checkpoint is"
     self.optimizer.zero_grad(set_to_none=True)
@@ -1324,8 +1268,9 @@ def _nonfinite(self: Run, loss: torch.Tensor, task: str):
         f"learning rate (lr={self.cfg.peak_lr:g}) or use precision='fp32'; {kept}"
     )
 
-
-def _take_step(self: Run) -> float:
+# %% ../nbs/04_train.ipynb #a21043e5
+@patch
+def take_step(self: Run) -> float:
     "One optimiser step over `grad_accum` micro-batches, the tasks mixed by `cfg.mix`; returns the step's mean loss"
     cfg, acc = self.cfg, self.accelerator
     step_loss = 0.0
@@ -1351,15 +1296,14 @@ def _take_step(self: Run) -> float:
     self._event("after_step", self.step, step_loss)
     return step_loss
 
-
-Run._nonfinite, Run.take_step = _nonfinite, _take_step
-
-# %% ../nbs/04_train.ipynb #e459cb84
+# %% ../nbs/04_train.ipynb #8ff3ccf3
+@patch
 def _recent_loss(self: Run) -> float:
     "The mean training loss since the last evaluation"
     return float(np.mean([l for _, l in self.losses[-self.eval_every :]]))
 
 
+@patch
 def _out_of_time(self: Run) -> bool:
     "Ask to stop on the stop flag or the time budget; True when asked"
     if self.stop is not None and self.stop.is_set():
@@ -1368,8 +1312,9 @@ def _out_of_time(self: Run) -> bool:
         self.request_stop(f"time budget of {self.cfg.max_minutes} min reached")
     return self.stop_reason is not None
 
-
-def _loop(self: Run):
+# %% ../nbs/04_train.ipynb #97ea51e9
+@patch
+def loop(self: Run):
     "Train until the budget, a stop request, the stop flag or the time limit; evaluate and checkpoint on schedule"
     self.t0 = time.perf_counter()
     self._event("before_fit")
@@ -1392,11 +1337,9 @@ def _loop(self: Run):
         if self.dir and (last is None or load_json(last / "state.json")["step"] != self.step):
             self.checkpoint()
 
-
-Run._recent_loss, Run._out_of_time, Run.loop = _recent_loss, _out_of_time, _loop
-
-# %% ../nbs/04_train.ipynb #a79bc65e
-def _finish(self: Run) -> TrainResult:
+# %% ../nbs/04_train.ipynb #c953f680
+@patch
+def finish(self: Run) -> TrainResult:
     "Restore the best weights, merge LoRA, score the test splits, write model/ and metrics.json"
     cfg, acc = self.cfg, self.accelerator
     seconds = self.seconds_before + time.perf_counter() - self.t0
@@ -1412,23 +1355,23 @@ def _finish(self: Run) -> TrainResult:
     }
     speed = round(self.samples / (time.perf_counter() - self.t0), 2) if self.samples else 0.0
     res = TrainResult(
-        cfg.method,
-        self.task_names,
-        [t.name for t in self.watch],
-        self.step,
-        round(seconds, 3),
-        speed,
-        self.best_step,
-        self.best,
-        cfg.metric,
-        self.history,
-        self.losses,
-        test,
-        self.stop_reason,
-        str(self.out) if self.out else None,
-        self.trainable,
-        self.total_params,
-        cfg.to_dict(),
+        method=cfg.method,
+        tasks=self.task_names,
+        watch=[t.name for t in self.watch],
+        steps=self.step,
+        train_seconds=round(seconds, 3),
+        samples_per_second=speed,
+        best_step=self.best_step,
+        best_metric=self.best,
+        metric=cfg.metric,
+        history=self.history,
+        losses=self.losses,
+        test=test,
+        stopped=self.stop_reason,
+        out=str(self.out) if self.out else None,
+        trainable_params=self.trainable,
+        total_params=self.total_params,
+        config=cfg.to_dict(),
     )
     if self.dir and self.is_main:
         model.save(self.dir.model)
@@ -1437,9 +1380,6 @@ def _finish(self: Run) -> TrainResult:
         acc.wait_for_everyone()
     self._event("after_fit")
     return res
-
-
-Run.finish = _finish
 
 # %% ../nbs/04_train.ipynb #4f5335ad
 def fit(
@@ -1459,9 +1399,9 @@ def fit(
     _check_model_limits(cfg, model.body.config)
     get_device(cfg.device)
     _check_out(RunDir(cfg.out) if cfg.out else None, cfg)
-    tasks = family.load(tasks, "tasks")
+    tasks = family.load_tasks(tasks, "tasks")
     check(len(tasks) > 0, "no task to train: pass one task or a list of them")
-    watch = [t for t in family.load(watch, "watch") if t.name not in {t.name for t in tasks}]
+    watch = [t for t in family.load_tasks(watch, "watch") if t.name not in {t.name for t in tasks}]
     family.check(model, tasks + watch, cfg)
     names = [t.name for t in tasks + watch]
     check(
@@ -1502,7 +1442,7 @@ def plot_history(history: list, losses: list | None = None, title: str | None = 
         ax.set_title(title)
     return fig
 
-# %% ../nbs/04_train.ipynb #123ff30f
+# %% ../nbs/04_train.ipynb #fa611188
 _CLI_SKIP = {"method", "out", "resume", "seed"}  # given as --method/--out/--resume, and --seed with the task options
 _FINETUNE_ONLY = {"init_heads", "freeze_layers", "lora_r", "lora_alpha", "lora_dropout", "lora_targets"}
 
@@ -1534,7 +1474,7 @@ def _train_parser(name: str, retrain: bool):
     add_task_options(p)
     return add_config_options(p, TrainConfig, skip=_CLI_SKIP | (_FINETUNE_ONLY if retrain else set()))
 
-
+# %% ../nbs/04_train.ipynb #5a10d778
 def _train_cli(argv: list[str], name: str, retrain: bool) -> int:
     "Check the options, the run folder and the model's limits; load the tasks and the model; fit; print the summary"
     a = _train_parser(name, retrain).parse_args(argv)
@@ -1542,11 +1482,11 @@ def _train_cli(argv: list[str], name: str, retrain: bool) -> int:
     cfg = TrainConfig(**(config_kwargs(TrainConfig, a) | dict(method=method, out=a.out, resume=a.resume, seed=a.seed)))
     get_device(cfg.device)
     _check_out(RunDir(a.out), cfg)
-    family = family_for(a.model)  # an encoder, or a causal LM ('smollm2') where adaptnb.llm is loaded
+    family = family_for(a.model)  # an encoder, or a causal LM ('smollm2'): the family declared for it
     _check_model_limits(cfg, family.model_config(a.model), cli=True)  # before the weights are read
     opts = task_options(a)
-    tasks = family.load(task_list(a.task), "tasks", **opts)
-    watch = family.load(task_list(a.watch), "watch", **opts) if a.watch else []
+    tasks = family.load_tasks(task_list(a.task), "tasks", **opts)
+    watch = family.load_tasks(task_list(a.watch), "watch", **opts) if a.watch else []
     seed_everything(cfg.seed)  # the random body of `retrain` is drawn here; fit draws the heads after seeding again
     model = family.load_model(a.model, from_scratch=retrain)
     res = fit(model, tasks, cfg, watch=watch)
@@ -1563,12 +1503,12 @@ def _train_cli(argv: list[str], name: str, retrain: bool) -> int:
     )
     return 0
 
-
+# %% ../nbs/04_train.ipynb #3d6c0217
 def finetune_cli(argv: list[str]) -> int:
     "`adaptnb finetune`: fine-tune a pretrained model (full, freeze or lora) into a run folder"
     return _train_cli(argv, "finetune", retrain=False)
 
-
+# %% ../nbs/04_train.ipynb #c859587a
 def retrain_cli(argv: list[str]) -> int:
     "`adaptnb retrain`: train the same architecture from random weights into a run folder"
     return _train_cli(argv, "retrain", retrain=True)

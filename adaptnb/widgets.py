@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_widgets.ipynb #40aa83ff
 from __future__ import annotations
-import argparse, importlib.resources, importlib.util, io, json, os, socket, subprocess, sys, threading, time, traceback
+import dataclasses, importlib.resources, importlib.util, io, json, os, sys, threading, time, traceback
 import html as _html
 import yaml
 from dataclasses import dataclass, field
@@ -16,20 +16,21 @@ import ipywidgets as W
 from IPython.display import display
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
-from .core import AdaptnbError, MultiTaskModel, Record, RunDir, check, get_device, load_json, to_jsonable, DEFAULT_MODEL
+from fastcore.basics import patch
+from .core import AdaptnbError, Record, RunDir, check, get_device, load_json, to_jsonable, DEFAULT_MODEL
 from .data import EMBEDDED, Task, load_task, audit, audit_table, plot_audit
 from .heads import HEAD_INITS
-from .train import METHODS
-from .command import parser
+from .train import METHODS, MIXES, SCHEDULES, TrainConfig
+from .command import Stopped, parser, port_arg, port_free, process_group, wait_for_port
 
 # %% auto #0
-__all__ = ['TRAIN_MODELS', 'FLOW_MODELS', 'FLOW_SPEC', 'APP', 'device_options', 'default_device', 'Runner', 'fig_png',
-           'plot_training', 'LivePlot', 'score_table', 'df_html', 'RunRecord', 'load_history', 'history_table',
-           'AuditView', 'task_refs', 'train_task_names', 'Dashboard', 'plot_lambda_curve', 'LambdaExplorer',
-           'spec_text', 'flow_runs', 'FlowPanel', 'TryPanel', 'ExportPanel', 'compare_table', 'plot_compare',
-           'ComparePanel', 'Workbench', 'app_path', 'dashboard_cli']
+__all__ = ['TRAIN_FORM', 'TRAIN_MODELS', 'FLOW_MODELS', 'FLOW_SPEC', 'APP', 'device_options', 'default_device', 'Runner', 'Panel',
+           'fig_png', 'plot_training', 'LivePlot', 'score_table', 'df_html', 'RunRecord', 'load_history',
+           'history_table', 'AuditView', 'config_control', 'task_refs', 'train_task_names', 'TrainPanel',
+           'plot_lambda_curve', 'LambdaExplorer', 'spec_text', 'flow_runs', 'FlowPanel', 'TryPanel', 'ExportPanel',
+           'compare_table', 'plot_compare', 'ComparePanel', 'Workbench', 'app_path', 'dashboard_cli']
 
-# %% ../nbs/10_widgets.ipynb #4eacfdfa
+# %% ../nbs/10_widgets.ipynb #3360efe6
 def device_options() -> list[tuple[str, str]]:
     "(label, device) pairs for every device torch can use here, GPUs first"
     opts = [(f"cuda:{i} ({torch.cuda.get_device_name(i)})", f"cuda:{i}") for i in range(torch.cuda.device_count())]
@@ -37,14 +38,14 @@ def device_options() -> list[tuple[str, str]]:
         opts.append(("mps (Apple GPU)", "mps"))
     return opts + [("cpu", "cpu")]
 
-
+# %% ../nbs/10_widgets.ipynb #dac72d31
 def _device_value(device) -> str:
     d = get_device(device)
     return f"cuda:{d.index or 0}" if d.type == "cuda" else str(d)
 
-
+# %% ../nbs/10_widgets.ipynb #641ae623
 def default_device() -> str:
-    "The device a new dashboard selects: `get_device()` as a string, `cuda:0` for plain `cuda`"
+    "The device a new Train tab selects: `get_device()` as a string, `cuda:0` for plain `cuda`"
     return _device_value(None)
 
 # %% ../nbs/10_widgets.ipynb #ebe73e96
@@ -90,14 +91,47 @@ class Runner:
             self.thread.join(timeout)
         return not self.running
 
-# %% ../nbs/10_widgets.ipynb #16e01c14
+# %% ../nbs/10_widgets.ipynb #453e353b
+class Panel:
+    "What every tab shares: its view in `self.widget`, its work (when it has any) on `self.runner`"
+
+    runner = None  # a `Runner` for a panel that does work; the others have nothing to wait for
+
+    def wait(self, timeout: float | None = None) -> bool:
+        "Block until the panel's work ends (scripts and tests); True if it has (at once for a panel without work)"
+        return self.runner is None or self.runner.wait(timeout)
+
+    def _ipython_display_(self):
+        display(self.widget)
+
+# %% ../nbs/10_widgets.ipynb #748eb014
+_CSS = """<style>
+.adaptnb-table {border-collapse: collapse; font-size: 12px} .adaptnb-table td, .adaptnb-table th {padding: 2px 8px; text-align: right}
+.adaptnb-table tr:nth-child(even) {background: #f4f4f4}
+</style>"""
+_COLORS = {
+    "info": "#333",
+    "run": "#0b5cad",
+    "done": "#1a7f37",
+    "stopped": "#9a6700",
+    "error": "#b00020",
+    "warn": "#9a6700",
+}
+
+
+def _lbl(w, width="88px", box="260px"):
+    w.style.description_width = width
+    w.layout.width = box
+    return w
+
+# %% ../nbs/10_widgets.ipynb #52900faf
 def fig_png(fig: Figure, dpi: int = 90) -> bytes:
     "PNG bytes of a matplotlib figure"
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     return buf.getvalue()
 
-
+# %% ../nbs/10_widgets.ipynb #c5ef6ad7
 def plot_training(steps, losses, evals: list[dict], title: str = "") -> Figure:
     "Train loss per step, each task's valid loss and S(M) per evaluation, as a figure"
     fig = Figure(figsize=(6.4, 3.4))
@@ -154,7 +188,7 @@ class LivePlot:
         self.draws += 1
         self._last = time.monotonic()
 
-# %% ../nbs/10_widgets.ipynb #251f267e
+# %% ../nbs/10_widgets.ipynb #d83716fb
 def score_table(score: dict) -> pd.DataFrame:
     "One row per task (loss ± se, accuracy, macro-F1, n) and a last row for S(M), from a score contract dict"
     rows = {
@@ -176,15 +210,15 @@ def score_table(score: dict) -> pd.DataFrame:
     }
     return pd.DataFrame.from_dict(rows, orient="index")
 
-
+# %% ../nbs/10_widgets.ipynb #ac6fa54e
 def df_html(df: pd.DataFrame, digits: int = 4) -> str:
     "A compact HTML rendering of a table"
     return df.to_html(float_format=lambda x: f"{x:.{digits}g}", na_rep="", border=0, classes="adaptnb-table")
 
-# %% ../nbs/10_widgets.ipynb #6dd7cd86
+# %% ../nbs/10_widgets.ipynb #f7bdf28a
 @dataclass
 class RunRecord(Record):
-    "What the dashboard keeps of one run"
+    "What the Train tab keeps of one run"
 
     id: str
     model: str
@@ -203,12 +237,12 @@ class RunRecord(Record):
     max_per_class: int | None = None
     init_heads: str = "probe"
 
-
+# %% ../nbs/10_widgets.ipynb #56bcb666
 def load_history(root: str | Path) -> list[RunRecord]:
     "The run records saved under `root` (one `dashboard.json` per run folder), oldest first"
     return sorted((RunRecord.load(p) for p in Path(root).glob("*/dashboard.json")), key=lambda r: r.id)
 
-
+# %% ../nbs/10_widgets.ipynb #81546b09
 def history_table(records: list[RunRecord]) -> pd.DataFrame:
     "Runs side by side: one column per run, rows for settings, outcome, test S and per-task accuracy"
     cols = {}
@@ -231,8 +265,8 @@ def history_table(records: list[RunRecord]) -> pd.DataFrame:
         cols[r.id] = c
     return pd.DataFrame(cols)
 
-# %% ../nbs/10_widgets.ipynb #4c7367d3
-class AuditView:
+# %% ../nbs/10_widgets.ipynb #99974a02
+class AuditView(Panel):
     "Pick a task; see its data audit as a table and a plot"
 
     def __init__(self, tasks: list | None = None, tokenizer=None, max_per_class: int | None = None, seed: int = 0):
@@ -269,15 +303,26 @@ class AuditView:
 
         plt.close(fig)
 
-    def _ipython_display_(self):
-        display(self.widget)
-
-# %% ../nbs/10_widgets.ipynb #7a0bd74f
-def _ints(**kw):
-    for k, v in kw.items():
-        check(isinstance(v, int) and v >= 1, f"{k} must be a whole number >= 1, got {v!r}: set it in the dashboard")
+# %% ../nbs/10_widgets.ipynb #859981c4
+TRAIN_FORM = {"method": "method", "lr": "learning rate", "batch_size": "batch size", "max_length": "max length",
+              "seed": "seed", "eval_every": "eval every"}  # the `TrainConfig` fields the Train tab sets -> their labels
+_CHOICES = {"method": METHODS, "mix": MIXES, "schedule": SCHEDULES}  # fields whose value is a name from a list
 
 
+def config_control(
+    name: str,  # a `TrainConfig` field
+    value,  # its value to start with
+    label: str,  # its label on the form
+):
+    "A form control for one `TrainConfig` field: a dropdown of its names or a number box, the field's help as tooltip"
+    f = next(f for f in dataclasses.fields(TrainConfig) if f.name == name)
+    tip = f.metadata.get("help", "")
+    if name in _CHOICES:
+        return _lbl(W.Dropdown(options=list(_CHOICES[name]), value=value, description=label, tooltip=tip))
+    box = W.FloatText if "float" in str(f.type) else W.IntText
+    return _lbl(box(value=value, description=label, tooltip=tip))
+
+# %% ../nbs/10_widgets.ipynb #fc8c89f3
 def task_refs(selected, extra: str = "") -> list[str]:
     "The selected embedded task names plus the comma-separated extra references (csv:…, jsonl:…, hf:…, paths)"
     refs = list(selected) + [r.strip() for r in (extra or "").split(",") if r.strip()]
@@ -292,68 +337,13 @@ TRAIN_MODELS = (DEFAULT_MODEL, "smollm2")  # the Train tab's model choices; a mo
 def train_task_names(
     model: str,  # the model box's text: 'default', 'smollm2' or a model folder (perhaps half typed)
 ) -> list[str]:
-    "The task names the Train tab offers for `model`: the embedded tasks, and a causal LM's generative tasks too"
+    "The task names the Train tab offers for `model`: the embedded tasks its family trains on"
     from adaptnb.train import family_for
 
-    if family_for((model or "").strip() or DEFAULT_MODEL).name != "causal":
-        return list(EMBEDDED)
-    from adaptnb.llm import GENERATIVE
+    return family_for((model or "").strip() or DEFAULT_MODEL).embedded_tasks()
 
-    return list(EMBEDDED) + list(GENERATIVE)
-
-# %% ../nbs/10_widgets.ipynb #eb074e8b
-_CSS = """<style>
-.adaptnb-table {border-collapse: collapse; font-size: 12px} .adaptnb-table td, .adaptnb-table th {padding: 2px 8px; text-align: right}
-.adaptnb-table tr:nth-child(even) {background: #f4f4f4}
-</style>"""
-_COLORS = {
-    "info": "#333",
-    "run": "#0b5cad",
-    "done": "#1a7f37",
-    "stopped": "#9a6700",
-    "error": "#b00020",
-    "warn": "#9a6700",
-}
-
-
-def _lbl(w, width="88px", box="260px"):
-    w.style.description_width = width
-    w.layout.width = box
-    return w
-
-
-class _LiveCallback:
-    "Feeds a dashboard from `fit`'s callback events (they arrive on the worker thread)"
-
-    def __init__(self, dash):
-        self.d, self.total, self.best, self.step, self._t = dash, 0, None, 0, 0.0
-
-    def before_fit(self, run):
-        self.total = int(run.total_steps)
-        self.d.progress.max = max(self.total, 1)
-        self.d.progress.value = int(run.step)
-        self.d._status(f"running: {self.total} steps to go", "run")
-
-    def after_step(self, run, step, loss):
-        self.step = int(step)
-        self.d.progress.value = min(self.step, self.d.progress.max)
-        self.d.plot.add_step(step, loss)
-        if time.monotonic() - self._t > 0.5:
-            self._t = time.monotonic()
-            self.d._status(
-                f"running: step {step} of {self.total}, train loss {float(loss):.4f}"
-                + (f", best valid S {self.best:.4f}" if self.best is not None else ""),
-                "run",
-            )
-
-    def after_eval(self, run, step, record):
-        s = record.get("S")
-        if s is not None and (self.best is None or s < self.best):
-            self.best = float(s)
-        self.d.plot.add_eval(record)
-
-# %% ../nbs/10_widgets.ipynb #dc852d6c
-class Dashboard:
+# %% ../nbs/10_widgets.ipynb #76a6a553
+class TrainPanel(Panel):
     "Set up, start, watch, stop and compare fine-tune and retrain runs of `adaptnb.train.fit`"
 
     def __init__(
@@ -382,354 +372,386 @@ class Dashboard:
         self._tabs()
         self.widget = self._layout()
 
-    def _controls(self, model, tasks, extra_tasks, max_per_class, method, lr, budget, steps, batch_size, max_length,
-                  seed, eval_every, init_heads, device):
-        "The settings on the left: model, tasks, method, hyperparameters, heads, device"
-        self.model = _lbl(
-            W.Combobox(
-                value=str(model),
-                options=list(TRAIN_MODELS),
-                description="model",
-                placeholder="default, smollm2 or a model folder",
-                ensure_option=False,
-            )
+# %% ../nbs/10_widgets.ipynb #8ff56207
+@patch
+def _controls(self: TrainPanel, model, tasks, extra_tasks, max_per_class, method, lr, budget, steps, batch_size,
+              max_length, seed, eval_every, init_heads, device):
+    "The settings on the left: model, tasks, method, hyperparameters, heads, device"
+    self.model = _lbl(
+        W.Combobox(
+            value=str(model),
+            options=list(TRAIN_MODELS),
+            description="model",
+            placeholder="default, smollm2 or a model folder",
+            ensure_option=False,
         )
-        names = train_task_names(str(model))
-        self.tasks = W.SelectMultiple(
-            options=names, value=tuple(t for t in tasks if t in names), rows=4, description="tasks"
+    )
+    names = train_task_names(str(model))
+    self.tasks = W.SelectMultiple(
+        options=names, value=tuple(t for t in tasks if t in names), rows=4, description="tasks"
+    )
+    _lbl(self.tasks)
+    self.model.observe(lambda ch: self._offer_tasks(), "value")
+    extra = [t for t in tasks if t not in names] + ([extra_tasks] if extra_tasks else [])
+    self.extra_tasks = _lbl(
+        W.Text(value=", ".join(extra), description="more tasks", placeholder="csv:file.csv, jsonl:…, hf:name")
+    )
+    self.max_per_class = _lbl(
+        W.IntText(value=max_per_class or 0, description="max/class", tooltip="examples per class (0 = all)")
+    )
+    start = dict(method=method, lr=lr, batch_size=batch_size, max_length=max_length, seed=seed, eval_every=eval_every)
+    for name, label in TRAIN_FORM.items():  # built from TrainConfig's fields, as the command line's options are
+        setattr(self, name, config_control(name, start[name], label))
+    self.budget = _lbl(
+        W.Dropdown(options=[("steps", "max_steps"), ("epochs", "epochs")], value=budget, description="budget in")
+    )
+    self.steps = _lbl(W.IntText(value=steps, description="how many"))
+    self.init_heads = _lbl(
+        W.Dropdown(
+            options=list(HEAD_INITS),
+            value=init_heads,
+            description="heads",
+            tooltip="probe: a linear probe first, then fine-tuning (LP-FT); random",
         )
-        _lbl(self.tasks)
-        self.model.observe(lambda ch: self._offer_tasks(), "value")
-        extra = [t for t in tasks if t not in names] + ([extra_tasks] if extra_tasks else [])
-        self.extra_tasks = _lbl(
-            W.Text(value=", ".join(extra), description="more tasks", placeholder="csv:file.csv, jsonl:…, hf:name")
+    )
+    opts = device_options()
+    self.device = _lbl(
+        W.Dropdown(
+            options=opts, value=default_device() if device is None else _device_value(device), description="device"
         )
-        self.max_per_class = _lbl(
-            W.IntText(value=max_per_class or 0, description="max/class", tooltip="examples per class (0 = all)")
-        )
-        self.method = _lbl(W.Dropdown(options=list(METHODS), value=method, description="method"))
-        self.lr = _lbl(W.FloatText(value=lr, description="learning rate", step=1e-5))
-        self.budget = _lbl(
-            W.Dropdown(options=[("steps", "max_steps"), ("epochs", "epochs")], value=budget, description="budget in")
-        )
-        self.steps = _lbl(W.IntText(value=steps, description="how many"))
-        self.batch_size = _lbl(W.IntText(value=batch_size, description="batch size"))
-        self.max_length = _lbl(W.IntText(value=max_length, description="max length"))
-        self.seed = _lbl(W.IntText(value=seed, description="seed"))
-        self.eval_every = _lbl(W.IntText(value=eval_every, description="eval every"))
-        self.init_heads = _lbl(
-            W.Dropdown(
-                options=list(HEAD_INITS),
-                value=init_heads,
-                description="heads",
-                tooltip="probe: a linear probe first, then fine-tuning (LP-FT); random",
-            )
-        )
-        opts = device_options()
-        self.device = _lbl(
-            W.Dropdown(
-                options=opts, value=default_device() if device is None else _device_value(device), description="device"
-            )
-        )
-        gpus = [l for l, v in opts if v.startswith("cuda") or v == "mps"]
-        self.gpu = W.HTML(f"<small>GPU: {', '.join(gpus) if gpus else 'none found, running on the CPU'}</small>")
+    )
+    gpus = [l for l, v in opts if v.startswith("cuda") or v == "mps"]
+    self.gpu = W.HTML(f"<small>GPU: {', '.join(gpus) if gpus else 'none found, running on the CPU'}</small>")
 
-    def _offer_tasks(self):
-        "The task list follows the model: a causal LM adds its generative tasks; choices it still offers stay ticked"
-        names = train_task_names(self.model.value)
-        if list(self.tasks.options) != names:
-            keep = tuple(t for t in self.tasks.value if t in names)
-            self.tasks.options, self.tasks.value = names, keep
+# %% ../nbs/10_widgets.ipynb #5a941c57
+@patch
+def _offer_tasks(self: TrainPanel):
+    "The task list follows the model: a causal LM adds its generative tasks; choices it still offers stay ticked"
+    names = train_task_names(self.model.value)
+    if list(self.tasks.options) != names:
+        keep = tuple(t for t in self.tasks.value if t in names)
+        self.tasks.options, self.tasks.value = names, keep
 
-    def _run_panel(self):
-        "Start and Stop, the progress bar, the status line and the live plot"
-        self.start_button = W.Button(description="Start", button_style="success", icon="play")
-        self.stop_button = W.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
-        self.start_button.on_click(lambda _: self.start())
-        self.stop_button.on_click(lambda _: self.stop())
-        self.progress = W.IntProgress(value=0, min=0, max=1, description="progress", layout=W.Layout(width="420px"))
-        self.status = W.HTML()
-        self.status.add_class("adaptnb-status")
-        self._status("ready: choose the settings and press Start")
-        self.notice = W.HTML()
-        self.plot = LivePlot()
-        self.plot.widget.add_class("adaptnb-plot")
-        self.table = W.HTML("<i>the test scores appear here when a run ends</i>")
-        self.history_html = W.HTML()
-        self._show_history()
-        self.log = W.Output(layout=W.Layout(max_height="300px", overflow="auto"))
-        self.audit_box = W.VBox([W.Button(description="Audit the chosen tasks")])
-        self.audit_box.children[0].on_click(lambda _: self.audit_tasks())
-        self.audit_view = None
-        self.lambda_box = W.VBox(
-            [W.Button(description="Explore λ of the last run", layout=W.Layout(width="220px")), W.HTML()]
-        )
-        self.lambda_box.children[0].on_click(lambda _: self.explore_lambda())
-        self.explorer = None
+# %% ../nbs/10_widgets.ipynb #06dcd6b4
+@patch
+def _status(self: TrainPanel, text: str, kind: str = "info"):
+    self.status.value = f"<span style='color:{_COLORS[kind]}'><b>status:</b> {_html.escape(text)}</span>"
+    self.status_text = text
 
-    def _tabs(self):
-        "The tabs below: test scores, history, data audit, log, λ explorer"
-        self.tabs = W.Tab(children=[self.table, self.history_html, self.audit_box, self.log, self.lambda_box])
-        for i, t in enumerate(["Test scores", "History", "Data audit", "Log", "λ explorer"]):
-            self.tabs.set_title(i, t)
+# %% ../nbs/10_widgets.ipynb #727b4f73
+@patch
+def _show_history(self: TrainPanel):
+    self.history_html.value = df_html(history_table(self.history)) if self.history else "<i>no runs yet</i>"
 
-    def _layout(self) -> W.VBox:
-        "The whole board: settings left, the run right, the tabs below"
-        left = W.VBox(
-            [
-                W.HTML("<b>Model and data</b>"),
-                self.model,
-                self.tasks,
-                self.extra_tasks,
-                self.max_per_class,
-                W.HTML("<b>Training</b>"),
-                self.method,
-                self.lr,
-                self.budget,
-                self.steps,
-                self.batch_size,
-                self.max_length,
-                self.seed,
-                self.eval_every,
-                self.init_heads,
-                self.device,
-                self.gpu,
-            ],
-            layout=W.Layout(min_width="280px", width="280px"),
-        )
-        right = W.VBox(
-            [W.HBox([self.start_button, self.stop_button, self.notice]), self.progress, self.status, self.plot.widget],
-            layout=W.Layout(flex="1 1 auto", padding="0 0 0 12px"),
-        )
-        return W.VBox(
-            [
-                W.HTML(_CSS + "<h3 style='margin:4px 0'>adaptnb: fine-tune / retrain dashboard</h3>"),
-                W.HBox([left, right]),
-                self.tabs,
-            ]
-        )
+# %% ../nbs/10_widgets.ipynb #a8a9a482
+@patch
+def _run_panel(self: TrainPanel):
+    "Start and Stop, the progress bar, the status line and the live plot"
+    self.start_button = W.Button(description="Start", button_style="success", icon="play")
+    self.stop_button = W.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
+    self.start_button.on_click(lambda _: self.start())
+    self.stop_button.on_click(lambda _: self.stop())
+    self.progress = W.IntProgress(value=0, min=0, max=1, description="progress", layout=W.Layout(width="420px"))
+    self.status = W.HTML()
+    self.status.add_class("adaptnb-status")
+    self._status("ready: choose the settings and press Start")
+    self.notice = W.HTML()
+    self.plot = LivePlot()
+    self.plot.widget.add_class("adaptnb-plot")
+    self.table = W.HTML("<i>the test scores appear here when a run ends</i>")
+    self.history_html = W.HTML()
+    self._show_history()
+    self.log = W.Output(layout=W.Layout(max_height="300px", overflow="auto"))
+    self.audit_box = W.VBox([W.Button(description="Audit the chosen tasks")])
+    self.audit_box.children[0].on_click(lambda _: self.audit_tasks())
+    self.audit_view = None
+    self.lambda_box = W.VBox(
+        [W.Button(description="Explore λ of the last run", layout=W.Layout(width="220px")), W.HTML()]
+    )
+    self.lambda_box.children[0].on_click(lambda _: self.explore_lambda())
+    self.explorer = None
 
-    def _ipython_display_(self):
-        display(self.widget)
+# %% ../nbs/10_widgets.ipynb #29414e2f
+@patch
+def _crash(self: TrainPanel, e, tb):
+    "Last resort for an error the run itself did not catch"
+    self._status(f"error: {type(e).__name__}: {e}", "error")
+    self.log.append_stdout(tb)
+    self.start_button.disabled, self.stop_button.disabled = False, True
 
-    def _status(self, text: str, kind: str = "info"):
-        self.status.value = f"<span style='color:{_COLORS[kind]}'><b>status:</b> {_html.escape(text)}</span>"
-        self.status_text = text
+# %% ../nbs/10_widgets.ipynb #e1aaa4f1
+@patch
+def _tabs(self: TrainPanel):
+    "The tabs below: test scores, history, data audit, log, λ explorer"
+    self.tabs = W.Tab(children=[self.table, self.history_html, self.audit_box, self.log, self.lambda_box])
+    for i, t in enumerate(["Test scores", "History", "Data audit", "Log", "λ explorer"]):
+        self.tabs.set_title(i, t)
 
-    def settings(self) -> dict:
-        "The dashboard's choices, checked: model, task references, device, max_per_class and `TrainConfig` fields"
-        model = (self.model.value or "").strip() or DEFAULT_MODEL
+# %% ../nbs/10_widgets.ipynb #06d03952
+@patch
+def _layout(self: TrainPanel) -> W.VBox:
+    "The whole board: settings left, the run right, the tabs below"
+    left = W.VBox(
+        [
+            W.HTML("<b>Model and data</b>"),
+            self.model,
+            self.tasks,
+            self.extra_tasks,
+            self.max_per_class,
+            W.HTML("<b>Training</b>"),
+            self.method,
+            self.lr,
+            self.budget,
+            self.steps,
+            self.batch_size,
+            self.max_length,
+            self.seed,
+            self.eval_every,
+            self.init_heads,
+            self.device,
+            self.gpu,
+        ],
+        layout=W.Layout(min_width="280px", width="280px"),
+    )
+    right = W.VBox(
+        [W.HBox([self.start_button, self.stop_button, self.notice]), self.progress, self.status, self.plot.widget],
+        layout=W.Layout(flex="1 1 auto", padding="0 0 0 12px"),
+    )
+    return W.VBox(
+        [
+            W.HTML(_CSS + "<h3 style='margin:4px 0'>adaptnb: fine-tune / retrain dashboard</h3>"),
+            W.HBox([left, right]),
+            self.tabs,
+        ]
+    )
+
+# %% ../nbs/10_widgets.ipynb #429e4ff8
+@patch
+def settings(self: TrainPanel) -> dict:
+    "The Train tab's choices, checked: model, task references, device, max_per_class and `TrainConfig` fields"
+    model = (self.model.value or "").strip() or DEFAULT_MODEL
+    refs = task_refs(self.tasks.value, self.extra_tasks.value)
+    check(self.max_per_class.value >= 0, f"max/class must be >= 0 (0 = all), got {self.max_per_class.value}")
+    dev = str(get_device(self.device.value))
+    cfg = {n: getattr(self, n).value for n in TRAIN_FORM} | {self.budget.value: self.steps.value}
+    TrainConfig(**cfg)  # the record checks every field, in the words the command line uses
+    return dict(
+        model=model,
+        tasks=refs,
+        device=dev,
+        max_per_class=self.max_per_class.value or None,
+        config=cfg,
+        init_heads=self.init_heads.value,
+    )
+
+# %% ../nbs/10_widgets.ipynb #7be30b29
+@patch
+def start(self: TrainPanel) -> bool:
+    "Start a run on a worker thread (what the Start button does); False if a run is going or the settings are wrong"
+    if self.runner.running:
+        self.notice.value = "<span style='color:#9a6700'>a run is already going: press Stop first</span>"
+        return False
+    try:
+        spec = self.settings()
+    except AdaptnbError as e:
+        self._status(f"not started: {e}", "error")
+        return False
+    self.notice.value = ""
+    self.log.outputs = ()
+    self.table.value = "<i>running …</i>"
+    self.progress.value = 0
+    self.plot.reset(f"{spec['config']['method']} · {', '.join(spec['tasks'])} · {spec['device']}")
+    self._status("starting …", "run")
+    started = self.runner.start(lambda ev: self._run(spec, ev))
+    if started:
+        self.start_button.disabled, self.stop_button.disabled = True, False
+    return started
+
+# %% ../nbs/10_widgets.ipynb #0f02d1c5
+@patch
+def stop(self: TrainPanel):
+    "Ask the run to stop after its current step (what the Stop button does); the best weights are kept"
+    if self.runner.running:
+        self.runner.stop()
+        self._status("stopping after the current step …", "warn")
+
+# %% ../nbs/10_widgets.ipynb #b0e5d64e
+@patch
+def _new_id(self: TrainPanel, method: str) -> str:
+    base = time.strftime("%Y%m%d-%H%M%S") + f"-{method}"
+    rid, k = base, 1
+    while (self.root / rid).exists() or any(r.id == rid for r in self.history):
+        k += 1
+        rid = f"{base}-{k}"
+    return rid
+
+# %% ../nbs/10_widgets.ipynb #59020e3e
+@patch
+def audit_tasks(self: TrainPanel) -> AuditView | None:
+    "Show the data audit of the chosen tasks in the *Data audit* tab (what its button does)"
+    from adaptnb.core import load_tokenizer
+
+    button = self.audit_box.children[0]
+    try:
         refs = task_refs(self.tasks.value, self.extra_tasks.value)
-        check(self.method.value in METHODS, f"unknown method {self.method.value!r}: use one of {list(METHODS)}")
-        check(self.lr.value > 0, f"the learning rate must be > 0, got {self.lr.value}: try 5e-5 (full) or 1e-3 (lora)")
-        _ints(
-            **{
-                "steps/epochs": self.steps.value,
-                "batch size": self.batch_size.value,
-                "max length": self.max_length.value,
-                "eval every": self.eval_every.value,
-            }
-        )
-        check(self.max_per_class.value >= 0, f"max/class must be >= 0 (0 = all), got {self.max_per_class.value}")
-        dev = str(get_device(self.device.value))
-        cfg = dict(
-            method=self.method.value,
-            lr=float(self.lr.value),
-            batch_size=self.batch_size.value,
-            max_length=self.max_length.value,
-            seed=self.seed.value,
-            eval_every=self.eval_every.value,
-            **{self.budget.value: self.steps.value},
-        )
-        return dict(
-            model=model,
-            tasks=refs,
-            device=dev,
-            max_per_class=self.max_per_class.value or None,
-            config=cfg,
-            init_heads=self.init_heads.value,
-        )
+        tok = load_tokenizer((self.model.value or "").strip() or DEFAULT_MODEL)
+    except AdaptnbError as e:
+        self.audit_box.children = (button, W.HTML(f"<span style='color:#b00'>{_html.escape(str(e))}</span>"))
+        return None
+    self.audit_view = AuditView(
+        refs, tokenizer=tok, max_per_class=self.max_per_class.value or None, seed=self.seed.value
+    )
+    self.audit_box.children = (button, self.audit_view.widget)
+    self.tabs.selected_index = 2
+    return self.audit_view
 
-    def start(self) -> bool:
-        "Start a run on a worker thread (what the Start button does); False if a run is going or the settings are wrong"
-        if self.runner.running:
-            self.notice.value = "<span style='color:#9a6700'>a run is already going: press Stop first</span>"
-            return False
-        try:
-            spec = self.settings()
-        except AdaptnbError as e:
-            self._status(f"not started: {e}", "error")
-            return False
-        self.notice.value = ""
-        self.log.outputs = ()
-        self.table.value = "<i>running …</i>"
-        self.progress.value = 0
-        self.plot.reset(f"{spec['config']['method']} · {', '.join(spec['tasks'])} · {spec['device']}")
-        self._status("starting …", "run")
-        started = self.runner.start(lambda ev: self._run(spec, ev))
-        if started:
-            self.start_button.disabled, self.stop_button.disabled = True, False
-        return started
+# %% ../nbs/10_widgets.ipynb #7436c1b8
+@patch
+def _why_no_lambda(self: TrainPanel, r) -> str | None:
+    "Why run `r` has no line θ0 + λ(θt − θ0) to explore now, or None"
+    if r is None:
+        return "no run yet: train one first"
+    if self.runner.running:
+        return "a run is going: wait for it to end"
+    if r.status not in ("done", "stopped"):
+        return f"the last run ended with {r.status!r}: it has no weights to explore"
+    if r.method == "retrain":
+        return "a retrain starts from fresh weights, so there is no pretrained end of the line: explore a fine-tune"
+    return None
 
-    def stop(self):
-        "Ask the run to stop after its current step (what the Stop button does); the best weights are kept"
-        if self.runner.running:
-            self.runner.stop()
-            self._status("stopping after the current step …", "warn")
+# %% ../nbs/10_widgets.ipynb #cd2b7093
+@patch
+def explore_lambda(self: TrainPanel) -> bool:
+    "Build a `LambdaExplorer` between the base model and the last run's weights, on a worker thread (what the λ tab's button does)"
+    note, r = self.lambda_box.children[1], self.record
+    msg = self._why_no_lambda(r)
+    if msg:
+        note.value = f"<span style='color:#9a6700'>{_html.escape(msg)}</span>"
+        return False
+    note.value = "<i>fitting probes on the base model and evaluating the λ grid …</i>"
+    self.tabs.selected_index = 4
+    return self.runner.start(lambda ev: self._explore(r))
 
-    def wait(self, timeout: float | None = None) -> bool:
-        "Block until the run ends (for scripts and tests); True if it has"
-        return self.runner.wait(timeout)
+# %% ../nbs/10_widgets.ipynb #19b59343
+@patch
+def _explore(self: TrainPanel, r: RunRecord):
+    "Build the λ explorer of run `r` (on the worker thread): θ0 the base as its family blends it, θt the run's weights"
+    from adaptnb.interpolate import Interpolation, blend
+    from adaptnb.train import family_for
 
-    def _new_id(self, method: str) -> str:
-        base = time.strftime("%Y%m%d-%H%M%S") + f"-{method}"
-        rid, k = base, 1
-        while (self.root / rid).exists() or any(r.id == rid for r in self.history):
-            k += 1
-            rid = f"{base}-{k}"
-        return rid
+    note = self.lambda_box.children[1]
+    try:
+        seed, L, fam = r.config.get("seed", 0), r.config.get("max_length", 64), family_for(r.model)
+        tasks = [fam.load_task(t, seed=seed, max_per_class=r.max_per_class) for t in r.tasks]
+        dev = get_device(r.device)
+        base = fam.load_model(r.model).to(dev)
+        tuned = fam.load_saved(r.out).to(dev)  # the run folder's model: its best weights
+        b, tau = blend(base, tuned, tasks, L, seed)  # an encoder's θ0: the pretrained body with linear probes
+        self.explorer = LambdaExplorer(Interpolation(b, tau), tasks, max_length=L, seed=seed)
+        note.value = f"run {_html.escape(r.id)}: λ = 0 is {_html.escape(r.model)}, λ = 1 the run's best weights"
+        self.lambda_box.children = (self.lambda_box.children[0], note, self.explorer.widget)
+    except Exception as e:
+        note.value = f"<span style='color:#b00'>{_html.escape(f'{type(e).__name__}: {e}')}</span>"
+        self.log.append_stdout(traceback.format_exc())
 
-    def _crash(self, e, tb):
-        "Last resort for an error the run itself did not catch"
-        self._status(f"error: {type(e).__name__}: {e}", "error")
-        self.log.append_stdout(tb)
-        self.start_button.disabled, self.stop_button.disabled = False, True
+# %% ../nbs/10_widgets.ipynb #77b87b7a
+class _LiveCallback:
+    "Feeds the Train tab from `fit`'s callback events (they arrive on the worker thread)"
 
-    def audit_tasks(self) -> AuditView | None:
-        "Show the data audit of the chosen tasks in the *Data audit* tab (what its button does)"
-        from adaptnb.core import load_tokenizer
+    def __init__(self, dash):
+        self.d, self.total, self.best, self.step, self._t = dash, 0, None, 0, 0.0
 
-        button = self.audit_box.children[0]
-        try:
-            refs = task_refs(self.tasks.value, self.extra_tasks.value)
-            tok = load_tokenizer((self.model.value or "").strip() or DEFAULT_MODEL)
-        except AdaptnbError as e:
-            self.audit_box.children = (button, W.HTML(f"<span style='color:#b00'>{_html.escape(str(e))}</span>"))
-            return None
-        self.audit_view = AuditView(
-            refs, tokenizer=tok, max_per_class=self.max_per_class.value or None, seed=self.seed.value
-        )
-        self.audit_box.children = (button, self.audit_view.widget)
-        self.tabs.selected_index = 2
-        return self.audit_view
+    def before_fit(self, run):
+        self.total = int(run.total_steps)
+        self.d.progress.max = max(self.total, 1)
+        self.d.progress.value = int(run.step)
+        self.d._status(f"running: {self.total} steps to go", "run")
 
-    def explore_lambda(self) -> bool:
-        "Build a `LambdaExplorer` between the base model and the last run's weights, on a worker thread (what the λ tab's button does)"
-        note = self.lambda_box.children[1]
-        r = self.record
-        msg = (
-            "no run yet: train one first"
-            if r is None
-            else (
-                "a run is going: wait for it to end"
-                if self.runner.running
-                else (
-                    f"the last run ended with {r.status!r}: it has no weights to explore"
-                    if r.status not in ("done", "stopped")
-                    else (
-                        "a retrain starts from fresh weights, so there is no pretrained end of the line: explore a"
-                        " fine-tune"
-                        if r.method == "retrain"
-                        else None
-                    )
-                )
-            )
-        )
-        if msg:
-            note.value = f"<span style='color:#9a6700'>{_html.escape(msg)}</span>"
-            return False
-        note.value = "<i>fitting probes on the base model and evaluating the λ grid …</i>"
-        self.tabs.selected_index = 4
-        return self.runner.start(lambda ev: self._explore(r))
-
-    def _explore(self, r: RunRecord):
-        "Build the λ explorer of run `r` (on the worker thread): θ0 the base with probe heads, θt the run's weights"
-        from adaptnb.interpolate import Interpolation, probed_task_vector
-
-        note = self.lambda_box.children[1]
-        try:
-            seed, L = r.config.get("seed", 0), r.config.get("max_length", 64)
-            tasks = [load_task(t, seed=seed, max_per_class=r.max_per_class) for t in r.tasks]
-            dev = get_device(r.device)
-            base = MultiTaskModel.from_pretrained(r.model).to(dev)
-            tuned = MultiTaskModel.from_pretrained(r.out).to(dev)  # the run folder's model: its best weights
-            tau = probed_task_vector(base, tuned, tasks, L, seed)  # λ = 0: the pretrained body with linear probes
-            self.explorer = LambdaExplorer(Interpolation(base, tau), tasks, max_length=L, seed=seed)
-            note.value = (
-                f"run {_html.escape(r.id)}: λ = 0 is {_html.escape(r.model)} with linear probes, "
-                "λ = 1 the run's best weights"
-            )
-            self.lambda_box.children = (self.lambda_box.children[0], note, self.explorer.widget)
-        except Exception as e:
-            note.value = f"<span style='color:#b00'>{_html.escape(f'{type(e).__name__}: {e}')}</span>"
-            self.log.append_stdout(traceback.format_exc())
-
-    def _show_history(self):
-        self.history_html.value = df_html(history_table(self.history)) if self.history else "<i>no runs yet</i>"
-
-    def _run(self, spec: dict, ev: threading.Event):
-        "One run, on the worker thread: load, fit (live), score, record"
-        from adaptnb.train import TrainConfig, family_for, fit
-
-        cfg0 = spec["config"]
-        rid = self._new_id(cfg0["method"])
-        out = self.root / rid
-        rec = self.record = RunRecord(
-            rid,
-            spec["model"],
-            spec["tasks"],
-            cfg0["method"],
-            spec["device"],
-            config=dict(cfg0),
-            out=str(out),
-            max_per_class=spec["max_per_class"],
-            init_heads=spec["init_heads"],
-        )
-        t0, cb = time.monotonic(), _LiveCallback(self)
-        try:
-            self._status("loading the tasks and the model …", "run")
-            fam = family_for(spec["model"])  # an encoder, or a causal LM ('smollm2'): its tasks and its model
-            tasks = [fam.load_task(r, seed=cfg0["seed"], max_per_class=spec["max_per_class"]) for r in spec["tasks"]]
-            model = fam.load_model(spec["model"])  # fit re-initialises the body for "retrain"
-            if spec["init_heads"] == "probe" and cfg0["method"] != "retrain":
-                self._status("fitting a linear probe head per task on the frozen features, then training …", "run")
-            cfg = TrainConfig(**cfg0, out=str(out), device=spec["device"], init_heads=spec["init_heads"])
-            rec.config = cfg.to_dict()
-            res = fit(model, tasks, cfg, callbacks=[cb], stop=ev)
-            rec.steps, rec.stopped = res.steps, res.stopped
-            self._status(
-                f"scoring the best weights on the test split (the run {'was stopped' if res.stopped else 'ended'} at"
-                f" step {rec.steps}) …",
+    def after_step(self, run, step, loss):
+        self.step = int(step)
+        self.d.progress.value = min(self.step, self.d.progress.max)
+        self.d.plot.add_step(step, loss)
+        if time.monotonic() - self._t > 0.5:
+            self._t = time.monotonic()
+            self.d._status(
+                f"running: step {step} of {self.total}, train loss {float(loss):.4f}"
+                + (f", best valid S {self.best:.4f}" if self.best is not None else ""),
                 "run",
             )
-            sc = fam.predictions(model, tasks, "test", cfg.max_length, device=spec["device"]).score()
-            rec.score = sc.to_contract()
-            self.table.value = df_html(score_table(rec.score))
-            rec.status = "stopped" if res.stopped else "done"
-        except Exception as e:
-            rec.status, rec.error = "error", f"{type(e).__name__}: {e}"
-            self.log.append_stdout(traceback.format_exc())
-            self.table.value = "<i>no scores: the run failed (see Log)</i>"
-        finally:
-            self._end_run(rec, cb, time.monotonic() - t0, out)
 
-    def _end_run(self, rec: RunRecord, cb, seconds: float, out: Path):
-        "Record the run beside its files, add it to the history, say how it ended"
-        rec.seconds, rec.best_valid_S = seconds, cb.best
-        rec.steps = rec.steps or cb.step
-        rec.save(out / "dashboard.json")
-        self.history.append(rec)
-        self._show_history()
-        if rec.status == "error":
-            self._status(f"error: {rec.error}", "error")
-            self.tabs.selected_index = 3
-        else:
-            S = rec.score["S"] if rec.score else float("nan")
-            best = f", best valid S = {rec.best_valid_S:.4f}" if rec.best_valid_S is not None else ""
-            self._status(f"{rec.status} at step {rec.steps} after {rec.seconds:.1f} s: test S(M) = {S:.4f}{best} · {out}",
-                         rec.status)
-            self.tabs.selected_index = 0
-        self.start_button.disabled, self.stop_button.disabled = False, True
+    def after_eval(self, run, step, record):
+        s = record.get("S")
+        if s is not None and (self.best is None or s < self.best):
+            self.best = float(s)
+        self.d.plot.add_eval(record)
+
+# %% ../nbs/10_widgets.ipynb #10e3897c
+@patch
+def _end_run(self: TrainPanel, rec: RunRecord, cb, seconds: float, out: Path):
+    "Record the run beside its files, add it to the history, say how it ended"
+    rec.seconds, rec.best_valid_S = seconds, cb.best
+    rec.steps = rec.steps or cb.step
+    rec.save(out / "dashboard.json")
+    self.history.append(rec)
+    self._show_history()
+    if rec.status == "error":
+        self._status(f"error: {rec.error}", "error")
+        self.tabs.selected_index = 3
+    else:
+        S = rec.score["S"] if rec.score else float("nan")
+        best = f", best valid S = {rec.best_valid_S:.4f}" if rec.best_valid_S is not None else ""
+        self._status(f"{rec.status} at step {rec.steps} after {rec.seconds:.1f} s: test S(M) = {S:.4f}{best} · {out}",
+                     rec.status)
+        self.tabs.selected_index = 0
+    self.start_button.disabled, self.stop_button.disabled = False, True
+
+# %% ../nbs/10_widgets.ipynb #435c66c0
+@patch
+def _run(self: TrainPanel, spec: dict, ev: threading.Event):
+    "One run, on the worker thread: load, fit (live), score, record"
+    from adaptnb.train import TrainConfig, family_for, fit
+
+    cfg0 = spec["config"]
+    rid = self._new_id(cfg0["method"])
+    out = self.root / rid
+    rec = self.record = RunRecord(
+        rid,
+        spec["model"],
+        spec["tasks"],
+        cfg0["method"],
+        spec["device"],
+        config=dict(cfg0),
+        out=str(out),
+        max_per_class=spec["max_per_class"],
+        init_heads=spec["init_heads"],
+    )
+    t0, cb = time.monotonic(), _LiveCallback(self)
+    try:
+        self._status("loading the tasks and the model …", "run")
+        fam = family_for(spec["model"])  # an encoder, or a causal LM ('smollm2'): its tasks and its model
+        tasks = [fam.load_task(r, seed=cfg0["seed"], max_per_class=spec["max_per_class"]) for r in spec["tasks"]]
+        model = fam.load_model(spec["model"])  # fit re-initialises the body for "retrain"
+        if spec["init_heads"] == "probe" and cfg0["method"] != "retrain":
+            self._status("fitting a linear probe head per task on the frozen features, then training …", "run")
+        cfg = TrainConfig(**cfg0, out=str(out), device=spec["device"], init_heads=spec["init_heads"])
+        rec.config = cfg.to_dict()
+        res = fit(model, tasks, cfg, callbacks=[cb], stop=ev)
+        rec.steps, rec.stopped = res.steps, res.stopped
+        self._status(
+            f"scoring the best weights on the test split (the run {'was stopped' if res.stopped else 'ended'} at"
+            f" step {rec.steps}) …",
+            "run",
+        )
+        sc = fam.predictions(model, tasks, "test", cfg.max_length, device=spec["device"]).score()
+        rec.score = sc.to_contract()
+        self.table.value = df_html(score_table(rec.score))
+        rec.status = "stopped" if res.stopped else "done"
+    except Exception as e:
+        rec.status, rec.error = "error", f"{type(e).__name__}: {e}"
+        self.log.append_stdout(traceback.format_exc())
+        self.table.value = "<i>no scores: the run failed (see Log)</i>"
+    finally:
+        self._end_run(rec, cb, time.monotonic() - t0, out)
 
 # %% ../nbs/10_widgets.ipynb #fa737d03
 def plot_lambda_curve(
@@ -761,8 +783,8 @@ def plot_lambda_curve(
     fig.tight_layout()
     return fig
 
-# %% ../nbs/10_widgets.ipynb #9d8651cb
-class LambdaExplorer:
+# %% ../nbs/10_widgets.ipynb #dacac047
+class LambdaExplorer(Panel):
     "A λ slider over θ0 + λ(θt − θ0): each task's loss and S at λ, the curve over λ, and a button that learns λ"
 
     def __init__(
@@ -778,7 +800,7 @@ class LambdaExplorer:
         seed: int = 0,
         data=None,
     ):
-        from adaptnb.interpolate import Interpolation, objective_data, grid_lambda
+        from adaptnb.interpolate import Interpolation, grid_lambda, objective
 
         check(
             isinstance(ip, Interpolation),
@@ -791,7 +813,7 @@ class LambdaExplorer:
         )
         self.ip, self.cache, self.learned = ip, {}, None
         self.data = (
-            data if data is not None else objective_data(ip.base.tokenizer, tasks, "valid", n, max_length, seed=seed)
+            data if data is not None else objective(ip.base, tasks, "valid", n, max_length, seed=seed)
         )
         self.grid = grid_lambda(
             ip,
@@ -808,104 +830,110 @@ class LambdaExplorer:
         )
         self.show(self.slider.value)
 
-    def _build(self, alpha: float, steps: int, optimizer: str):
-        "The slider, the table and plot, the learn controls and the status line"
-        self.slider = W.FloatSlider(
-            value=1.0, min=0.0, max=1.0, step=0.01, description="λ", continuous_update=False, readout_format=".2f"
+# %% ../nbs/10_widgets.ipynb #ef7cafac
+@patch
+def _build(self: LambdaExplorer, alpha: float, steps: int, optimizer: str):
+    "The slider, the table and plot, the learn controls and the status line"
+    self.slider = W.FloatSlider(
+        value=1.0, min=0.0, max=1.0, step=0.01, description="λ", continuous_update=False, readout_format=".2f"
+    )
+    self.alpha = _lbl(W.FloatText(value=alpha, description="α (step)"), "70px")
+    self.steps = _lbl(W.IntText(value=steps, description="steps"), "70px")
+    self.optimizer = _lbl(W.Dropdown(options=["gd", "adam"], value=optimizer, description="optimizer"), "70px")
+    self.learn_button = W.Button(description="Learn λ", button_style="primary", icon="graduation-cap")
+    self.table, self.status = W.HTML(), W.HTML()
+    self.plot = W.Image(format="png", layout=W.Layout(width="100%", max_width="640px"))
+    self.plot.add_class("adaptnb-lambda-plot")
+    self.runner = Runner(on_error=lambda e, tb: self._say(f"error: {type(e).__name__}: {e}", "error"))
+    self.slider.observe(lambda ch: self.show(ch["new"]), names="value")
+    self.learn_button.on_click(lambda _: self.learn())
+    self.widget = W.VBox(
+        [
+            W.HTML(_CSS + "<b>θ(λ) = θ0 + λ(θt − θ0)</b>"),
+            self.slider,
+            W.HBox([self.table, self.plot]),
+            W.HBox([self.alpha, self.steps, self.optimizer, self.learn_button]),
+            self.status,
+        ]
+    )
+
+# %% ../nbs/10_widgets.ipynb #d517d81d
+@patch
+def _say(self: LambdaExplorer, text, kind="info"):
+    self.status.value = f"<span style='color:{_COLORS[kind]}'>{_html.escape(text)}</span>"
+    self.status_text = text
+
+# %% ../nbs/10_widgets.ipynb #75eed6d7
+@patch
+def at(self: LambdaExplorer, lam: float) -> tuple[float, dict]:
+    "S and each task's loss at λ (cached)"
+    from adaptnb.interpolate import evaluate_lambda
+
+    k = round(float(lam), 6)
+    if k not in self.cache:
+        self.cache[k] = evaluate_lambda(self.ip, float(lam), self.data)
+    return self.cache[k]
+
+# %% ../nbs/10_widgets.ipynb #3a030718
+@patch
+def show(self: LambdaExplorer, lam: float):
+    "Evaluate at λ and update the table and the plot"
+    S, per = self.at(lam)
+    df = pd.DataFrame({"loss": {**per, "S": S}})
+    df.index.name = f"λ = {lam:.3f}"
+    self.table.value = df_html(df)
+    L = self.learned
+    self.plot.value = fig_png(
+        plot_lambda_curve(
+            self.grid.lambdas,
+            self.grid.values,
+            self.grid.losses,
+            at=float(lam),
+            learned=None if L is None else L.lam,
+            learned_value=None if L is None else L.value,
         )
-        self.alpha = _lbl(W.FloatText(value=alpha, description="α (step)"), "70px")
-        self.steps = _lbl(W.IntText(value=steps, description="steps"), "70px")
-        self.optimizer = _lbl(W.Dropdown(options=["gd", "adam"], value=optimizer, description="optimizer"), "70px")
-        self.learn_button = W.Button(description="Learn λ", button_style="primary", icon="graduation-cap")
-        self.table, self.status = W.HTML(), W.HTML()
-        self.plot = W.Image(format="png", layout=W.Layout(width="100%", max_width="640px"))
-        self.plot.add_class("adaptnb-lambda-plot")
-        self.runner = Runner(on_error=lambda e, tb: self._say(f"error: {type(e).__name__}: {e}", "error"))
-        self.slider.observe(lambda ch: self.show(ch["new"]), names="value")
-        self.learn_button.on_click(lambda _: self.learn())
-        self.widget = W.VBox(
-            [
-                W.HTML(_CSS + "<b>θ(λ) = θ0 + λ(θt − θ0)</b>"),
-                self.slider,
-                W.HBox([self.table, self.plot]),
-                W.HBox([self.alpha, self.steps, self.optimizer, self.learn_button]),
-                self.status,
-            ]
+    )
+
+# %% ../nbs/10_widgets.ipynb #00a7d463
+@patch
+def learn(self: LambdaExplorer) -> bool:
+    "Learn λ on a worker thread (what the button does); False if learning is already going"
+    if self.runner.running:
+        self._say("λ is being learned already", "warn")
+        return False
+    try:
+        check(self.alpha.value > 0, f"α must be > 0, got {self.alpha.value}: the source uses 0.01")
+        v = self.steps.value
+        check(isinstance(v, int) and v >= 1, f"steps must be a whole number >= 1, got {v!r}: set it in the dashboard")
+    except AdaptnbError as e:
+        self._say(f"not started: {e}", "error")
+        return False
+    kw = dict(alpha=float(self.alpha.value), steps=int(self.steps.value), optimizer=self.optimizer.value)
+    self.learn_button.disabled = True
+    self._say(f"learning λ: {kw['steps']} steps of {kw['optimizer']} with α = {kw['alpha']:g} …", "run")
+    return self.runner.start(lambda ev: self._learn(kw))
+
+# %% ../nbs/10_widgets.ipynb #fb961d5d
+@patch
+def _learn(self: LambdaExplorer, kw):
+    from adaptnb.interpolate import learn_lambda
+
+    try:
+        r = self.learned = learn_lambda(self.ip, data=self.data, progress=False, **kw)
+        self.cache[round(float(r.lam), 6)] = (r.value, r.losses)
+        self._say(
+            f"learned λ = {r.lam:.4f} (from {r.init:g}, {len(r.trajectory) - 1} steps, {r.seconds:.1f} s): S ="
+            f" {r.value:.4f}",
+            "done",
         )
+        if abs(self.slider.value - r.lam) > 1e-9:
+            self.slider.value = r.lam
+        else:
+            self.show(r.lam)
+    finally:
+        self.learn_button.disabled = False
 
-    def at(self, lam: float) -> tuple[float, dict]:
-        "S and each task's loss at λ (cached)"
-        from adaptnb.interpolate import evaluate_lambda
-
-        k = round(float(lam), 6)
-        if k not in self.cache:
-            self.cache[k] = evaluate_lambda(self.ip, float(lam), self.data)
-        return self.cache[k]
-
-    def show(self, lam: float):
-        "Evaluate at λ and update the table and the plot"
-        S, per = self.at(lam)
-        df = pd.DataFrame({"loss": {**per, "S": S}})
-        df.index.name = f"λ = {lam:.3f}"
-        self.table.value = df_html(df)
-        L = self.learned
-        self.plot.value = fig_png(
-            plot_lambda_curve(
-                self.grid.lambdas,
-                self.grid.values,
-                self.grid.losses,
-                at=float(lam),
-                learned=None if L is None else L.lam,
-                learned_value=None if L is None else L.value,
-            )
-        )
-
-    def _say(self, text, kind="info"):
-        self.status.value = f"<span style='color:{_COLORS[kind]}'>{_html.escape(text)}</span>"
-        self.status_text = text
-
-    def learn(self) -> bool:
-        "Learn λ on a worker thread (what the button does); False if learning is already going"
-        if self.runner.running:
-            self._say("λ is being learned already", "warn")
-            return False
-        try:
-            check(self.alpha.value > 0, f"α must be > 0, got {self.alpha.value}: the source uses 0.01")
-            _ints(steps=self.steps.value)
-        except AdaptnbError as e:
-            self._say(f"not started: {e}", "error")
-            return False
-        kw = dict(alpha=float(self.alpha.value), steps=int(self.steps.value), optimizer=self.optimizer.value)
-        self.learn_button.disabled = True
-        self._say(f"learning λ: {kw['steps']} steps of {kw['optimizer']} with α = {kw['alpha']:g} …", "run")
-        return self.runner.start(lambda ev: self._learn(kw))
-
-    def _learn(self, kw):
-        from adaptnb.interpolate import learn_lambda
-
-        try:
-            r = self.learned = learn_lambda(self.ip, data=self.data, progress=False, **kw)
-            self.cache[round(float(r.lam), 6)] = (r.value, r.losses)
-            self._say(
-                f"learned λ = {r.lam:.4f} (from {r.init:g}, {len(r.trajectory) - 1} steps, {r.seconds:.1f} s): S ="
-                f" {r.value:.4f}",
-                "done",
-            )
-            if abs(self.slider.value - r.lam) > 1e-9:
-                self.slider.value = r.lam
-            else:
-                self.show(r.lam)
-        finally:
-            self.learn_button.disabled = False
-
-    def wait(self, timeout: float | None = None) -> bool:
-        "Block until learning ends; True if it has"
-        return self.runner.wait(timeout)
-
-    def _ipython_display_(self):
-        display(self.widget)
-
-# %% ../nbs/10_widgets.ipynb #b591a233
+# %% ../nbs/10_widgets.ipynb #84622b8e
 FLOW_MODELS = [("MiniLM encoder (default)", DEFAULT_MODEL), ("SmolLM2-135M causal LM", "smollm2")]
 FLOW_SPEC = {  # the Flow tab's starting requirement: small enough to end in minutes on two cores
     "name": "keep-news-add-movies",
@@ -925,18 +953,18 @@ def spec_text(spec) -> str:
         return spec
     return yaml.safe_dump(to_jsonable(spec), sort_keys=False, allow_unicode=True)
 
-
+# %% ../nbs/10_widgets.ipynb #dfca1942
 def flow_runs(root: str | Path) -> list[Path]:
     "The finished flow runs in `root` (folders holding run.json), oldest first"
     runs = [p.parent for p in Path(root).glob("*/run.json")]
     return sorted(runs, key=lambda p: (p / "run.json").stat().st_mtime)
 
-
+# %% ../nbs/10_widgets.ipynb #657c1fd5
 def _say(widget: W.HTML, text: str, kind: str = "info", label: str = "status"):
     "Write a status line into `widget`, coloured by `kind`"
     widget.value = f"<span style='color:{_COLORS[kind]}'><b>{label}:</b> {_html.escape(text)}</span>"
 
-# %% ../nbs/10_widgets.ipynb #5b483184
+# %% ../nbs/10_widgets.ipynb #b455f61c
 class _FlowCurves:
     "`fit` callbacks that draw each trained candidate's curves into the Flow tab's live plot"
 
@@ -952,8 +980,8 @@ class _FlowCurves:
     def after_eval(self, run, step, record):
         self.p.plot.add_eval(record)
 
-
-class FlowPanel:
+# %% ../nbs/10_widgets.ipynb #771de22e
+class FlowPanel(Panel):
     "The Flow tab: a requirement in, `flow.run` on a worker thread with its stages shown, the verdict out"
 
     def __init__(
@@ -979,6 +1007,7 @@ class FlowPanel:
         self.resume_button.on_click(lambda _: self.start(resume=True))
         self.progress = W.IntProgress(value=0, min=0, max=1, description="stages", layout=W.Layout(width="420px"))
         self.status, self.stages, self.decision, self.verdict = W.HTML(), W.HTML(), W.HTML(), W.HTML()
+        self.plan = W.HTML()  # the run's plan and its estimated time, as the run printed it
         self.status.add_class("adaptnb-flow-status")
         self.verdict.add_class("adaptnb-verdict")
         self.candidates = W.HTML()
@@ -988,200 +1017,235 @@ class FlowPanel:
         _say(self.status, "ready: write or load a requirement and press Run flow")
         self.widget = self._layout()
 
-    def _form(self):
-        "The form over the spec: model, tasks, budget, examples per class, seed; and Load"
-        d = self._mapping() or {}
-        names = lambda k: tuple(x for x in d.get(k, []) if isinstance(x, str) and x in EMBEDDED)
-        models = dict(FLOW_MODELS)
-        opts = FLOW_MODELS + ([(str(d["model"]), str(d["model"]))] if d.get("model", DEFAULT_MODEL) not in models.values() else [])
-        self.model = _lbl(W.Dropdown(options=opts, value=str(d.get("model", DEFAULT_MODEL)), description="model"))
-        self.retain = _lbl(W.SelectMultiple(options=list(EMBEDDED), value=names("retain"), rows=4, description="retain"))
-        self.new = _lbl(W.SelectMultiple(options=list(EMBEDDED), value=names("new"), rows=4, description="new"))
-        self.max_steps = _lbl(W.IntText(value=int(d.get("budget", {}).get("max_steps", 60)), description="max steps"))
-        self.max_per_class = _lbl(W.IntText(value=int(d.get("max_per_class") or 0), description="max/class",
-                                            tooltip="examples per class (0 = all)"))
-        self.seed = _lbl(W.IntText(value=int(d.get("seed", 0)), description="seed"))
-        for w in (self.model, self.retain, self.new, self.max_steps, self.max_per_class, self.seed):
-            w.observe(lambda _: self._write_spec(), "value")
-        self.path = W.Text(placeholder="a spec file: spec.yaml", layout=W.Layout(width="260px"))
-        self.load_button = W.Button(description="Load", icon="folder-open", layout=W.Layout(width="80px"))
-        self.load_button.on_click(lambda _: self.load(self.path.value))
+# %% ../nbs/10_widgets.ipynb #6ef79fac
+@patch
+def _mapping(self: FlowPanel) -> dict | None:
+    "The spec text as a mapping, or None when it is not a YAML mapping"
+    try:
+        d = yaml.safe_load(self.spec.value)
+    except yaml.YAMLError:
+        return None
+    return d if isinstance(d, dict) else None
 
-    def _mapping(self) -> dict | None:
-        "The spec text as a mapping, or None when it is not a YAML mapping"
-        try:
-            d = yaml.safe_load(self.spec.value)
-        except yaml.YAMLError:
-            return None
-        return d if isinstance(d, dict) else None
+# %% ../nbs/10_widgets.ipynb #4c066100
+@patch
+def _form(self: FlowPanel):
+    "The form over the spec: model, tasks, budget, examples per class, seed; and Load"
+    d = self._mapping() or {}
+    names = lambda k: tuple(x for x in d.get(k, []) if isinstance(x, str) and x in EMBEDDED)
+    models = dict(FLOW_MODELS)
+    opts = FLOW_MODELS + ([(str(d["model"]), str(d["model"]))] if d.get("model", DEFAULT_MODEL) not in models.values() else [])
+    self.model = _lbl(W.Dropdown(options=opts, value=str(d.get("model", DEFAULT_MODEL)), description="model"))
+    self.retain = _lbl(W.SelectMultiple(options=list(EMBEDDED), value=names("retain"), rows=4, description="retain"))
+    self.new = _lbl(W.SelectMultiple(options=list(EMBEDDED), value=names("new"), rows=4, description="new"))
+    self.max_steps = _lbl(W.IntText(value=int(d.get("budget", {}).get("max_steps", 60)), description="max steps"))
+    self.max_per_class = _lbl(W.IntText(value=int(d.get("max_per_class") or 0), description="max/class",
+                                        tooltip="examples per class (0 = all)"))
+    self.seed = _lbl(W.IntText(value=int(d.get("seed", 0)), description="seed"))
+    for w in (self.model, self.retain, self.new, self.max_steps, self.max_per_class, self.seed):
+        w.observe(lambda _: self._write_spec(), "value")
+    self.path = W.Text(placeholder="a spec file: spec.yaml", layout=W.Layout(width="260px"))
+    self.load_button = W.Button(description="Load", icon="folder-open", layout=W.Layout(width="80px"))
+    self.load_button.on_click(lambda _: self.load(self.path.value))
 
-    def _write_spec(self):
-        "Put the form's values into the spec text, keeping its other keys"
-        d = self._mapping() or {}
-        d.update(model=self.model.value, retain=list(self.retain.value), new=list(self.new.value), seed=self.seed.value)
-        d["budget"] = {**(d.get("budget") if isinstance(d.get("budget"), dict) else {}), "max_steps": self.max_steps.value}
-        if self.max_per_class.value:
-            d["max_per_class"] = self.max_per_class.value
+# %% ../nbs/10_widgets.ipynb #29dc6072
+@patch
+def _crash(self: FlowPanel, e, tb):
+    _say(self.status, f"error: {type(e).__name__}: {e}", "error")
+    self.log.append_stdout(tb)
+    self._idle()
+
+# %% ../nbs/10_widgets.ipynb #e8540b56
+@patch
+def _layout(self: FlowPanel) -> W.VBox:
+    form = W.VBox([W.HTML("<b>Requirement</b>"), self.model, self.retain, self.new, self.max_steps,
+                   self.max_per_class, self.seed, W.HBox([self.path, self.load_button])],
+                  layout=W.Layout(width="290px", min_width="290px"))
+    right = W.VBox([W.HTML("<b>Spec (YAML)</b>"), self.spec,
+                    W.HBox([self.assess_button, self.start_button, self.stop_button, self.resume_button]),
+                    self.progress, self.status],
+                   layout=W.Layout(flex="1 1 auto", padding="0 0 0 12px"))
+    run = W.HBox([W.VBox([W.HTML("<b>Stages</b>"), self.stages], layout=W.Layout(width="290px", min_width="290px")),
+                  W.VBox([self.plot.widget], layout=W.Layout(flex="1 1 auto", padding="0 0 0 12px"))])
+    return W.VBox([W.HBox([form, right]), run, self.plan, self.decision, self.verdict, self.candidates, self.log])
+
+# %% ../nbs/10_widgets.ipynb #8027beb9
+@patch
+def _write_spec(self: FlowPanel):
+    "Put the form's values into the spec text, keeping its other keys"
+    d = self._mapping() or {}
+    d.update(model=self.model.value, retain=list(self.retain.value), new=list(self.new.value), seed=self.seed.value)
+    d["budget"] = {**(d.get("budget") if isinstance(d.get("budget"), dict) else {}), "max_steps": self.max_steps.value}
+    if self.max_per_class.value:
+        d["max_per_class"] = self.max_per_class.value
+    else:
+        d.pop("max_per_class", None)
+    self.spec.value = spec_text({k: v for k, v in d.items() if v != [] or k == "new"})
+
+# %% ../nbs/10_widgets.ipynb #e2706fbb
+@patch
+def load(self: FlowPanel, path: str) -> bool:
+    "Read a spec file into the editor (what Load does); False, saying why, when it cannot be read"
+    p = Path(path or "").expanduser()
+    if not p.is_file():
+        _say(self.status, f"cannot load {str(p)!r}: no such file; give the path of a YAML spec", "error")
+        return False
+    text = p.read_text(encoding="utf-8")
+    self.spec.value, self._loaded = text, (p, text)
+    _say(self.status, f"loaded {p}: press Run flow")
+    return True
+
+# %% ../nbs/10_widgets.ipynb #aade07f3
+@patch
+def _spec_arg(self: FlowPanel):
+    "What `run` gets: the loaded file itself when its text is unchanged (its paths resolve beside it), else the text"
+    if self._loaded and self._loaded[1] == self.spec.value:
+        return self._loaded[0]
+    return self.spec.value
+
+# %% ../nbs/10_widgets.ipynb #108e1a85
+@patch
+def start(
+    self: FlowPanel,
+    resume: bool = False,  # go on with the run last stopped here (Resume)
+    assess: bool = False,  # halt once the decision is made, before any training (Assess)
+) -> bool:
+    "Start the flow on a worker thread (Run flow, Assess or Resume); False, saying why, if it cannot start"
+    from adaptnb.flow import load_requirement
+
+    if self.runner.running:
+        _say(self.status, "a run is already going: press Stop first", "warn")
+        return False
+    try:
+        req = load_requirement(self._spec_arg())
+        check(not resume or self.out is not None, "nothing to resume: no run was stopped here")
+    except AdaptnbError as e:
+        _say(self.status, f"not started: {e}", "error")
+        return False
+    if not resume:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        self.out = self.root / f"{(req.name or 'flow').replace('/', '-').replace(' ', '-')}-{stamp}"
+        while self.out.exists():
+            self.out = self.out.with_name(self.out.name + "-2")
+    self.result, self._seconds, self._t = None, {}, time.monotonic()
+    for w in (self.plan, self.decision, self.verdict, self.candidates):
+        w.value = ""
+    self.log.outputs = ()
+    self.progress.value = 0
+    _say(self.status, f"{'resuming' if resume else 'starting'} in {self.out} …", "run")
+    started = self.runner.start(lambda ev: self._run(self._spec_arg(), resume, ev, assess))
+    if started:
+        self.start_button.disabled = self.resume_button.disabled = self.assess_button.disabled = True
+        self.stop_button.disabled = False
+    return started
+
+# %% ../nbs/10_widgets.ipynb #301933b5
+@patch
+def stop(self: FlowPanel):
+    "End the run: training stops after its current step, keeping its best weights, and no further stage starts"
+    if self.runner.running:
+        self.runner.stop()
+        _say(self.status, "stopping: the current stage ends early, finished stages are kept …", "warn")
+
+# %% ../nbs/10_widgets.ipynb #43c2ae67
+@patch
+def _time_left(self: FlowPanel) -> str:
+    "The plan's estimate of the time left, once the run has printed its plan (stages/plan.json)"
+    from adaptnb.flow import PLAN_FILE, _minutes
+
+    p = RunDir(self.out).stages / PLAN_FILE
+    if not p.exists():
+        return ""
+    plan = load_json(p)
+    self.plan.value = f"<small>{_html.escape(plan['text'])}</small>"
+    done = list(self._seconds)[:-1]  # every stage seen but the one starting now
+    return f" (about {_minutes(sum(v for s, v in plan['estimate'].items() if s not in done))} left)"
+
+# %% ../nbs/10_widgets.ipynb #a62b382d
+@patch
+def _show_decision(self: FlowPanel):
+    "The assessment's decision with its reasons, as soon as the run folder holds it"
+    from adaptnb.decide import Decision
+
+    p = self.out / "stages" / "decision.json"
+    if not self.decision.value and p.exists():
+        D = Decision.from_dict(load_json(p))
+        self.decision.value = f"<b>Decision</b><pre class='adaptnb-decision'>{_html.escape(D.summary())}</pre>"
+
+# %% ../nbs/10_widgets.ipynb #bc507649
+@patch
+def _on_stage(self: FlowPanel, k: int, n: int | None, name: str, what: str):
+    "A stage starts: the bar, the list of stages with their seconds, the decision once it is made"
+    now = time.monotonic()
+    if self._seconds:
+        last = next(reversed(self._seconds))
+        self._seconds[last] = now - self._seconds[last]
+    self._seconds[name], self.progress.max, self.progress.value = now, max(n or k, 1), k - 1
+    rows = [f"✓ {_html.escape(s)} <small>({t:.0f} s)</small>" for s, t in list(self._seconds.items())[:-1]]
+    self.stages.value = "<br>".join(rows + [f"▶ <b>{_html.escape(name)}</b>"])
+    _say(self.status, f"stage {k}/{n or '?'}: {name}{': ' + what if what else ''}{self._time_left()}", "run")
+    self._show_decision()
+
+# %% ../nbs/10_widgets.ipynb #d50b29d6
+@patch
+def _idle(self: FlowPanel):
+    "The buttons of a panel with no run going"
+    self.start_button.disabled, self.assess_button.disabled, self.stop_button.disabled = False, False, True
+
+# %% ../nbs/10_widgets.ipynb #23e8092c
+@patch
+def _run(self: FlowPanel, spec, resume: bool, ev: threading.Event, assess: bool = False):
+    "One flow run on the worker thread (`assess`: halt once the decision is made)"
+    from adaptnb.flow import FlowHalted, run
+
+    def on_stage(k, n, name, what):
+        self._on_stage(k, n, name, what)
+        if assess and name == "decide":
+            ev.set()  # the stage after the decision does not start
+
+    try:
+        res = run(spec, self.out, sample=self.sample, lambda_steps=self.lambda_steps, progress=False, stop=ev,
+                  halt=ev, resume=resume, callbacks=[_FlowCurves(self)], on_stage=on_stage)
+        self._idle()  # before the verdict is shown: whoever sees it can press a button at once
+        self._show_result(res)
+    except FlowHalted as e:
+        self._show_decision()
+        self._idle()
+        self.resume_button.disabled = False
+        if assess and self.decision.value:  # (Stop pressed before the decision: a plain stop)
+            _say(self.status, "assessed: the decision and its reasons are below; Resume trains the candidates", "done")
         else:
-            d.pop("max_per_class", None)
-        self.spec.value = spec_text({k: v for k, v in d.items() if v != [] or k == "new"})
-
-    def load(self, path: str) -> bool:
-        "Read a spec file into the editor (what Load does); False, saying why, when it cannot be read"
-        p = Path(path or "").expanduser()
-        if not p.is_file():
-            _say(self.status, f"cannot load {str(p)!r}: no such file; give the path of a YAML spec", "error")
-            return False
-        text = p.read_text(encoding="utf-8")
-        self.spec.value, self._loaded = text, (p, text)
-        _say(self.status, f"loaded {p}: press Run flow")
-        return True
-
-    def _layout(self) -> W.VBox:
-        form = W.VBox([W.HTML("<b>Requirement</b>"), self.model, self.retain, self.new, self.max_steps,
-                       self.max_per_class, self.seed, W.HBox([self.path, self.load_button])],
-                      layout=W.Layout(width="290px", min_width="290px"))
-        right = W.VBox([W.HTML("<b>Spec (YAML)</b>"), self.spec,
-                        W.HBox([self.assess_button, self.start_button, self.stop_button, self.resume_button]),
-                        self.progress, self.status],
-                       layout=W.Layout(flex="1 1 auto", padding="0 0 0 12px"))
-        run = W.HBox([W.VBox([W.HTML("<b>Stages</b>"), self.stages], layout=W.Layout(width="290px", min_width="290px")),
-                      W.VBox([self.plot.widget], layout=W.Layout(flex="1 1 auto", padding="0 0 0 12px"))])
-        return W.VBox([W.HBox([form, right]), run, self.decision, self.verdict, self.candidates, self.log])
-
-    def _ipython_display_(self):
-        display(self.widget)
-
-    def _spec_arg(self):
-        "What `run` gets: the loaded file itself when its text is unchanged (its paths resolve beside it), else the text"
-        if self._loaded and self._loaded[1] == self.spec.value:
-            return self._loaded[0]
-        return self.spec.value
-
-    def start(
-        self,
-        resume: bool = False,  # go on with the run last stopped here (Resume)
-        assess: bool = False,  # halt once the decision is made, before any training (Assess)
-    ) -> bool:
-        "Start the flow on a worker thread (Run flow, Assess or Resume); False, saying why, if it cannot start"
-        from adaptnb.flow import load_requirement
-
-        if self.runner.running:
-            _say(self.status, "a run is already going: press Stop first", "warn")
-            return False
-        try:
-            req = load_requirement(self._spec_arg())
-            check(not resume or self.out is not None, "nothing to resume: no run was stopped here")
-        except AdaptnbError as e:
-            _say(self.status, f"not started: {e}", "error")
-            return False
-        if not resume:
-            stamp = time.strftime("%Y%m%d-%H%M%S")
-            self.out = self.root / f"{(req.name or 'flow').replace('/', '-').replace(' ', '-')}-{stamp}"
-            while self.out.exists():
-                self.out = self.out.with_name(self.out.name + "-2")
-        self.result, self._seconds, self._t = None, {}, time.monotonic()
-        for w in (self.decision, self.verdict, self.candidates):
-            w.value = ""
-        self.log.outputs = ()
-        self.progress.value = 0
-        _say(self.status, f"{'resuming' if resume else 'starting'} in {self.out} …", "run")
-        started = self.runner.start(lambda ev: self._run(self._spec_arg(), resume, ev, assess))
-        if started:
-            self.start_button.disabled = self.resume_button.disabled = self.assess_button.disabled = True
-            self.stop_button.disabled = False
-        return started
-
-    def stop(self):
-        "End the run: training stops after its current step, keeping its best weights, and no further stage starts"
-        if self.runner.running:
-            self.runner.stop()
-            _say(self.status, "stopping: the current stage ends early, finished stages are kept …", "warn")
-
-    def wait(self, timeout: float | None = None) -> bool:
-        "Block until the run ends (scripts and tests); True if it has"
-        return self.runner.wait(timeout)
-
-    def _on_stage(self, k: int, n: int | None, name: str, what: str):
-        "A stage starts: the bar, the list of stages with their seconds, the decision once it is made"
-        now = time.monotonic()
-        if self._seconds:
-            last = next(reversed(self._seconds))
-            self._seconds[last] = now - self._seconds[last]
-        self._seconds[name], self.progress.max, self.progress.value = now, max(n or k, 1), k - 1
-        rows = [f"✓ {_html.escape(s)} <small>({t:.0f} s)</small>" for s, t in list(self._seconds.items())[:-1]]
-        self.stages.value = "<br>".join(rows + [f"▶ <b>{_html.escape(name)}</b>"])
-        _say(self.status, f"stage {k}/{n or '?'}: {name}{': ' + what if what else ''}", "run")
-        self._show_decision()
-
-    def _show_decision(self):
-        "The assessment's decision with its reasons, as soon as the run folder holds it"
-        from adaptnb.decide import Decision
-
-        p = self.out / "stages" / "decision.json"
-        if not self.decision.value and p.exists():
-            D = Decision.from_dict(load_json(p))
-            self.decision.value = f"<b>Decision</b><pre class='adaptnb-decision'>{_html.escape(D.summary())}</pre>"
-
-    def _run(self, spec, resume: bool, ev: threading.Event, assess: bool = False):
-        "One flow run on the worker thread (`assess`: halt once the decision is made)"
-        from adaptnb.flow import FlowHalted, run
-
-        def on_stage(k, n, name, what):
-            self._on_stage(k, n, name, what)
-            if assess and name == "decide":
-                ev.set()  # the stage after the decision does not start
-
-        try:
-            res = run(spec, self.out, sample=self.sample, lambda_steps=self.lambda_steps, progress=False, stop=ev,
-                      halt=ev, resume=resume, callbacks=[_FlowCurves(self)], on_stage=on_stage)
-            self._idle()  # before the verdict is shown: whoever sees it can press a button at once
-            self._show_result(res)
-        except FlowHalted as e:
-            self._show_decision()
-            self._idle()
-            self.resume_button.disabled = False
-            if assess and self.decision.value:  # (Stop pressed before the decision: a plain stop)
-                _say(self.status, "assessed: the decision and its reasons are below; Resume trains the candidates", "done")
-            else:
-                _say(self.status, f"stopped: {e}; Resume finishes it", "stopped")
-        except AdaptnbError as e:
-            _say(self.status, f"error: {e}", "error")
-            self.resume_button.disabled = not (self.out / "stages" / "requirement.json").exists()
-        except Exception as e:
-            _say(self.status, f"error: {type(e).__name__}: {e} (traceback below)", "error")
-            self.log.append_stdout(traceback.format_exc())
-        finally:
-            self._idle()
-
-    def _idle(self):
-        "The buttons of a panel with no run going"
-        self.start_button.disabled, self.assess_button.disabled, self.stop_button.disabled = False, False, True
-
-    def _show_result(self, res):
-        "The verdict in words, the candidates table and the per-task change, as the report gives them"
-        from adaptnb.flow import summary
-
-        self.result, self.progress.value = res, self.progress.max
-        self._show_decision()
-        self.stages.value = "<br>".join(f"✓ {_html.escape(s)} <small>({t:.0f} s)</small>"
-                                        for s, t in res.seconds.items() if s != "total")
-        v = res.verdict
-        better = not v.base_stays and v.S_diff < -v.S_diff_se  # green only for a gain on test beyond its paired se
-        kind = "done" if better else "warn"
-        self.verdict.value = (f"<div style='border-left:4px solid {_COLORS[kind]};padding:4px 10px'><b>Verdict</b>"
-                              f"<pre style='white-space:pre-wrap'>{_html.escape(summary(res))}</pre></div>")
-        self.candidates.value = "<b>Candidates</b>" + df_html(pd.DataFrame([c.row() for c in res.candidates]))
-        _say(self.status, f"done in {res.seconds['total']:.0f} s: {v.text.splitlines()[0]}", kind)
-        for f in self.on_done:
-            f(res)
-
-    def _crash(self, e, tb):
-        _say(self.status, f"error: {type(e).__name__}: {e}", "error")
-        self.log.append_stdout(tb)
+            _say(self.status, f"stopped: {e}; Resume finishes it", "stopped")
+    except AdaptnbError as e:
+        _say(self.status, f"error: {e}", "error")
+        self.resume_button.disabled = not (self.out / "stages" / "requirement.json").exists()
+    except Exception as e:
+        _say(self.status, f"error: {type(e).__name__}: {e} (traceback below)", "error")
+        self.log.append_stdout(traceback.format_exc())
+    finally:
         self._idle()
 
-# %% ../nbs/10_widgets.ipynb #d60da106
+# %% ../nbs/10_widgets.ipynb #e41e63b1
+@patch
+def _show_result(self: FlowPanel, res):
+    "The verdict in words, the candidates table and the per-task change, as the report gives them"
+    from adaptnb.flow import summary
+
+    self.result, self.progress.value = res, self.progress.max
+    self._show_decision()
+    self.stages.value = "<br>".join(f"✓ {_html.escape(s)} <small>({t:.0f} s)</small>"
+                                    for s, t in res.seconds.items() if s != "total")
+    v = res.verdict
+    better = not v.base_stays and v.S_diff < -v.S_diff_se  # green only for a gain on test beyond its paired se
+    kind = "done" if better else "warn"
+    self.verdict.value = (f"<div style='border-left:4px solid {_COLORS[kind]};padding:4px 10px'><b>Verdict</b>"
+                          f"<pre style='white-space:pre-wrap'>{_html.escape(summary(res))}</pre></div>")
+    self.candidates.value = "<b>Candidates</b>" + df_html(pd.DataFrame([c.row() for c in res.candidates]))
+    _say(self.status, f"done in {res.seconds['total']:.0f} s: {v.text.splitlines()[0]}", kind)
+    for f in self.on_done:
+        f(res)
+
+# %% ../nbs/10_widgets.ipynb #8a7839a0
 def _run_options(root) -> list[tuple[str, str]]:
     "(label, folder) of each finished flow run in `root`, newest first"
     from adaptnb.flow import RunResult
@@ -1195,7 +1259,7 @@ def _run_options(root) -> list[tuple[str, str]]:
             continue
     return opts
 
-
+# %% ../nbs/10_widgets.ipynb #3a3819a9
 def _list_runs(dropdown: W.Dropdown, root) -> list:
     "Fill `dropdown` with the finished runs of `root`, keeping its choice if it is still there (else the newest)"
     opts = _run_options(root)
@@ -1203,7 +1267,7 @@ def _list_runs(dropdown: W.Dropdown, root) -> list:
     dropdown.options, dropdown.value = opts, keep
     return opts
 
-
+# %% ../nbs/10_widgets.ipynb #d23184bb
 def _answer_cell(rec: dict) -> str:
     "A prediction as a table cell: the label and its probability, or the answer"
     if "answer" in rec:
@@ -1212,8 +1276,8 @@ def _answer_cell(rec: dict) -> str:
     rest = ", ".join(f"{k} {v:.2f}" for k, v in rec["probs"].items() if k != rec["label"])
     return f"<b>{_html.escape(rec['label'])}</b> {p:.2f}<br><small>{_html.escape(rest)}</small>"
 
-
-class TryPanel:
+# %% ../nbs/10_widgets.ipynb #e8ff2d30
+class TryPanel(Panel):
     "The Try tab: the base, the shipped model and θ(λ) of a run, side by side on texts typed in"
 
     def __init__(self, root: str | Path = "runs", device=None):
@@ -1235,90 +1299,93 @@ class TryPanel:
         self.widget = W.VBox([W.HBox([self.run, self.refresh_button]), W.HBox([self.task, self.free]), self.texts,
                               self.predict_button, self.status, self.table])
 
-    def _ipython_display_(self):
-        display(self.widget)
+# %% ../nbs/10_widgets.ipynb #c8cf7eb3
+@patch
+def _tasks(self: TryPanel):
+    from adaptnb.flow import RunResult
 
-    def refresh(self):
-        "List the finished runs of the folder again"
-        opts = _list_runs(self.run, self.root)
-        self._tasks()
-        if not opts:
-            _say(self.status, f"no finished flow run in {self.root}: run one in the Flow tab")
+    if not self.run.value:
+        self.task.options = []
+        return
+    res = RunResult.load(Path(self.run.value) / "run.json")
+    self.task.options = [t["name"] for t in res.tasks]
+    news = [t.name or t.task for t in res.requirement.new]
+    self.task.value = next((t for t in self.task.options if t in news), self.task.options[0])
+    _say(self.status, f"run {Path(self.run.value).name}: type texts and press Predict")
 
-    def _tasks(self):
-        from adaptnb.flow import RunResult
+# %% ../nbs/10_widgets.ipynb #eb159439
+@patch
+def refresh(self: TryPanel):
+    "List the finished runs of the folder again"
+    opts = _list_runs(self.run, self.root)
+    self._tasks()
+    if not opts:
+        _say(self.status, f"no finished flow run in {self.root}: run one in the Flow tab")
 
-        if not self.run.value:
-            self.task.options = []
-            return
-        res = RunResult.load(Path(self.run.value) / "run.json")
-        self.task.options = [t["name"] for t in res.tasks]
-        news = [t.name or t.task for t in res.requirement.new]
-        self.task.value = next((t for t in self.task.options if t in news), self.task.options[0])
-        _say(self.status, f"run {Path(self.run.value).name}: type texts and press Predict")
+# %% ../nbs/10_widgets.ipynb #cee33c2e
+@patch
+def predict(self: TryPanel) -> bool:
+    "Predict the texts with the three models on a worker thread (what Predict does); False, saying why, if not"
+    texts = [t.strip() for t in self.texts.value.splitlines() if t.strip()]
+    msg = ("a prediction is going: wait for it" if self.runner.running else
+           "no run chosen: run a flow first" if not self.run.value else
+           "no text: type one or more, one per line" if not texts else None)
+    if msg:
+        _say(self.status, msg, "warn")
+        return False
+    args = (Path(self.run.value), self.task.value, texts, self.free.value)
+    _say(self.status, "loading the run's models …" if args[0] not in self.models else "predicting …", "run")
+    return self.runner.start(lambda ev: self._predict(*args))
 
-    def predict(self) -> bool:
-        "Predict the texts with the three models on a worker thread (what Predict does); False, saying why, if not"
-        texts = [t.strip() for t in self.texts.value.splitlines() if t.strip()]
-        msg = ("a prediction is going: wait for it" if self.runner.running else
-               "no run chosen: run a flow first" if not self.run.value else
-               "no text: type one or more, one per line" if not texts else None)
-        if msg:
-            _say(self.status, msg, "warn")
-            return False
-        args = (Path(self.run.value), self.task.value, texts, self.free.value)
-        _say(self.status, "loading the run's models …" if args[0] not in self.models else "predicting …", "run")
-        return self.runner.start(lambda ev: self._predict(*args))
+# %% ../nbs/10_widgets.ipynb #8baf956e
+@patch
+def _load(self: TryPanel, out: Path):
+    "The run's columns (base, shipped model, θ(λ)) and a predictor for each, made once per run"
+    from adaptnb.deploy import predictor
+    from adaptnb.flow import CANDIDATES, Blend, RunResult, candidate_models
 
-    def wait(self, timeout: float | None = None) -> bool:
-        return self.runner.wait(timeout)
+    if out not in self.models:
+        res = RunResult.load(RunDir(out).run)
+        names = [c.name for c in res.candidates]
+        win, blends = res.verdict.winner, [n for n, r in CANDIDATES.items() if isinstance(r, Blend)]
+        lam = win if win in blends else next((n for n in blends if n in names), None)
+        want = list(dict.fromkeys(["probe", win] + ([lam] if lam else [])))
+        models = candidate_models(out, want, self.device)
+        lam_of = {c.name: c.lam for c in res.candidates}
+        fmt = lambda x: f"{x:.2f}" if isinstance(x, (int, float)) else "per layer"
+        cols = {"base": "probe", f"shipped: {'base' if win == 'probe' else win}": win}
+        if lam:
+            cols[f"θ(λ = {fmt(lam_of[lam])})"] = lam
+        meta = {"tasks": {t["name"]: t for t in res.tasks}, "max_length": res.requirement.max_length}
+        pred = {n: predictor(m, meta) for n, m in models.items()}
+        why = "" if lam else next((x for x in res.notes if "λ" in x), "no λ candidate in this run")
+        self.models[out] = ({c: pred[n] for c, n in cols.items()}, why)
+    return self.models[out]
 
-    def _load(self, out: Path):
-        "The run's columns (base, shipped model, θ(λ)) and a predictor for each, made once per run"
-        from adaptnb.deploy import CausalPredictor, Predictor
-        from adaptnb.flow import LAMBDAS, RunResult, candidate_models
-        from adaptnb.llm import CausalLM
+# %% ../nbs/10_widgets.ipynb #0a17d65c
+@patch
+def _predict(self: TryPanel, out: Path, task: str, texts: list[str], free: bool):
+    try:
+        cols, why = self._load(out)
+        causal = hasattr(next(iter(cols.values())), "generate")
+        if free and causal:
+            got = {c: [{"answer": a} for a in p.generate(texts)] for c, p in cols.items()}
+        else:
+            got = {c: p.predict(texts, task) for c, p in cols.items()}
+        self.rows = [{"text": t, **{c: got[c][i] for c in cols}} for i, t in enumerate(texts)]
+        head = "".join(f"<th>{_html.escape(c)}</th>" for c in ["text", *cols])
+        body = "".join("<tr><td style='text-align:left'>" + _html.escape(r["text"]) + "</td>"
+                       + "".join(f"<td>{_answer_cell(r[c])}</td>" for c in cols) + "</tr>" for r in self.rows)
+        self.table.value = f"{_CSS}<table class='adaptnb-table'><tr>{head}</tr>{body}</table>"
+        note = f" (no θ(λ): {why})" if why else ""
+        _say(self.status, f"{len(texts)} text(s), task {task if not (free and causal) else 'free prompts'}{note}", "done")
+    except AdaptnbError as e:
+        _say(self.status, f"error: {e}", "error")
+    except Exception as e:
+        _say(self.status, f"error: {type(e).__name__}: {e}", "error")
 
-        if out not in self.models:
-            res = RunResult.load(out / "run.json")
-            names = [c.name for c in res.candidates]
-            win = res.verdict.winner
-            lam = win if win in LAMBDAS else next((n for n in LAMBDAS if n in names), None)
-            want = list(dict.fromkeys(["probe", win] + ([lam] if lam else [])))
-            models = candidate_models(out, want, self.device)
-            lam_of = {c.name: c.lam for c in res.candidates}
-            fmt = lambda x: f"{x:.2f}" if isinstance(x, (int, float)) else "per layer"
-            cols = {"base": "probe", f"shipped: {'base' if win == 'probe' else win}": win}
-            if lam:
-                cols[f"θ(λ = {fmt(lam_of[lam])})"] = lam
-            meta = {"tasks": {t["name"]: t for t in res.tasks}, "max_length": res.requirement.max_length}
-            pred = {n: (CausalPredictor(m, meta) if isinstance(m, CausalLM) else Predictor(m, meta)) for n, m in models.items()}
-            why = "" if lam else next((x for x in res.notes if "λ" in x), "no λ candidate in this run")
-            self.models[out] = ({c: pred[n] for c, n in cols.items()}, why)
-        return self.models[out]
-
-    def _predict(self, out: Path, task: str, texts: list[str], free: bool):
-        try:
-            cols, why = self._load(out)
-            causal = hasattr(next(iter(cols.values())), "generate")
-            if free and causal:
-                got = {c: [{"answer": a} for a in p.generate(texts)] for c, p in cols.items()}
-            else:
-                got = {c: p.predict(texts, task) for c, p in cols.items()}
-            self.rows = [{"text": t, **{c: got[c][i] for c in cols}} for i, t in enumerate(texts)]
-            head = "".join(f"<th>{_html.escape(c)}</th>" for c in ["text", *cols])
-            body = "".join("<tr><td style='text-align:left'>" + _html.escape(r["text"]) + "</td>"
-                           + "".join(f"<td>{_answer_cell(r[c])}</td>" for c in cols) + "</tr>" for r in self.rows)
-            self.table.value = f"{_CSS}<table class='adaptnb-table'><tr>{head}</tr>{body}</table>"
-            note = f" (no θ(λ): {why})" if why else ""
-            _say(self.status, f"{len(texts)} text(s), task {task if not (free and causal) else 'free prompts'}{note}", "done")
-        except AdaptnbError as e:
-            _say(self.status, f"error: {e}", "error")
-        except Exception as e:
-            _say(self.status, f"error: {type(e).__name__}: {e}", "error")
-
-# %% ../nbs/10_widgets.ipynb #66c04497
-class ExportPanel:
+# %% ../nbs/10_widgets.ipynb #8a4dd49f
+class ExportPanel(Panel):
     "The Export tab: a run written as an artifact behind the gate, int8 if asked, with its model card shown"
 
     def __init__(self, root: str | Path = "runs"):
@@ -1341,60 +1408,62 @@ class ExportPanel:
         self.widget = W.VBox([W.HBox([self.run, self.refresh_button]), self.verdict, W.HBox([self.quantize, self.force]),
                               self.out, self.export_button, self.status, self.gate, self.card])
 
-    def _ipython_display_(self):
-        display(self.widget)
+# %% ../nbs/10_widgets.ipynb #82cdc14e
+@patch
+def _show_verdict(self: ExportPanel):
+    from adaptnb.flow import RunResult
 
-    def refresh(self):
-        "List the finished runs of the folder again"
-        _list_runs(self.run, self.root)
-        self._show_verdict()
+    if not self.run.value:
+        self.verdict.value = f"<i>no finished flow run in {_html.escape(str(self.root))}: run one in the Flow tab</i>"
+        return
+    v = RunResult.load(Path(self.run.value) / "run.json").verdict
+    self.verdict.value = f"<b>The run's verdict</b><pre style='white-space:pre-wrap'>{_html.escape(v.text)}</pre>"
 
-    def _show_verdict(self):
-        from adaptnb.flow import RunResult
+# %% ../nbs/10_widgets.ipynb #0207f3c4
+@patch
+def refresh(self: ExportPanel):
+    "List the finished runs of the folder again"
+    _list_runs(self.run, self.root)
+    self._show_verdict()
 
-        if not self.run.value:
-            self.verdict.value = f"<i>no finished flow run in {_html.escape(str(self.root))}: run one in the Flow tab</i>"
-            return
-        v = RunResult.load(Path(self.run.value) / "run.json").verdict
-        self.verdict.value = f"<b>The run's verdict</b><pre style='white-space:pre-wrap'>{_html.escape(v.text)}</pre>"
+# %% ../nbs/10_widgets.ipynb #0893bd8b
+@patch
+def export(self: ExportPanel) -> bool:
+    "Export the chosen run on a worker thread (what Export does); False, saying why, if it cannot start"
+    if self.runner.running or not self.run.value:
+        _say(self.status, "an export is going: wait for it" if self.run.value else "no run chosen", "warn")
+        return False
+    src = Path(self.run.value)
+    out = Path(self.out.value.strip()).expanduser() if self.out.value.strip() else self.root / "artifacts" / src.name
+    args = (src, out, self.quantize.value or None, self.force.value)
+    _say(self.status, f"exporting to {out} …", "run")
+    self.gate.value, self.card.outputs = "", ()
+    return self.runner.start(lambda ev: self._export(*args))
 
-    def export(self) -> bool:
-        "Export the chosen run on a worker thread (what Export does); False, saying why, if it cannot start"
-        if self.runner.running or not self.run.value:
-            _say(self.status, "an export is going: wait for it" if self.run.value else "no run chosen", "warn")
-            return False
-        src = Path(self.run.value)
-        out = Path(self.out.value.strip()).expanduser() if self.out.value.strip() else self.root / "artifacts" / src.name
-        args = (src, out, self.quantize.value or None, self.force.value)
-        _say(self.status, f"exporting to {out} …", "run")
-        self.gate.value, self.card.outputs = "", ()
-        return self.runner.start(lambda ev: self._export(*args))
+# %% ../nbs/10_widgets.ipynb #20e4883d
+@patch
+def _export(self: ExportPanel, src: Path, out: Path, quantize: str | None, force: bool):
+    from IPython.display import Markdown
+    from adaptnb.deploy import CARD, MANIFEST, Compression, Gate, GateResult, export
 
-    def wait(self, timeout: float | None = None) -> bool:
-        return self.runner.wait(timeout)
+    try:
+        self.artifact = export(src, out, Compression(quantize=quantize), Gate(force=force), overwrite=True)
+        meta = load_json(out / MANIFEST)
+        g = GateResult.from_dict(meta["gate"])
+        mb = meta["compression"]["weights_bytes"] / 2**20
+        kind = "done" if g.passed else "warn"
+        _say(self.gate, g.message() + (" (forced)" if g.forced else ""), kind, "gate")
+        _say(self.status, f"exported to {out}: weights {mb:.1f} MiB, {quantize or 'fp32'}", "done")
+        self.card.append_display_data(Markdown((out / CARD).read_text(encoding="utf-8")))
+    except AdaptnbError as e:
+        self.artifact = None
+        _say(self.gate, str(e), "error", "gate" if "gate" in str(e) else "error")
+        _say(self.status, "not exported" + (": tick force to export anyway" if "force" in str(e) else ""), "error")
+    except Exception as e:
+        self.artifact = None
+        _say(self.status, f"error: {type(e).__name__}: {e}", "error")
 
-    def _export(self, src: Path, out: Path, quantize: str | None, force: bool):
-        from IPython.display import Markdown
-        from adaptnb.deploy import CARD, MANIFEST, Compression, Gate, GateResult, export
-
-        try:
-            self.artifact = export(src, out, Compression(quantize=quantize), Gate(force=force), overwrite=True)
-            meta = load_json(out / MANIFEST)
-            g = GateResult.from_dict(meta["gate"])
-            mb = meta["compression"]["weights_bytes"] / 2**20
-            kind = "done" if g.passed else "warn"
-            _say(self.gate, g.message() + (" (forced)" if g.forced else ""), kind, "gate")
-            _say(self.status, f"exported to {out}: weights {mb:.1f} MiB, {quantize or 'fp32'}", "done")
-            self.card.append_display_data(Markdown((out / CARD).read_text(encoding="utf-8")))
-        except AdaptnbError as e:
-            self.artifact = None
-            _say(self.gate, str(e), "error", "gate" if "gate" in str(e) else "error")
-            _say(self.status, "not exported" + (": tick force to export anyway" if "force" in str(e) else ""), "error")
-        except Exception as e:
-            self.artifact = None
-            _say(self.status, f"error: {type(e).__name__}: {e}", "error")
-
-# %% ../nbs/10_widgets.ipynb #0bcd8f85
+# %% ../nbs/10_widgets.ipynb #bacac4a7
 def compare_table(root: str | Path) -> pd.DataFrame:
     "One row per run in `root`: kind, model, what won, test S before and after, ΔS ± se, per-task test loss, seconds"
     from adaptnb.flow import RunResult
@@ -1414,7 +1483,7 @@ def compare_table(root: str | Path) -> pd.DataFrame:
             rows.append(row | {f"loss {t}": d["loss"] for t, d in rec.score["tasks"].items()} | {"seconds": rec.seconds})
     return pd.DataFrame(rows)
 
-
+# %% ../nbs/10_widgets.ipynb #f5056d6b
 def _curves(root: Path) -> dict:
     "label -> (steps, valid S) of every training run in `root`: each flow candidate's and each fit run's"
     from adaptnb.flow import RunResult
@@ -1431,7 +1500,7 @@ def _curves(root: Path) -> dict:
             out[rec.id] = ([e["step"] for e in h], [e["S"] for e in h])
     return out
 
-
+# %% ../nbs/10_widgets.ipynb #d070c872
 def plot_compare(table: pd.DataFrame, curves: dict) -> Figure:
     "Per-task test loss of each run (bars) and the valid S curves of their training (lines)"
     fig = Figure(figsize=(11, 3.8))
@@ -1456,8 +1525,8 @@ def plot_compare(table: pd.DataFrame, curves: dict) -> Figure:
     fig.tight_layout()
     return fig
 
-
-class ComparePanel:
+# %% ../nbs/10_widgets.ipynb #0536e061
+class ComparePanel(Panel):
     "The Compare tab: every run of a folder in one table, and their losses and curves in one figure"
 
     def __init__(self, root: str | Path = "runs"):
@@ -1471,31 +1540,28 @@ class ComparePanel:
         self.refresh()
         self.widget = W.VBox([self.refresh_button, self.table, self.plot])
 
-    def _ipython_display_(self):
-        display(self.widget)
-
     def refresh(self):
         "Read the folder's runs again and redraw"
         self.df = compare_table(self.root)
         self.table.value = df_html(self.df.set_index("run")) if len(self.df) else f"<i>no runs in {_html.escape(str(self.root))} yet</i>"
         self.plot.value = fig_png(plot_compare(self.df, _curves(self.root)))
 
-# %% ../nbs/10_widgets.ipynb #326dcc79
-class Workbench:
+# %% ../nbs/10_widgets.ipynb #7eadedd9
+class Workbench(Panel):
     "The whole board: Flow, Try, Export, Compare and Train tabs over one runs folder"
 
     def __init__(
         self,
         root: str | Path = "runs",  # the runs folder every tab reads and writes
         flow: dict | None = None,  # FlowPanel options (spec, sample, lambda_steps)
-        train: dict | None = None,  # Dashboard options for the Train tab (model, tasks, steps, …)
+        train: dict | None = None,  # TrainPanel options for the Train tab (model, tasks, steps, …)
     ):
         self.root = Path(root)
         self.flow = FlowPanel(self.root, **(flow or {}))
         self.try_ = TryPanel(self.root)
         self.export = ExportPanel(self.root)
         self.compare = ComparePanel(self.root)
-        self.train = Dashboard(out=self.root, **(train or {}))
+        self.train = TrainPanel(out=self.root, **(train or {}))
         self.panels = [self.flow, self.try_, self.export, self.compare, self.train]
         self.tabs = W.Tab(children=[p.widget for p in self.panels])
         for i, t in enumerate(["Flow", "Try", "Export", "Compare", "Train"]):
@@ -1511,15 +1577,12 @@ class Workbench:
         if i in (1, 2, 3):
             self.panels[i].refresh()
 
-    def _ipython_display_(self):
-        display(self.widget)
-
     @classmethod
     def from_env(cls, var: str = "ADAPTNB_DASHBOARD") -> "Workbench":
         "The workbench of the options in environment variable `var` (JSON: root, flow, train), as the app starts it"
         return cls(**json.loads(os.environ.get(var) or "{}"))
 
-# %% ../nbs/10_widgets.ipynb #add72a7b
+# %% ../nbs/10_widgets.ipynb #ecfc9d15
 APP = "dashboard.ipynb"  # the app notebook, shipped inside the package
 
 
@@ -1527,68 +1590,29 @@ def app_path() -> Path:
     "The app notebook that `adaptnb dashboard` serves"
     return Path(str(importlib.resources.files("adaptnb") / APP))
 
-
-def _port_arg(s: str) -> int:
-    "The value of `--port`: an integer in 1..65535"
-    v = int(s) if s.isdigit() else 0
-    if not 1 <= v <= 65535:
-        raise argparse.ArgumentTypeError(f"{s!r} is not a port, an integer in 1..65535: use e.g. --port 8866")
-    return v
-
-
-def _port_free(ip: str, port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind((ip, port))
-            return True
-        except OSError:
-            return False
-
-
-def _serve(cmd: list, env: dict, ip: str, port: int, timeout: float = 180) -> subprocess.Popen:
-    "Start the server in its own process group and wait until its port answers"
-    proc, t0 = subprocess.Popen(cmd, env=env, start_new_session=True), time.monotonic()
-    while True:
-        if proc.poll() is not None:
-            raise AdaptnbError(f"voila ended with exit code {proc.returncode} before serving (its messages are above)")
-        try:
-            socket.create_connection((ip, port), 1).close()
-            return proc
-        except OSError:
-            if time.monotonic() - t0 > timeout:
-                proc.kill()
-                raise AdaptnbError(f"voila did not answer on {ip}:{port} within {timeout:.0f} s")
-            time.sleep(0.2)
-
-
+# %% ../nbs/10_widgets.ipynb #d555efb3
 def dashboard_cli(argv: list[str]) -> int:
-    "`adaptnb dashboard`: serve the workbench with Voila, print its URL, end cleanly on Ctrl-C"
+    "`adaptnb dashboard`: serve the workbench with Voila, print its URL; Ctrl-C, SIGTERM or SIGHUP end it and Voila"
     p = parser("dashboard", "Serve the workbench (Flow, Try, Export, Compare, Train) as a web app; Ctrl-C ends it.")
     p.add_argument("--root", default="runs", help="the runs folder the tabs read and write (made if missing)")
-    p.add_argument("--port", type=_port_arg, default=8866, help="the port to serve on")
+    p.add_argument("--port", type=port_arg, default=8866, help="the port to serve on")
     p.add_argument("--ip", default="127.0.0.1", help="the address to listen on (0.0.0.0: every interface)")
     a = p.parse_args(argv)
     check(importlib.util.find_spec("voila") is not None, "voila is not installed: pip install 'adaptnb[app]' (or pip install voila)")
     root = Path(a.root).expanduser().resolve()
     check(not root.exists() or root.is_dir(), f"--root {root} exists and is not a folder: give a folder for the runs")
-    check(_port_free(a.ip, a.port), f"port {a.port} is in use on {a.ip}: choose another with --port")
+    check(port_free(a.ip, a.port), f"port {a.port} is in use on {a.ip}: choose another with --port")
     root.mkdir(parents=True, exist_ok=True)
     preset = json.loads(os.environ.get("ADAPTNB_DASHBOARD") or "{}") | {"root": str(root)}
     env = dict(os.environ, ADAPTNB_DASHBOARD=json.dumps(preset))
     cmd = [sys.executable, "-m", "voila", str(app_path()), "--no-browser", f"--port={a.port}", f"--Voila.ip={a.ip}"]
-    proc = _serve(cmd, env, a.ip, a.port)
-    print(f"adaptnb dashboard: http://{a.ip}:{a.port}/ (runs in {root}); Ctrl-C ends it", flush=True)
     try:
-        code = proc.wait()
-        print(f"adaptnb dashboard: voila ended by itself (exit code {code})", flush=True)
-        return 1
-    except KeyboardInterrupt:
-        print("adaptnb dashboard: stopped", flush=True)
+        with process_group(cmd, env=env) as proc:  # Voila and its kernels end when this command ends, however it ends
+            wait_for_port(proc, a.ip, a.port, "voila")
+            print(f"adaptnb dashboard: http://{a.ip}:{a.port}/ (runs in {root}); Ctrl-C ends it", flush=True)
+            code = proc.wait()
+    except Stopped as e:
+        print(f"adaptnb dashboard: stopped ({e.signal})", flush=True)
         return 0
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    print(f"adaptnb dashboard: voila ended by itself (exit code {code})", flush=True)
+    return 1

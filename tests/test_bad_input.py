@@ -22,11 +22,6 @@ FIX = ("use ", "give ", "pass ", "choose ", "check ", "add ", "start ", "drop ",
 TRAIN = ["--max-steps", "2", "--batch-size", "8", "--max-length", "16"]  # a tiny run, for the rows that get that far
 
 
-def lead(fix: str):
-    "A row that fails today in a module of the lead's issue: expected to fail until `fix` lands"
-    return pytest.mark.xfail(strict=True, reason=f"lead: {fix}")
-
-
 # ---- the files the rows read ----------------------------------------------------------------------------------------
 GOOD = "text,label\n" + "".join(f"{c} example number {i} about {c} things,{c}\n" for c in "abc" for i in range(12))
 
@@ -71,6 +66,7 @@ def _write_files(d: Path):
     w("spec_empty.yaml", "")
     w("spec_unknown_key.yaml", "retain: [news_topic]\nnew: [movie_sentiment]\nbudgett: 3\n")
     w("spec_no_new.yaml", "retain: [news_topic]\n")
+    w("spec_bad_candidate.yaml", "retain: [news_topic]\nnew: [movie_sentiment]\ncandidates: [wise_ft]\n")
     w("spec_missing_file.yaml", f"retain: [news_topic]\nnew: ['csv:{d}/nope.csv']\n")
     w("spec_good.yaml", "retain: [news_topic]\nnew: [movie_sentiment]\nmax_per_class: 10\n")
     w("texts_latin1.txt", "")
@@ -162,7 +158,7 @@ CASES = [
     row("ranges", ["score", "--tasks", "news_topic", "--batch-size", "0"], "'0' is not a positive integer"),
     row("ranges", ["deploy", "{d}/run", "--out", "{d}/art2", "--prune", "1.5"], "prune"),
     row("ranges", ["interpolate", "--tuned", "{d}/run", "--tasks", "csv:{d}/good.csv", "--n", "0"],
-        "n (examples per task)"),
+        "--n 0 must be at least 1"),  # refused before any model is read
     # devices and precision
     row("devices", ["finetune", *NT, "--out", "{o}", "--device", "tpu"], "unknown device 'tpu'", "use 'cpu'"),
     row("devices", ["finetune", *NT, "--out", "{o}", "--device", "cuda:99"], "cuda:99", "use 'cpu'"),
@@ -242,6 +238,9 @@ CASES = [
     row("specs", ["decide", "{d}/spec_unknown_key.yaml"], "budgett"),
     row("specs", ["decide", "{d}/spec_no_new.yaml"], "new"),
     row("specs", ["run", "{d}/spec_missing_file.yaml", "--out", "{d}/flow"], "nope.csv", "does not exist"),
+    row("specs", ["run", "{d}/spec_bad_candidate.yaml", "--out", "{d}/flow"], "['wise_ft']", "cannot make", "wise-ft"),
+    row("specs", ["interpolate", "--tuned", "nope", "--tasks", "news_topic"], "--tuned nope does not exist"),
+    row("specs", ["interpolate", "--tuned", "{d}", "--tasks", "news_topic", "--alpha", "nan"], "--alpha nan"),
     # decision thresholds
     row("thresholds", ["decide", "{d}/spec_good.yaml", "--set", "frobnicate=1"], "frobnicate"),
     row("thresholds", ["decide", "{d}/spec_good.yaml", "--set", "max_unk_rate=lots"], "'lots' is not a number"),

@@ -60,3 +60,25 @@ def test_a_better_candidate_wins(base_and_tasks):
     score_test(cands, models, tasks, L)
     v = verdict(cands, win)
     assert not v.base_stays and v.S_diff < 0 and v.text.startswith(f"{win.name} won: test S fell from")
+
+
+def test_a_registered_candidate_is_made_resumed_and_rebuilt(tmp_path):
+    """WiSE-FT, one class in the registry: asked for in a spec, made in the λ stage at λ = 0.5, read back on resume,
+    rebuilt by `candidate_models`; nothing outside its class names it"""
+    from adaptnb.flow import CANDIDATES, WiseFt, candidate_models, family_of, run
+    from adaptnb.spec import partition
+    spec = {"retain": ["movie_sentiment"], "new": ["news_topic"], "budget": {"max_steps": 48}, "max_per_class": 40,
+            "max_length": 32, "batch_size": 8, "method": "full", "lr": 1e-4, "candidates": ["wise-ft"]}
+    res = run(spec, tmp_path / "run", sample=60, lambda_steps=2, progress=False)
+    names = [c.name for c in res.candidates]
+    assert isinstance(CANDIDATES["wise-ft"], WiseFt) and res.train["lp-ft"].best_step > 0, names
+    assert names == ["probe", "lp-ft", "joint", "lambda", "lambda-layer", "wise-ft"]
+    wise = res.candidate("wise-ft")
+    assert wise.lam == 0.5 and res.interpolate["wise-ft"]["lambda"] == 0.5 and "WiSE-FT" in wise.what
+    assert wise.vs_base_valid is not None and wise.vs_base_test is not None  # compared like every other candidate
+    (tmp_path / "run" / "run.json").unlink()  # as if killed before the end: every stage is read back
+    again = run(spec, tmp_path / "run", sample=60, lambda_steps=2, progress=False, resume=True)
+    assert [c.test.S for c in again.candidates] == [c.test.S for c in res.candidates]
+    back = candidate_models(tmp_path / "run", ["wise-ft"])["wise-ft"]
+    tasks = partition(spec).tasks
+    assert family_of(back).predictions(back, tasks, "test", 32).score().S == pytest.approx(wise.test.S, abs=1e-4)

@@ -18,8 +18,8 @@ TINY = dict(tasks=["news_topic"], max_per_class=8, batch_size=8, max_length=32, 
 
 
 def _dash(tmp_path, **kw):
-    from adaptnb.widgets import Dashboard
-    return Dashboard(out=tmp_path / "runs", **{**TINY, **kw})
+    from adaptnb.widgets import TrainPanel
+    return TrainPanel(out=tmp_path / "runs", **{**TINY, **kw})
 
 
 def _run_threads(): return [t for t in threading.enumerate() if t.name == "adaptnb-run" and t.is_alive()]
@@ -54,6 +54,21 @@ def test_run_updates_plot_table_and_history(tmp_path):
     assert "0.500" in lx.table.value and lx.widget in d.lambda_box.children and d.tabs.selected_index == 4
 
 
+def test_explore_lambda_on_a_causal_run(tmp_path):
+    "The λ tab on a causal LM's run blends through the family (it used to load the model name as a hub id and fail)"
+    from adaptnb.llm import CausalLM
+    CausalLM.from_config("smollm2", seed=0).save(tmp_path / "tiny")  # a tiny random Llama with SmolLM2's tokenizer
+    d = _dash(tmp_path, model=str(tmp_path / "tiny"), steps=4, eval_every=2, lr=1e-3, max_per_class=6)
+    assert d.start() and d.wait(600)
+    assert d.record.status == "done", (d.record.status, d.record.error)
+    assert d.explore_lambda() and d.wait(600)
+    lx = d.explorer
+    assert lx is not None, d.lambda_box.children[1].value
+    assert len(lx.grid.values) == 11 and set(lx.grid.losses[0]) == {"news_topic"}
+    lx.slider.value = 0.5
+    assert "0.500" in lx.table.value and "λ = 1 the run's best weights" in d.lambda_box.children[1].value
+
+
 def test_stop_midway_keeps_best_weights(tmp_path):
     d = _dash(tmp_path, steps=500, eval_every=2)
     assert d.start()
@@ -70,7 +85,7 @@ def test_stop_midway_keeps_best_weights(tmp_path):
     assert d.status_text.startswith(f"stopped at step {r.steps}")
 
 
-def test_errors_show_in_the_dashboard(tmp_path):
+def test_errors_show_in_the_train_tab(tmp_path):
     d = _dash(tmp_path, steps=2)
     d.tasks.value = ()
     assert not d.start() and d.status_text.startswith("not started: no task chosen")
@@ -83,10 +98,10 @@ def test_errors_show_in_the_dashboard(tmp_path):
 
 
 @pytest.mark.cuda
-def test_dashboard_defaults_to_cuda(tmp_path):
+def test_train_tab_defaults_to_cuda(tmp_path):
     import torch
-    from adaptnb.widgets import Dashboard
-    d = Dashboard(out=tmp_path / "runs")
+    from adaptnb.widgets import TrainPanel
+    d = TrainPanel(out=tmp_path / "runs")
     assert d.device.value.startswith("cuda") and torch.cuda.get_device_name(0) in d.gpu.value
     d = _dash(tmp_path, steps=3)
     assert d.start() and d.wait(600)
@@ -197,6 +212,7 @@ def test_flow_tab_runs_a_requirement_to_its_verdict(board, tmp_path):
     verdict = _text(page, ".adaptnb-verdict")
     assert "Verdict" in verdict and "S(M)" in verdict and "candidate" in verdict
     assert "finetune" in _text(page, ".adaptnb-decision") and "score on test" in page.content()
+    assert "Estimated on this machine" in page.content() and "from now" in page.content()  # the plan, said up front
     assert len(list(root.glob("*/run.json"))) == 1
 
 

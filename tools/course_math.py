@@ -14,12 +14,19 @@ _CODE_SPAN = re.compile(r"(`+)(.+?)(?<!`)\1(?!`)", re.S)
 _DISPLAY = re.compile(r"\$\$(.+?)\$\$", re.S)
 # pandoc's rule for inline math: no space after the opening `$`, none before the closing one, no digit after it
 _FUNCTION = re.compile(r"(<mi>(?:ln|log|exp|sin|cos|tan|max|min|arg|det|dim|lim)</mi>)(?!<mo>)")
+# commands latex2mathml passes through as text in some positions (`\big\langle`, `\arg`): the symbols they mean
+_LEFT_RAW = {"\\langle": "&#x027E8;", "\\rangle": "&#x027E9;", "\\arg": "arg"}
+_RAW_TEX = re.compile(r"\\[A-Za-z]+")
 _INLINE = re.compile(r"(?<![\\$\w])\$(?![\s$])((?:[^$\\\n]|\\.|\n(?!\s*\n))+?)(?<![\s\\])\$(?![\d$])")
 
 
 def tex_to_mathml(tex: str, display: bool = False) -> str:
     "One TeX formula as a `<math>` element (its TeX kept in `alttext` for screen readers and copying)"
     m = convert(tex.strip(), display="block" if display else "inline")
+    for raw, sym in _LEFT_RAW.items():
+        m = m.replace(f">{raw}<", f">{sym}<")
+    if _RAW_TEX.search(m):  # a command latex2mathml did not know would show as raw TeX: fail the formula
+        raise ValueError(f"raw TeX left in the MathML: {_RAW_TEX.findall(m)}")
     m = _FUNCTION.sub(r'\1<mspace width="0.167em"></mspace>', m)  # `\ln 5` reads "ln 5", not "ln5"
     alt = html.escape(" ".join(tex.split()), quote=True).replace("|", "&#124;")  # a `|` would split a table row
     return m.replace("<math ", f'<math alttext="{alt}" ', 1)
