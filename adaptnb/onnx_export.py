@@ -86,7 +86,8 @@ def export_onnx(
 ) -> Path:
     "Write the artifact's encoder, pooling, heads and softmax as one ONNX graph (and its int8 twin), with the tokenizer"
     model, meta = load_artifact(artifact, device="cpu", dequantize=True)
-    check(meta.get("family", "encoder") != "causal", "ONNX export is for encoder classifiers; this is a causal LM")
+    check(isinstance(model, MultiTaskModel), f"ONNX export is for encoder classifiers, and {artifact} holds a "
+          f"{type(model).__name__}: export an encoder's artifact (a causal LM serves with adaptnb serve)")
     out = check_out_dir(out, "--out")
     out.mkdir(parents=True, exist_ok=True)
     write_graph(model, out / "model.onnx", opset)

@@ -261,6 +261,8 @@ CASES = [
     row("resume", ["demo", "--out", "{d}/empty_dir", "--resume", "--overwrite"], "contradict", "pass one"),
     # artifacts
     row("artifacts", ["predict", "{d}/no_such_artifact", "text"], "is not a folder"),
+    row("artifacts", ["serve", "{d}/no_such_artifact"], "is not a folder"),
+    row("artifacts", ["serve", "{d}/run", "--port", "99999"], "is not a port", "--port 8866"),
     row("artifacts", ["predict", "{d}/run", "text"], "not an adaptnb artifact"),
     row("artifacts", ["predict", "{d}/bad_manifest_artifact", "text"], "damaged"),
     row("artifacts", ["predict", "{d}/artifact", "text", "--task", "nope"], "nope"),
