@@ -32,10 +32,12 @@ COMMANDS = {
         "theta(lambda) = theta0 + lambda (thetat - theta0), lambda learned or on a grid",
     ),
     "decide": ("adaptnb.decide", "decide_cli", "assess a requirement and decide: fine-tune or retrain"),
-    "run": ("adaptnb.flow", "run_cli", "the whole flow for a requirement spec, end to end"),
+    "run": ("adaptnb.lineage", "run_cli", "the whole flow for a requirement spec; a generation when model: is a run"),
     "demo": ("adaptnb.flow", "demo_cli", "the whole flow on the embedded default requirement"),
     "deploy": ("adaptnb.deploy", "deploy_cli", "export a run as an artifact with a model card"),
     "predict": ("adaptnb.deploy", "predict_cli", "predict labels with an exported artifact"),
+    "lineage": ("adaptnb.lineage", "lineage_cli", "the generations under a folder: changes, promises, accuracy matrix"),
+    "onnx": ("adaptnb.onnx_export", "onnx_cli", "export an artifact as one ONNX graph, run by onnxruntime without PyTorch"),
     "serve": ("adaptnb.serve", "serve_cli", "serve an artifact over HTTP: /predict, OpenAI completions, metrics, hot reload"),
     "dashboard": ("adaptnb.widgets", "dashboard_cli", "serve the workbench (flow, try, export, compare, train) in a browser"),
 }

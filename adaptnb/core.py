@@ -16,8 +16,8 @@ from torch import nn
 __all__ = ['MODEL_FILE', 'DEFAULT_MODEL', 'TASK_NAME_RE', 'POOLINGS', 'AdaptnbError', 'check', 'is_int', 'extension_point',
            'get_device', 'cpu_bf16', 'autocast_dtype', 'autocast', 'resolve_dtype', 'eval_mode', 'check_seed',
            'seed_everything', 'atomic_write', 'to_jsonable', 'save_json', 'load_json', 'Record', 'RunDir',
-           'check_out_dir', 'default_model_path', 'looks_like_hub_id', 'resolve_model', 'load_tokenizer',
-           'model_config', 'check_max_length', 'check_task_name', 'MultiTaskModel']
+           'check_out_dir', 'finish_figure', 'default_model_path', 'looks_like_hub_id', 'resolve_model',
+           'load_tokenizer', 'model_config', 'check_max_length', 'check_task_name', 'MultiTaskModel']
 
 # %% ../nbs/00_core.ipynb #85b4f815
 class AdaptnbError(ValueError):
@@ -335,6 +335,21 @@ def check_out_dir(
     except OSError as e:
         raise AdaptnbError(f"{option} {p} cannot be created in {parent} ({e.strerror}): choose another {option}")
     return p
+
+# %% ../nbs/00_core.ipynb #d84836c0
+def finish_figure(
+    fig,  # a matplotlib Figure
+    path: str | Path | None = None,  # the .png to write; None: leave the figure open and return it
+    dpi: int = 110,  # dots per inch of the file
+):
+    "Lay `fig` out; save it to `path` and close it (a run draws many), or return it open when `path` is None"
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=dpi, bbox_inches="tight")
+        plt.close(fig)
+    return fig
 
 # %% ../nbs/00_core.ipynb #06b18bee
 DEFAULT_MODEL = "default"

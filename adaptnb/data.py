@@ -12,13 +12,13 @@ import numpy as np
 import pandas as pd
 import torch
 import datasets
-from .core import AdaptnbError, Record, check, check_seed, check_task_name, is_int
+from .core import AdaptnbError, Record, check, check_seed, check_task_name, finish_figure, is_int
 
 # %% auto #0
 __all__ = ['SPLITS', 'EMBEDDED', 'ENCODE_CHUNK', 'CleanReport', 'Splits', 'Task', 'normalise_text', 'clean_pool',
-           'stratified_split', 'make_task', 'task_from_lists', 'task_from_pandas', 'task_from_file', 'task_from_hf',
-           'EmbeddedTask', 'load_embedded', 'load_task', 'load_tasks', 'cap_train', 'Audit', 'audit', 'audit_table',
-           'plot_audit', 'encode', 'length_batches', 'collate', 'iter_batches']
+           'stratified_split', 'per_class_rows', 'make_task', 'task_from_lists', 'task_from_pandas', 'task_from_file',
+           'task_from_hf', 'EmbeddedTask', 'load_embedded', 'load_task', 'load_tasks', 'cap_train', 'Audit', 'audit',
+           'audit_table', 'plot_audit', 'encode', 'length_batches', 'collate', 'iter_batches']
 
 # %% ../nbs/01_data.ipynb #a89448ab
 @dataclass
@@ -240,12 +240,21 @@ def _drop_leakage(parts: dict, rep: CleanReport) -> dict:
     return parts
 
 # %% ../nbs/01_data.ipynb #041494af
+def per_class_rows(
+    y,  # the class index of each row
+    k: int,  # rows per class at most
+    rng: np.random.Generator,  # the draw (shared by the calls of one cap, so that each split draws afresh)
+) -> np.ndarray:
+    "Sorted indices of at most `k` random rows of each class"
+    return np.sort(np.concatenate([rng.permutation(np.flatnonzero(y == c))[:k] for c in np.unique(y)]))
+
+
 def _cap_classes(parts: dict, max_per_class: int, seed: int) -> dict:
     "At most `max_per_class` random rows per class in every split"
     rng = np.random.default_rng(seed)
     for s, (st, sc) in parts.items():
         y = np.asarray(sc)
-        keep = np.sort(np.concatenate([rng.permutation(np.flatnonzero(y == k))[:max_per_class] for k in np.unique(y)]))
+        keep = per_class_rows(y, max_per_class, rng)
         parts[s] = ([st[i] for i in keep], [sc[i] for i in keep])
     return parts
 
@@ -652,7 +661,7 @@ def cap_train(task: Task, max_per_class: int, seed: int = 0) -> Task:
     check(isinstance(task, Task), f"cap_train needs a Task (from load_task), got {type(task).__name__}")
     check(is_int(max_per_class, 1), f"max_per_class must be a positive integer, got {max_per_class!r}")
     y, rng = np.asarray(task.train["label"]), np.random.default_rng(seed)
-    keep = np.sort(np.concatenate([rng.permutation(np.flatnonzero(y == c))[:max_per_class] for c in np.unique(y)]))
+    keep = per_class_rows(y, max_per_class, rng)
     return dataclasses.replace(task, train=task.train.select(keep.tolist()))
 
 # %% ../nbs/01_data.ipynb #238e4e58
@@ -764,11 +773,7 @@ def plot_audit(audits: list[Audit], path: str | Path | None = None):
             else ""
         )
         ax2.set_title(f"{a.task}: text length in {unit}{cov}", fontsize=9)
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-    return fig
+    return finish_figure(fig, path)
 
 # %% ../nbs/01_data.ipynb #02532e60
 ENCODE_CHUNK = 4096  # texts per tokenizer call: a fast tokenizer's encodings (tokens, offsets) cost ~5 KB a text

@@ -419,6 +419,9 @@ class Thresholds(Record):
     tiny_budget_steps: int = field(default=25, metadata={"help": "under this many steps: freeze"})
     few_per_class: int = field(default=8, metadata={"help": "under this many examples in a class: freeze"})
     min_retrain_steps: int = field(default=300, metadata={"help": "fewest steps worth training from random weights"})
+    contrastive_per_class: int = field(
+        default=20, metadata={"help": "under this many examples in a class: propose the contrastive candidate (SetFit)"}
+    )
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -445,6 +448,7 @@ class Decision(Record):
     tokenizer: str
     train_tasks: list
     steps: int
+    proposed: list = field(default_factory=list)  # candidates the flow makes only when asked that the data calls for
 
     def to_contract(self) -> dict:
         "The documented decide JSON: action, method, learn_lambda, reasons, assessment (and votes, thresholds, steps)"
@@ -459,6 +463,7 @@ class Decision(Record):
             "train_tasks": list(self.train_tasks),
             "steps": self.steps,
             "thresholds": self.thresholds.to_dict(),
+            "proposed": list(self.proposed),
         }
 
     def to_dict(self) -> dict:
@@ -473,6 +478,7 @@ class Decision(Record):
             },
             assessment=Assessment.from_dict(d["assessment"]),
             thresholds=Thresholds.from_dict(d["thresholds"]),
+            proposed=list(d.get("proposed", [])),  # a record written before proposals: none
         )
 
 # %% ../nbs/06_decide.ipynb #07db6b30
@@ -596,6 +602,17 @@ def _action(A: Assessment, th: Thresholds, votes: dict) -> tuple[str, list[str]]
         reasons.append(f"the spec fixes method {A.method!r}" + agree)
     return action, reasons
 
+# %% ../nbs/06_decide.ipynb #b48078d9
+def _proposals(A: Assessment, th: Thresholds, action: str) -> tuple[list, list]:
+    "The candidates made only on request that the data calls for, with the reasons: SetFit's for few examples a class"
+    few = min(t.per_class_min for t in A.tasks.values())
+    if action != "finetune" or few >= th.contrastive_per_class or not isinstance(family_for(A.model), EncoderFamily):
+        return [], []
+    why = (f"the smallest class has {few} training examples, under {th.contrastive_per_class}: the contrastive "
+           "candidate (SetFit's method: same- and different-class pairs of texts multiply few examples) is proposed; "
+           "add `candidates: [contrastive]` to the spec to make it.")
+    return ["contrastive"], [why]
+
 # %% ../nbs/06_decide.ipynb #119565ec
 def _retrain_reason(A: Assessment, tokenizer: str) -> str:
     "Why retraining trains every task and learns no λ"
@@ -641,8 +658,10 @@ def decide(
         )
     else:
         reasons.append("the spec retains no task: the fine-tuned weights are used as they are (λ = 1).")
-    return Decision(action=action, method=method, learn_lambda=learn, reasons=reasons, assessment=A, thresholds=th,
-                    votes=votes, tokenizer=tokenizer, train_tasks=train, steps=A.budget_steps)
+    proposed, why = _proposals(A, th, action)
+    return Decision(action=action, method=method, learn_lambda=learn, reasons=reasons + why, assessment=A,
+                    thresholds=th, votes=votes, tokenizer=tokenizer, train_tasks=train, steps=A.budget_steps,
+                    proposed=proposed)
 
 # %% ../nbs/06_decide.ipynb #a00db74d
 def threshold_overrides(

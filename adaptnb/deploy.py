@@ -21,6 +21,7 @@ from .score import score
 from .heads import init_heads
 from .train import family_for
 from .flow import RunResult
+from .lineage import LINEAGE_FILE, Generation
 from .llm import CAUSAL_FILE, CausalLM, _choice_nll, generate_answers
 
 # %% auto #0
@@ -340,6 +341,7 @@ class RunInfo(Record):
     seed: int | None = None  # the run's seed
     score_after_note: str | None = None  # set when the scores predate compression
     verdict: Any = None  # the flow's verdict: which candidate won, or that the base stays
+    promises: Any = None  # a generation's check against its parent (lineage.json): {"shipped", "gate"}
     task_info: dict | None = None  # task -> what the run recorded of it (a causal LM's prompt template and choices)
 
 # %% ../nbs/09_deploy.ipynb #097d2091
@@ -367,6 +369,9 @@ def _flow_info(rd: RunDir) -> RunInfo:
     info.task_info = {t["name"]: t for t in r.tasks}
     info.retain = [t.name or t.task for t in r.requirement.retain] or None
     info.seed = r.requirement.seed
+    if (rd.root / LINEAGE_FILE).exists():  # a generation: whether it kept its parent's promises
+        g = Generation.load(rd.root / LINEAGE_FILE)
+        info.promises = {"shipped": g.shipped, "gate": g.gate.text() if g.gate else None}
     return info
 
 # %% ../nbs/09_deploy.ipynb #3cf9ae96
@@ -727,9 +732,12 @@ def _verdict(spec: Gate, info: RunInfo) -> GateResult:
         g.checked, g.passed = True, False
         g.reasons.insert(
             0,
-            "the run's verdict is that the base stays (no candidate beat it on valid by more than its standard "
-            "error), so there is no adapted model to ship",
+            "the run's verdict is that the base stays (no candidate passed the shipping rule on valid: a one-sided "
+            "paired test, Holm-corrected for the candidates compared), so there is no adapted model to ship",
         )
+    if info.promises and not info.promises["shipped"]:  # lineage: a promise broken against the parent in service
+        g.checked, g.passed = True, False
+        g.reasons.insert(0, f"this generation {info.promises['gate']}")
     if not g.passed:
         fix = "" if stays and len(g.reasons) == 1 else f", or raise max_loss_rise (now {spec.max_loss_rise})"
         check(

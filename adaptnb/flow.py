@@ -8,6 +8,7 @@ happened. `run`, `adaptnb run`, `adaptnb decide` and `adaptnb demo`."""
 from __future__ import annotations
 import copy, dataclasses, json, shutil, threading, time
 from typing import Any
+import safetensors.torch
 import torch
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from adaptnb.core import (
     check,
     check_out_dir,
     extension_point,
+    finish_figure,
     get_device,
     load_json,
     save_json,
@@ -28,21 +30,25 @@ from adaptnb.core import (
     to_jsonable,
 )
 from .data import Audit, Task, audit, plot_audit
-from .heads import init_heads, scale_heads
+from .heads import fit_temperature, init_heads, scale_heads
 from .score import Interpretation, Paired, Predictions, Score, paired_diff, plot_scores
-from .train import EncoderFamily, TrainConfig, TrainResult, checkpoints, family_for, family_of, fit, plot_history
+from .train import (Callback, EncoderFamily, TrainConfig, TrainResult, checkpoints, family_for, family_of, fit,
+                    plot_history)
 from .interpolate import Interpolation, blend, grid_lambda, learn_lambda, objective, plot_lambda
 from .spec import Partition, Requirement, TaskRef, load_requirement, partition  # (the spec's names, here too)
 from .decide import Decision, Thresholds, add_decide_options, assess, decide, scratch, threshold_overrides
 from .command import emit, parser
 
 # %% auto #0
-__all__ = ['CANDIDATES', 'MIN_STEPS', 'LPFT_LR', 'PLAN_FILE', 'PROBE_HEADS', 'DEMO_SPEC', 'Plan', 'Recipe', 'register_candidate',
-           'Probe', 'Trained', 'LpFt', 'Joint', 'BlendSearch', 'Blend', 'Learned', 'GlobalLambda', 'LayerLambda',
-           'Retrain', 'WiseFt', 'check_budget', 'check_candidates', 'plan_candidates', 'candidate_config',
-           'estimate_stages', 'plan_text', 'Candidate', 'compare_valid', 'choose', 'score_test', 'Verdict', 'verdict',
+__all__ = ['CANDIDATES', 'MIN_STEPS', 'LPFT_LR', 'PAIR_LR', 'PLAN_FILE', 'SHIP_ALPHA', 'CAL_FOLDS', 'MIN_VALID', 'PROBE_HEADS',
+           'CV_FOLDS', 'CV_REPEATS', 'DEMO_SPEC', 'Plan', 'Recipe', 'register_candidate', 'Probe', 'Trained', 'LpFt',
+           'Joint', 'BlendSearch', 'Blend', 'Learned', 'GlobalLambda', 'LayerLambda', 'Retrain', 'WiseFt',
+           'sample_pairs', 'pair_fit', 'Contrastive', 'check_budget', 'check_candidates', 'plan_candidates',
+           'candidate_config', 'estimate_stages', 'plan_text', 'Candidate', 'one_sided_p', 'holm',
+           'oof_temperature_losses', 'compare_valid', 'choose', 'score_test', 'Verdict', 'small_valid_text', 'verdict',
            'check_targets', 'RunResult', 'FlowHalted', 'Stages', 'FlowSizes', 'flow_sizes', 'zero_shot', 'audit_view',
-           'run', 'plot_paired', 'report', 'candidate_models', 'demo_spec', 'summary', 'run_cli', 'demo_cli']
+           'cv_needed', 'pooled_task', 'cv_splits', 'fold_partition', 'HeldOut', 'CrossVal', 'cross_validate', 'run',
+           'plot_paired', 'report', 'candidate_models', 'demo_spec', 'flow_parser', 'summary', 'demo_cli']
 
 # %% ../nbs/07_flow.ipynb #ef86a651
 CANDIDATES: dict = {}  # name -> Recipe: the candidates the flow can make, in the order it plans them (below)
@@ -117,6 +123,10 @@ class Trained(Recipe):
     def start(self, D: Decision, part: Partition, base):
         "The model it starts from: a copy of the base as the probe stage readied it (`base` is not changed)"
         return copy.deepcopy(base)
+
+    def train(self, model, tasks: list, cfg: TrainConfig, **fit_kw) -> TrainResult:
+        "Train `model` (in place) on `tasks` by `cfg`: `fit` (`fit_kw`: the run's stop event and callbacks)"
+        return fit(model, tasks, cfg, **fit_kw)
 
     def options(self, plan: Plan, req: Requirement) -> dict:
         "Its `TrainConfig`'s method and learning rates: LP-FT's (the heads start as probes: the body's rate)"
@@ -244,6 +254,97 @@ class WiseFt(Blend):
     def find(self, s):
         return 0.5, {"lambda": 0.5, "granularity": "global", "n": s.data.n}, "λ fixed at WiSE-FT's 0.5", None
 
+# %% ../nbs/07_flow.ipynb #ad511f73
+PAIR_LR = 2e-5  # the body's learning rate on pairs: SetFit's default body_learning_rate
+
+
+def sample_pairs(
+    labels,  # the train split's class of each row
+    n: int,  # pairs to draw
+    rng: np.random.Generator,  # the run's generator (same seed, same pairs)
+) -> tuple:
+    "n pairs of rows, alternately of the same class and of different classes (SetFit's rule): (a, b, target 1/0)"
+    y = np.asarray(labels)
+    check(len(np.unique(y)) > 1, "contrastive pairs need at least two classes in the train split")
+    a, same = rng.integers(0, len(y), n), np.arange(n) % 2 == 0
+    b = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        pool = np.flatnonzero((y == y[a[i]]) == same[i])
+        b[i] = rng.choice(pool[pool != a[i]] if same[i] and len(pool) > 1 else pool)
+    return a, b, same.astype(np.float32)
+
+# %% ../nbs/07_flow.ipynb #757f5eb0
+def pair_fit(
+    model: MultiTaskModel,  # the encoder whose body moves (in place)
+    tasks: list,  # the tasks whose train splits give the pairs, in turn
+    steps: int,  # AdamW steps, each on `batch_size` pairs
+    batch_size: int = 16,  # pairs per step
+    max_length: int = 64,  # tokens per text
+    lr: float = PAIR_LR,  # the body's learning rate
+    seed: int = 0,  # seed of the pairs and of dropout
+) -> list:
+    "SetFit's contrastive phase: a cosine-similarity loss on sampled pairs moves the body; each step's loss"
+    try:
+        from sentence_transformers.sentence_transformer.losses import CosineSimilarityLoss
+    except ImportError as e:
+        raise AdaptnbError("the contrastive candidate needs sentence-transformers: pip install 'adaptnb[fewshot]'") \
+            from e
+    seed_everything(seed)
+    rng, dev = np.random.default_rng(seed), next(model.parameters()).device
+    loss_fn, opt = CosineSimilarityLoss(model), torch.optim.AdamW(model.body.parameters(), lr=lr)
+    data = [(list(t.train["text"]), t.train["label"]) for t in tasks]
+    embed = lambda texts: model.encode(**model.tokenizer(texts, padding=True, truncation=True, max_length=max_length,
+                                                         return_tensors="pt").to(dev))
+    model.train()
+    losses = []
+    for step in range(steps):
+        texts, y = data[step % len(data)]
+        a, b, same = sample_pairs(y, batch_size, rng)
+        u, v = embed([texts[i] for i in a]), embed([texts[i] for i in b])
+        loss = loss_fn.compute_loss_from_embeddings([u, v], torch.as_tensor(same, device=dev))  # MSE(cos(u, v), 1/0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    model.eval()
+    return losses
+
+# %% ../nbs/07_flow.ipynb #d608c27e
+@register_candidate
+class Contrastive(Trained):
+    "SetFit's method: pairs move the body (cosine loss), a probe head on it, then LP-FT for the rest of its steps"
+
+    name, default = "contrastive", False
+    what = "SetFit's method: a cosine loss on same/different-class pairs moves the body, then a probe head, then LP-FT"
+    pair_share = 0.5  # of its steps spent on pairs; the rest fine-tune from the probe head on the moved body
+
+    def tasks(self, part):
+        return list(part.new)
+
+    def skip(self, D, part):
+        if why := super().skip(D, part):
+            return why
+        if not isinstance(family_for(part.requirement.model), EncoderFamily):
+            return "SetFit's method pairs sentence embeddings: it needs an encoder"
+        return None
+
+    def train(self, model, tasks, cfg, **fit_kw):
+        pairs = int(cfg.max_steps * self.pair_share)
+        kept = None if cfg.out is None else Path(cfg.out).with_name(f"{Path(cfg.out).name}.pairs.safetensors")
+        if kept is not None and kept.exists():  # a resumed run: the pairs were done, the same ones
+            safetensors.torch.load_model(model.body, kept)
+        else:
+            pair_fit(model.to(get_device(cfg.device)), tasks, pairs, cfg.batch_size, cfg.max_length, PAIR_LR, cfg.seed)
+            if kept is not None:
+                safetensors.torch.save_model(model.body, kept)
+        init_heads(model, tasks, how="probe", replace=True, max_length=cfg.max_length, seed=cfg.seed)
+        rest = cfg.max_steps - pairs
+        cfg = dataclasses.replace(cfg, max_steps=rest, eval_every=max(1, rest // 8), checkpoint_every=max(1, rest // 2))
+        tr = fit(model, tasks, cfg, **fit_kw)
+        if kept is not None:
+            kept.unlink()
+        return dataclasses.replace(tr, config=dict(tr.config, pair_steps=pairs))  # the candidate's steps count them
+
 # %% ../nbs/07_flow.ipynb #15777c58
 def _check_share(steps: int, trained: list[str]):
     "Refuse a step budget that cannot give each trained candidate MIN_STEPS, naming the smallest that can"
@@ -333,6 +434,7 @@ def estimate_stages(
     lambda_steps: int = 12,  # Adam steps of the λ searches together
     eval_examples: int = 500,  # valid examples per task that each evaluation during training reads
     lambda_examples: int = 64,  # valid examples per task that λ is learned on
+    folds: int = 0,  # K × repeats of the cross-validation, when valid is too small (each fold trains every candidate)
 ) -> dict:
     "Each stage left after the decision, with its estimated seconds on this machine (see the table above)"
     A = D.assessment
@@ -343,6 +445,8 @@ def estimate_stages(
         if CANDIDATES[n].trains:
             evals = 8 * sum(min(len(t.valid), eval_examples) for t in CANDIDATES[n].tasks(part))
             out[f"train {n}"] = plan.steps[n] * A.step_seconds + evals * f
+    if folds:  # every fold trains every candidate again: K × repeats times the training, before it
+        out = {"cross-validate": folds * sum(out.values())} | out
     if any(isinstance(CANDIDATES[n], Blend) for n in plan.names):
         sample = sum(min(len(t.valid), lambda_examples) for t in part.tasks)
         out["learn λ"] = (6 + 3 * lambda_steps) * sample * f
@@ -363,13 +467,16 @@ def plan_text(
     plan: Plan,  # the plan
     D: Decision,  # the decision (the measured step time, the budget's basis)
     estimate: dict,  # stage -> estimated seconds (`estimate_stages`)
+    folds: int = 0,  # K × repeats of the cross-validation (0: none)
 ) -> str:
     "The plan in words, printed before anything trains: the candidates, their steps, each stage's estimated time"
     steps = ", ".join(f"{n} {s:,} steps" for n, s in plan.steps.items())
     stages = ", ".join(f"{k} {_minutes(v)}" for k, v in estimate.items())
     total = sum(estimate.values())
+    cv = (f" Valid is too small to decide on: {folds} cross-validation folds over train and valid choose, stop and "
+          f"calibrate, each training every candidate again ({folds} times the training)." if folds else "")
     return (f"plan: {', '.join(plan.names)}; {steps} ({D.assessment.budget_basis}). Estimated on this machine "
-            f"({D.assessment.step_seconds:.2f} s per step): {stages}; about {_minutes(total)} from now.")
+            f"({D.assessment.step_seconds:.2f} s per step): {stages}; about {_minutes(total)} from now.{cv}")
 
 # %% ../nbs/07_flow.ipynb #cb9149fa
 @dataclass
@@ -390,6 +497,8 @@ class Candidate(Record):
     vs_base_test: Paired | None = None  # S − S(base) on test, with its paired se
     lam: float | list | None = None  # the learned λ of a λ candidate
     same_as: str | None = None  # an earlier candidate with exactly the same weights, whose predictions it shares
+    p_value: float | None = None  # one-sided p of its valid gain over the base (`one_sided_p`), before Holm
+    uncalibrated: dict = field(default_factory=dict)  # task -> why its head kept T = 1 (the out-of-fold check)
 
     def __post_init__(self):
         for f in ("valid_raw", "valid", "test_raw", "test"):
@@ -400,11 +509,34 @@ class Candidate(Record):
                 setattr(self, f, Paired.from_dict(getattr(self, f)))
 
 # %% ../nbs/07_flow.ipynb #0d925779
-@patch(as_prop=True)
-def beats_base(self: Candidate) -> bool:
-    "Whether its valid S is below the base's by more than one paired standard error"
-    p = self.vs_base_valid
-    return p is not None and p.diff < -p.se
+SHIP_ALPHA = 0.05  # family-wise error of the shipping rule: Holm over the candidates compared, one-sided t-tests
+
+
+def one_sided_p(
+    p: Paired,  # a candidate's ΔS against the base, with its paired se and each task's n
+) -> float:
+    "One-sided p of H0: ΔS ≥ 0 (no gain), Student's t with n − 1 df (n: a task's fewest rows); 1 when untestable"
+    from scipy.stats import t as student_t
+
+    n = min((v["n"] for v in p.tasks.values()), default=0)
+    if n < 2:
+        return 1.0  # one row has no spread: nothing can be concluded from it
+    if p.se == 0:
+        return 0.0 if p.diff < 0 else 1.0
+    return float(student_t.cdf(p.diff / p.se, df=n - 1))
+
+# %% ../nbs/07_flow.ipynb #e1bb072b
+def holm(
+    pvalues: dict,  # hypothesis -> its p-value
+    alpha: float = SHIP_ALPHA,  # the family-wise error
+) -> list:
+    "The hypotheses Holm's step-down procedure rejects: the i-th smallest p while p ≤ α / (m − i + 1) (Holm 1979)"
+    out, m = [], len(pvalues)
+    for i, (name, p) in enumerate(sorted(pvalues.items(), key=lambda kv: kv[1])):
+        if p > alpha / (m - i):
+            break
+        out.append(name)
+    return out
 
 # %% ../nbs/07_flow.ipynb #686505bd
 @patch
@@ -419,6 +551,7 @@ def row(self: Candidate) -> dict:
         "valid S raw": self.valid_raw.S if self.valid_raw else None,
         "valid S": self.valid.S if self.valid else None,
         "valid ΔS ± se": "—" if self.name == "probe" or v is None else f"{v.diff:+.4f} ± {v.se:.4f}",
+        "valid p": "—" if self.p_value is None else f"{self.p_value:.3g}",
         "test S raw": self.test_raw.S if self.test_raw else None,
         "test S": self.test.S if self.test else None,
         "test ΔS ± se": "—" if self.name == "probe" or t is None else f"{t.diff:+.4f} ± {t.se:.4f}",
@@ -442,6 +575,42 @@ def _predict_once(cands: list[Candidate], models: dict, tasks: list[Task], split
         preds[c.name] = twin or family_of(m).predictions(m, tasks, split, max_length, progress)
     return preds
 
+# %% ../nbs/07_flow.ipynb #c4216321
+CAL_FOLDS = 5  # folds of valid that a temperature is cross-fit on before it is kept (fewer rows: leave one out)
+
+
+def oof_temperature_losses(
+    logits,  # (n, C) logits of one head on valid
+    labels,  # n true class indices
+    folds: int = CAL_FOLDS,  # K of the K-fold cross-fit
+    seed: int = 0,  # seed of the folds
+) -> tuple:
+    "(mean NLL of each row at the T fit on the other folds, mean NLL at T = 1): does a temperature help unseen rows?"
+    from sklearn.model_selection import KFold
+
+    z, y = torch.as_tensor(logits).double(), torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    check(len(y) >= 2, "a temperature cannot be checked on fewer than 2 rows")
+    nll = torch.zeros(len(y), dtype=torch.float64)
+    for fit_rows, held in KFold(min(folds, len(y)), shuffle=True, random_state=seed).split(np.arange(len(y))):
+        T = fit_temperature(z[fit_rows], y[fit_rows])
+        nll[held] = torch.nn.functional.cross_entropy(z[held] / T, y[held], reduction="none")
+    return float(nll.mean()), float(torch.nn.functional.cross_entropy(z, y))
+
+# %% ../nbs/07_flow.ipynb #7a5dddf1
+def _calibrate(model, P: Predictions, seed: int = 0) -> tuple:
+    "Calibrate `model` (its family's way) on the heads whose temperature lowers the out-of-fold loss: (temps, skipped)"
+    skipped = {}
+    for t, z in P.logits.items():
+        if len(P.labels[t]) < 2:
+            skipped[t] = "fewer than 2 valid rows: a temperature cannot be checked"
+            continue
+        oof, one = oof_temperature_losses(z, P.labels[t], seed=seed)
+        if oof >= one:
+            skipped[t] = f"a temperature raised the out-of-fold valid loss ({one:.4f} → {oof:.4f}): T = 1 kept"
+    kept = [t for t in P.logits if t not in skipped]
+    sub = dataclasses.replace(P, logits={t: P.logits[t] for t in kept}, labels={t: P.labels[t] for t in kept})
+    return family_of(model).calibrate(model, sub), skipped
+
 # %% ../nbs/07_flow.ipynb #c0aa46dc
 def compare_valid(
     cands: list[Candidate],  # the candidates, `probe` (the base) first
@@ -449,26 +618,35 @@ def compare_valid(
     tasks: list[Task],  # every task of the requirement
     max_length: int = 128,  # tokens per text
     progress: bool = False,  # show progress bars
+    raw: dict | None = None,  # candidate -> its uncalibrated valid Predictions (default: predicted here; out of fold)
 ) -> dict:
-    "Calibrate each candidate on valid and compare it with the base; fills each Candidate's valid fields"
+    "Calibrate each candidate on valid (where it helps out of fold) and compare it with the base; fills valid fields"
     check(cands and cands[0].name == "probe", "the first candidate must be the base ('probe')")
     for i, c in enumerate(cands):
         c.same_as = next((d.name for d in cands[:i] if _same_weights(models[c.name], models[d.name])), None)
-    raw, preds = _predict_once(cands, models, tasks, "valid", max_length, progress), {}
+    raw, preds = raw or _predict_once(cands, models, tasks, "valid", max_length, progress), {}
     for c in cands:
-        c.temperatures = family_of(models[c.name]).calibrate(models[c.name], raw[c.name])
+        c.temperatures, c.uncalibrated = _calibrate(models[c.name], raw[c.name])
         preds[c.name] = raw[c.name].scaled(c.temperatures)
         c.valid_raw, c.valid = raw[c.name].score(), preds[c.name].score()
     for c in cands:
         c.vs_base_valid = paired_diff(preds[c.name], preds["probe"])
+        c.p_value = None if c.name == "probe" else one_sided_p(c.vs_base_valid)
     return preds
 
 # %% ../nbs/07_flow.ipynb #1303d9bd
+def _moved(cands: list[Candidate]) -> list[Candidate]:
+    "The candidates whose weights moved from the base: the hypotheses the shipping rule tests"
+    return [c for c in cands if c.name != "probe" and c.same_as != "probe"]
+
+
 def choose(
-    cands: list[Candidate],  # the candidates, with their valid fields
+    cands: list[Candidate],  # the candidates, with their valid fields; the base (`probe`) first
+    alpha: float = SHIP_ALPHA,  # the family-wise error over the candidates compared
 ) -> Candidate:
-    "The candidate with the lowest valid S among those that beat the base by more than a paired se; else the base"
-    better = [c for c in cands if c.name != "probe" and c.beats_base]
+    "The lowest valid S among the candidates whose one-sided gain over the base passes Holm at `alpha`; else the base"
+    passed = holm({c.name: one_sided_p(c.vs_base_valid) for c in _moved(cands)}, alpha)
+    better = [c for c in cands if c.name in passed]
     return min(better, key=lambda c: c.valid.S) if better else cands[0]
 
 # %% ../nbs/07_flow.ipynb #8ff4f5a3
@@ -494,7 +672,7 @@ class Verdict(Record):
     "Which candidate won (or that the base stays), by how much on valid and test, per task, and what would help"
 
     winner: str  # the winning candidate; "probe" when the base stays
-    base_stays: bool  # no candidate beat the base on valid by more than its paired se
+    base_stays: bool  # no candidate's valid gain over the base passed the shipping rule (Holm at `alpha`)
     S_before: float  # the base's test S (probe heads, calibrated)
     S_after: float  # the winner's test S
     S_diff: float  # S_after − S_before on test
@@ -505,6 +683,13 @@ class Verdict(Record):
     tasks: dict = field(default_factory=dict)  # task -> accuracy and loss, before and after
     advice: list = field(default_factory=list)  # what would help
     text: str = ""  # the verdict in words
+    alpha: float = SHIP_ALPHA  # the shipping rule's family-wise error
+    compared: int = 0  # m: the candidates that moved from the base, over which Holm corrects
+    p_value: float | None = None  # the winner's one-sided p on valid (the closest candidate's when the base stays)
+    valid_sizes: dict = field(default_factory=dict)  # task -> valid rows the comparison rests on
+    folds: int = 0  # K of the k-fold cross-validation the comparison rests on (0: the valid split itself)
+    repeats: int = 0  # how many times the K folds were drawn
+    valid_rows: dict = field(default_factory=dict)  # task -> rows of the valid split itself, under cross-validation
 
 # %% ../nbs/07_flow.ipynb #6d0964cf
 def _task_changes(b: Score, w: Score) -> dict:
@@ -520,28 +705,57 @@ def _task_changes(b: Score, w: Score) -> dict:
     }
 
 # %% ../nbs/07_flow.ipynb #261fa998
+MIN_VALID = 30  # fewer valid rows in a task than this: too few to decide on; the verdict says so
+
+
+def small_valid_text(
+    sizes: dict,  # task -> valid rows
+    least: int = MIN_VALID,  # the rule: at least this many valid rows a task
+    folds: int = 0,  # K of the cross-validation that decided instead (0: none was done)
+) -> str:
+    "The statement that valid is too small to decide on, and what the run decided on (empty: every task has `least`)"
+    small = {t: n for t, n in sizes.items() if n < least}
+    if not small:
+        return ""
+    rows = ", ".join(f"{t} {n}" for t, n in small.items())
+    said = f"Valid is too small to decide on: {rows} valid rows, under the {least} a task the rule asks for; "
+    if folds:
+        return said + (f"the stopping step, the temperature and the comparison rest on {folds}-fold cross-validation "
+                       "over train and valid together, and the chosen candidate was trained again on all of them.")
+    return said + ("the choice rests on them alone (cross-validation is done only when every task is new): weak "
+                   "evidence.")
+
+# %% ../nbs/07_flow.ipynb #04dac65b
+def _rule_text(v: Verdict) -> str:
+    "The shipping rule in words, with the winner's (or closest candidate's) p and the valid rows it rests on"
+    p = "" if v.p_value is None else f"p = {v.p_value:.3g}, "
+    n = f" on {sum(v.valid_sizes.values())} valid examples" if v.valid_sizes else ""
+    if v.folds:
+        again = f", {v.repeats} repeats" if v.repeats > 1 else ""
+        n = (f" on {sum(v.valid_sizes.values())} out-of-fold examples ({v.folds}-fold cross-validation over train and "
+             f"valid{again})")
+    return f"{p}one-sided paired t-test{n}, Holm over {v.compared} candidate(s) at α = {v.alpha:g}"
+
+
 def _verdict_text(v: Verdict, best: Candidate, base: Candidate) -> str:
-    "The verdict in words, with the numbers and standard errors"
+    "The verdict in words, with the numbers and standard errors; a test-time reversal said first"
+    small = small_valid_text(v.valid_rows or v.valid_sizes, folds=v.folds)
     if v.base_stays:
-        near = (
-            f" (the closest, {best.name}: valid ΔS {best.vs_base_valid.diff:+.4f} ± {best.vs_base_valid.se:.4f})"
-            if best.name != "probe"
-            else " (no candidate moved from it: every training run was best at its start)"
-        )
-        return (
-            f"The base stays: no candidate beat it on valid by more than its standard error{near}. "
-            f"model/ holds {base.what}; test S {v.S_before:.4f}."
-        )
-    s = (
-        f"{v.winner} won: test S {'fell' if v.S_diff < 0 else 'rose'} from {v.S_before:.4f} to {v.S_after:.4f} "
-        f"(ΔS {v.S_diff:+.4f} ± {v.S_diff_se:.4f} paired se, n = {v.n_test} test examples); "
-        f"on valid it beat the base by {-v.valid_diff:.4f} ± {v.valid_diff_se:.4f}."
-    )
+        p = best.vs_base_valid
+        why = (f"the closest, {best.name}: valid ΔS {p.diff:+.4f} ± {p.se:.4f}, {_rule_text(v)}" if best.name != "probe"
+               else "no candidate moved from it: every training run was best at its start")
+        return (f"The base stays: no candidate's gain on valid passed the shipping rule ({why}). "
+                f"model/ holds {base.what}; test S {v.S_before:.4f}. {small}").strip()
+    test = (f"test S {'fell' if v.S_diff < 0 else 'rose'} from {v.S_before:.4f} to {v.S_after:.4f} "
+            f"(ΔS {v.S_diff:+.4f} ± {v.S_diff_se:.4f} paired se, n = {v.n_test} test examples)")
+    valid = f"on valid it beat the base by {-v.valid_diff:.4f} ± {v.valid_diff_se:.4f} ({_rule_text(v)})"
     if v.S_diff > 0:
-        s += " On test it did worse than the base: the gain on valid did not hold."
-    elif v.S_diff > -2 * v.S_diff_se:
+        return (f"Test-time reversal: {v.winner} passed the shipping rule on valid but did worse than the base on "
+                f"test: {test}; {valid}. model/ holds {v.winner}; the gain on valid did not hold. {small}").strip()
+    s = f"{v.winner} won: {test}; {valid}."
+    if v.S_diff > -2 * v.S_diff_se:
         s += " On test the gain is within noise (less than two standard errors)."
-    return s
+    return f"{s} {small}".strip()
 
 # %% ../nbs/07_flow.ipynb #f7667cf5
 def _advice(cands: list[Candidate], trains: dict, v: Verdict) -> list[str]:
@@ -557,7 +771,9 @@ def _advice(cands: list[Candidate], trains: dict, v: Verdict) -> list[str]:
             )
         elif tr.best_step == 0:
             out.append(f"another method: {n} never improved on its start; try another method or learning rate.")
-    if v.base_stays:
+    if v.base_stays and v.folds:
+        out.append("more labelled examples would tell smaller gains from noise: the out-of-fold paired se decides.")
+    elif v.base_stays:
         out.append("a larger valid split would tell smaller gains from noise: the paired se decides.")
     elif v.S_diff > -2 * v.S_diff_se:
         out.append("a larger test set would settle the test difference, which is within two standard errors.")
@@ -568,11 +784,14 @@ def verdict(
     cands: list[Candidate],  # every candidate, with valid and test fields; the base first
     winner: Candidate,  # what `choose` picked
     trains: dict | None = None,  # trained candidate -> its TrainResult, for the advice
+    alpha: float = SHIP_ALPHA,  # the shipping rule's family-wise error, as `choose` used it
+    cv=None,  # the `CrossVal` the comparison rests on, when valid was too small to decide on (None: valid)
 ) -> Verdict:
     "The verdict on the candidates, in numbers and in words"
     base = cands[0]
-    others = [c for c in cands if c.name != "probe" and c.same_as != "probe"]  # those that moved from the base
+    others = _moved(cands)  # those that moved from the base: the hypotheses tested
     best = min(others, key=lambda c: c.vs_base_valid.diff) if others else base
+    told = winner if winner.name != "probe" else best
     v = Verdict(
         winner=winner.name,
         base_stays=winner.name == "probe",
@@ -584,7 +803,17 @@ def verdict(
         valid_diff_se=winner.vs_base_valid.se,
         n_test=sum(t.n for t in winner.test.tasks.values()),
         tasks=_task_changes(base.test, winner.test),
+        alpha=alpha,
+        compared=len(others),
+        p_value=one_sided_p(told.vs_base_valid) if told.name != "probe" else None,
+        valid_sizes={t: s.n for t, s in base.valid.tasks.items()},
+        folds=cv.folds if cv else 0,
+        repeats=cv.repeats if cv else 0,
+        valid_rows=dict(cv.valid_rows) if cv else {},
     )
+    if cv:  # the folds' curves say where training stopped helping: the final runs have no held-out rows
+        trains = {n: dataclasses.replace(trains[n], best_step=s, steps=cv.curves[n][-1][0], stopped=None)
+                  for n, s in cv.steps.items()}
     v.advice = _advice(cands, trains or {}, v)
     v.text = _verdict_text(v, best, base)
     return v
@@ -778,14 +1007,6 @@ def _resume_out(out, req: Requirement) -> RunDir:
     )
     return rd
 
-# %% ../nbs/07_flow.ipynb #d6683ba5
-def _plot(fig, path: Path):
-    "Save a figure and close it"
-    import matplotlib.pyplot as plt
-
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-
 # %% ../nbs/07_flow.ipynb #9ddc93a0
 def _stage(
     rd: RunDir,  # the run folder
@@ -894,6 +1115,12 @@ def _probe_read_back(part: Partition, base, rd: RunDir, record: dict) -> Candida
     zero_shot(base, part.tasks, part.requirement.max_length, part.requirement.seed, rd.stages)
     return Candidate.from_dict(record["candidate"])
 
+# %% ../nbs/07_flow.ipynb #e2001a0f
+def _frozen_layers(model) -> int:
+    "The layers `freeze` keeps fixed: TrainConfig's default, leaving a shallow model a layer to train"
+    layers = getattr(getattr(model.body, "config", None), "num_hidden_layers", None) or TrainConfig.freeze_layers
+    return min(TrainConfig.freeze_layers, max(layers - 1, 0))
+
 # %% ../nbs/07_flow.ipynb #8d279ee5
 def _train_candidate(
     name: str, plan: Plan, D: Decision, part: Partition, base, rd: RunDir, fit_kw: dict
@@ -904,15 +1131,16 @@ def _train_candidate(
     resume = bool(checkpoints(out.checkpoints))
     if out.root.exists() and not resume:  # killed before its first checkpoint: nothing of it to keep
         shutil.rmtree(out.root)
-    layers = getattr(getattr(model.body, "config", None), "num_hidden_layers", None) or TrainConfig.freeze_layers
-    frozen = min(TrainConfig.freeze_layers, max(layers - 1, 0))  # freeze: leave a shallow model a layer to train
-    kw = dict(resume=resume, eval_max=flow_sizes(model).eval_examples, freeze_layers=frozen)
+    kw = dict(resume=resume, eval_max=flow_sizes(model).eval_examples, freeze_layers=_frozen_layers(model))
     cfg = candidate_config(name, plan, part.requirement, out.root, **kw)
-    tr = fit(model, tasks, cfg, **fit_kw)  # fit_kw: the run's stop event and training callbacks
+    tr = recipe.train(model, tasks, cfg, **fit_kw)  # fit_kw: the run's stop event and training callbacks
     title = f"{name} ({cfg.method}): training"
-    _plot(plot_history(tr.history, tr.losses, title=title), rd.plot(f"training-{name}"))
-    what = f"{recipe.what}; {cfg.method}, best step {tr.best_step} of {tr.steps}"
-    c = Candidate(name=name, what=what, seconds=time.perf_counter() - t0, moved=tr.trainable_params, steps=tr.steps)
+    finish_figure(plot_history(tr.history, tr.losses, title=title), rd.plot(f"training-{name}"))
+    pairs = tr.config.get("pair_steps", 0)  # a contrastive candidate's steps on pairs, before `fit`'s
+    then = f"{pairs} pair steps, then " if pairs else ""
+    what = f"{recipe.what}; {then}{cfg.method}, best step {tr.best_step} of {tr.steps}"
+    c = Candidate(name=name, what=what, seconds=time.perf_counter() - t0, moved=tr.trainable_params,
+                  steps=pairs + tr.steps)
     return model, tr, c
 
 # %% ../nbs/07_flow.ipynb #4e5f30ed
@@ -1016,6 +1244,215 @@ def _make_candidates(
     m, c, summary, notes = _blend_stage(blends, models, trains, part, base, rd, st, lambda_steps, progress)
     return models | m, cands + c, trains, summary, notes
 
+# %% ../nbs/07_flow.ipynb #ff848d79
+CV_FOLDS = 5  # K of the cross-validation that decides when valid is too small (capped by the smallest class)
+CV_REPEATS = 1  # times the K folds are drawn (RepeatedStratifiedKFold); the out-of-fold logits average over repeats
+
+
+def _fold_count(part: Partition) -> int:
+    "K as `cv_splits` caps it: `CV_FOLDS`, or fewer when a class of a new task has fewer labelled rows"
+    ys = [np.concatenate([np.asarray(t.train["label"]), np.asarray(t.valid["label"])]) for t in part.new]
+    return min([CV_FOLDS] + [int(np.unique(y, return_counts=True)[1].min()) for y in ys])
+
+
+def cv_needed(
+    part: Partition,  # the requirement's tasks
+    base,  # the base model: the folds refit an encoder's probe heads
+    least: int = MIN_VALID,  # the rule: at least this many valid rows a task
+) -> list:
+    "The new tasks whose valid split is too small to decide on, when the folds can replace it: every task new, encoders"
+    if part.retain or not isinstance(base, MultiTaskModel) or not all(isinstance(t, Task) for t in part.new):
+        return []  # a retained task keeps its own valid split; a causal LM has no probe heads to refit per fold
+    if _fold_count(part) < 2:
+        return []  # a class with one labelled row cannot be held out and trained on: valid decides, weakly
+    return [t.name for t in part.new if len(t.valid) < least]
+
+# %% ../nbs/07_flow.ipynb #c9975daa
+def pooled_task(
+    task: Task,  # a new task
+) -> Task:
+    "The task with train and valid together as its train split (valid stays: the final training's curve reads it)"
+    from datasets import concatenate_datasets
+
+    return dataclasses.replace(task, train=concatenate_datasets([task.train, task.valid]))
+
+
+def cv_splits(
+    labels,  # the pooled rows' classes
+    folds: int = CV_FOLDS,  # K (capped by the smallest class)
+    repeats: int = CV_REPEATS,  # times the K folds are drawn
+    seed: int = 0,  # seed of the folds
+) -> list:
+    "(train rows, held rows) of each fold, K × repeats of them: scikit-learn's `RepeatedStratifiedKFold`"
+    from sklearn.model_selection import RepeatedStratifiedKFold
+
+    y = np.asarray(labels)
+    k = min(folds, int(np.unique(y, return_counts=True)[1].min()))
+    check(k >= 2, f"cross-validation needs at least 2 examples of each class in train and valid; one class has {k}")
+    return list(RepeatedStratifiedKFold(n_splits=k, n_repeats=repeats, random_state=seed).split(np.zeros(len(y)), y))
+
+# %% ../nbs/07_flow.ipynb #76a5fd98
+def fold_partition(
+    part: Partition,  # the requirement (every task new)
+    pools: list,  # each new task pooled (`pooled_task`)
+    ix: tuple,  # (train rows, held rows) of one fold, per new task
+) -> Partition:
+    "The requirement on one fold: each new task trains on the fold's rows and is evaluated on its held rows"
+    new = [dataclasses.replace(p, train=p.train.select(tr), valid=p.train.select(held), test=p.train.select(held))
+           for p, (tr, held) in zip(pools, ix)]  # test: the held rows too, so that `fit`'s final scoring is cheap
+    return dataclasses.replace(part, new=new)
+
+
+def _fold_base(base, part: Partition):
+    "A copy of the base with probe heads fit on `part`'s new tasks' train rows (the fold's, or all of them)"
+    m, req = copy.deepcopy(base), part.requirement
+    init_heads(m, part.new, how="probe", replace=True, max_length=req.max_length, seed=req.seed)
+    return m
+
+# %% ../nbs/07_flow.ipynb #ee03d3e0
+class HeldOut(Callback):
+    "Keeps a fold model's logits on its held rows (the fold task's valid split) at every evaluation of its training"
+
+    def __init__(self, model, tasks: list, max_length: int):
+        self.model, self.tasks, self.max_length, self.logits = model, tasks, max_length, {}
+
+    def after_eval(self, run, step, record):
+        fam = family_of(self.model)
+        self.logits[step] = fam.predictions(self.model, self.tasks, "valid", self.max_length).logits
+
+
+def _fold_curve(name: str, plan: Plan, D: Decision, fpart: Partition, fbase, fit_kw: dict) -> dict:
+    "Candidate `name` trained on one fold, its whole share of steps: {step: {task: logits on the held rows}}"
+    recipe = CANDIDATES[name]
+    model, tasks = recipe.start(D, fpart, fbase), recipe.tasks(fpart)
+    cfg = candidate_config(name, plan, fpart.requirement, None, keep_best=False, patience=None, eval_max=None,
+                           freeze_layers=_frozen_layers(model))
+    held = HeldOut(model, list(fpart.new), fpart.requirement.max_length)
+    recipe.train(model, tasks, cfg, stop=fit_kw.get("stop"), callbacks=[held])
+    return held.logits
+
+# %% ../nbs/07_flow.ipynb #bb8bd689
+@dataclass
+class CrossVal(Record):
+    "What the cross-validation decided on: each candidate's stopping step and out-of-fold logits, and the evidence"
+
+    folds: int  # K
+    repeats: int  # times the K folds were drawn
+    n: dict  # task -> pooled rows (train and valid), each predicted by the folds that did not train on it
+    valid_rows: dict  # task -> rows of the valid split itself (too few to decide on)
+    steps: dict  # trained candidate -> the evaluation step with the lowest out-of-fold S: its final training's length
+    curves: dict  # trained candidate -> [[step, out-of-fold S (uncalibrated)], ...]
+    logits: dict  # candidate -> task -> out-of-fold logits (n × C) at its step, averaged over repeats
+    labels: dict  # task -> the pooled rows' classes, in the head's indexing
+    names: dict  # task -> the head's label names
+
+    def predictions(self, name: str) -> Predictions:
+        "Candidate `name`'s out-of-fold predictions (uncalibrated), as `compare_valid` reads valid predictions"
+        lg = {t: torch.tensor(x, dtype=torch.float32) for t, x in self.logits[name].items()}
+        return Predictions(lg, {t: np.asarray(y) for t, y in self.labels.items()}, self.names, "valid", name)
+
+# %% ../nbs/07_flow.ipynb #1c258495
+def _out_of_fold(curve: list, splits: list, tasks: list, k: int) -> dict:
+    "{step: {task: logits of every pooled row}} from each fold's {step: {task: held logits}}, averaged over repeats"
+    out = {}
+    for s in sorted(set.intersection(*(set(c) for c in curve))):  # the steps every fold evaluated
+        out[s] = {}
+        for i, t in enumerate(tasks):
+            n, C = sum(len(h) for _, h in splits[i][:k]), curve[0][s][t].shape[1]
+            z = torch.zeros(len(splits[i]) // k, n, C)
+            for f, (_, held) in enumerate(splits[i]):
+                z[f // k, held] = curve[f][s][t].float()
+            out[s][t] = z.mean(0)
+    return out
+
+
+def _labels_of(P: list, splits: list, tasks: list, k: int) -> dict:
+    "Each task's pooled rows' classes (the head's indexing) from the first repeat's folds' predictions"
+    y = {}
+    for i, t in enumerate(tasks):
+        y[t] = np.zeros(sum(len(h) for _, h in splits[i][:k]), dtype=np.int64)
+        for f in range(k):
+            y[t][splits[i][f][1]] = P[f].labels[t]
+    return y
+
+# %% ../nbs/07_flow.ipynb #7e1a51a6
+def cross_validate(
+    plan: Plan,  # the candidates to compare and their steps
+    D: Decision,  # the decision
+    part: Partition,  # the requirement (every task new, `cv_needed`)
+    base,  # the base model (its heads are refit per fold; it is not changed)
+    folds: int = CV_FOLDS,  # K
+    repeats: int = CV_REPEATS,  # times the K folds are drawn
+    fit_kw: dict | None = None,  # the run's stop event
+) -> CrossVal:
+    "Every candidate trained on each fold of train + valid: its stopping step and out-of-fold logits there"
+    req, tasks = part.requirement, [t.name for t in part.new]
+    pools = [pooled_task(t) for t in part.new]
+    splits = [cv_splits(p.train["label"], folds, repeats, req.seed) for p in pools]
+    k = len(splits[0]) // repeats
+    check(all(len(s) == len(splits[0]) for s in splits), "the new tasks allow different numbers of folds: give each "
+          "task at least CV_FOLDS examples of every class, or only one new task")
+    trained = [n for n in plan.names if CANDIDATES[n].trains]
+    curves, probe = {n: [] for n in trained}, []
+    for ix in zip(*splits):
+        fpart = fold_partition(part, pools, ix)
+        fbase = _fold_base(base, fpart)
+        probe.append(family_of(fbase).predictions(fbase, fpart.new, "valid", req.max_length))
+        for n in trained:
+            curves[n].append(_fold_curve(n, plan, D, fpart, fbase, fit_kw or {}))
+    y = _labels_of(probe, splits, tasks, k)
+    oof = {"probe": _out_of_fold([{0: P.logits} for P in probe], splits, tasks, k)} | {
+        n: _out_of_fold(c, splits, tasks, k) for n, c in curves.items()}
+    return _cv_record(oof, y, probe[0].names, k, repeats, part)
+
+# %% ../nbs/07_flow.ipynb #49fa5063
+def _cv_record(oof: dict, y: dict, names: dict, k: int, repeats: int, part: Partition) -> CrossVal:
+    "The `CrossVal` of out-of-fold logits per candidate and step: each trained candidate's step is its lowest S"
+    S = lambda lg: Predictions(lg, y, names, "valid").score().S
+    curves = {n: [[s, S(lg)] for s, lg in c.items()] for n, c in oof.items() if n != "probe"}
+    steps = {n: int(min(c, key=lambda r: r[1])[0]) for n, c in curves.items()}  # ties: the earliest step
+    at = {"probe": 0} | steps
+    logits = {n: {t: x.tolist() for t, x in oof[n][at[n]].items()} for n in at}
+    return CrossVal(folds=k, repeats=repeats, n={t: len(v) for t, v in y.items()},
+                    valid_rows={t.name: len(t.valid) for t in part.new}, steps=steps, curves=curves, logits=logits,
+                    labels={t: v.tolist() for t, v in y.items()}, names=names)
+
+# %% ../nbs/07_flow.ipynb #0713c165
+def _cv_stage(plan: Plan, D: Decision, part: Partition, base, rd: RunDir, st: Stages, fit_kw: dict) -> CrossVal:
+    "Stage `cross-validate`: recorded when finished; a run killed during it computes it again (the same seed)"
+    k = _fold_count(part)
+    tasks = ", ".join(cv_needed(part, base))
+    what = f"{k}-fold × {CV_REPEATS} cross-validation over train and valid of {tasks}: each fold trains every candidate"
+    make = lambda: cross_validate(plan, D, part, base, CV_FOLDS, CV_REPEATS, fit_kw)
+    return _stage(rd, "cross-validate", st, "cross-validate", what, make, CrossVal.from_dict)
+
+
+def _cv_candidates(plan: Plan, D: Decision, part: Partition, base, probe: Candidate, rd: RunDir, st: Stages,
+                   fit_kw: dict) -> tuple:
+    "Few labels: cross-validate, then the base and each trained candidate made again on train and valid together"
+    cv = _cv_stage(plan, D, part, base, rd, st, fit_kw)
+    ppart = dataclasses.replace(part, new=[pooled_task(t) for t in part.new])
+    pbase = _fold_base(base, ppart)  # probe heads on all the labelled rows
+    models, trains = {"probe": pbase}, {}
+    cands = [dataclasses.replace(probe, what=f"{probe.what}; its probe heads fit on train and valid together")]
+    for n, s in cv.steps.items():  # at least one step: step 0 is the start, which the base already is
+        kw = dict(fit_kw, max_steps=max(1, s), keep_best=False, patience=None)
+        models[n], trains[n], c = _trained_stage(n, plan, D, ppart, pbase, rd, st, kw)
+        c.what += f"; trained again on train and valid together for the {max(1, s)} steps the folds chose"
+        cands.append(c)
+    return models, cands, trains, cv
+
+# %% ../nbs/07_flow.ipynb #66975f71
+def _candidates(plan: Plan, D: Decision, part: Partition, base, probe: Candidate, rd: RunDir, st: Stages,
+                fit_kw: dict, lambda_steps: int, progress: bool) -> tuple:
+    "The candidates' models, records, training runs, λ summary, notes, and the `CrossVal` (None: valid decides)"
+    if cv_needed(part, base):
+        models, cands, trains, cv = _cv_candidates(plan, D, part, base, probe, rd, st, fit_kw)
+        return models, cands, trains, None, [], cv
+    models, cands, trains, lambdas, notes = _make_candidates(plan, D, part, base, rd, st, fit_kw, lambda_steps,
+                                                             progress)
+    return models | {"probe": base}, [probe] + cands, trains, lambdas, notes, None
+
 # %% ../nbs/07_flow.ipynb #752dc58e
 def _base_stages(part: Partition, rd: RunDir, st: Stages, sample: int, thresholds, progress: bool) -> tuple:
     "The stages before any candidate trains: the base loaded, the audit, the base readied (`probe`), the decision"
@@ -1062,20 +1499,22 @@ def run(
     base, audits, probe, D = _base_stages(part, rd, st, sample, thresholds, progress)
     plan = plan_candidates(D, part)
     sizes = flow_sizes(base)
-    estimate = estimate_stages(plan, D, part, lambda_steps, sizes.eval_examples, sizes.lambda_examples)
-    st.announce(plan_text(plan, D, estimate), estimate)
-    save_json({"text": plan_text(plan, D, estimate), "estimate": estimate}, rd.stages / PLAN_FILE)  # for a dashboard
-    st.n = 7 + len(plan.steps) + any(isinstance(CANDIDATES[n], Blend) for n in plan.names)
+    folds = _fold_count(part) * CV_REPEATS if cv_needed(part, base) else 0  # valid too small: the folds decide
+    estimate = estimate_stages(plan, D, part, lambda_steps, sizes.eval_examples, sizes.lambda_examples, folds)
+    st.announce(plan_text(plan, D, estimate, folds), estimate)
+    save_json({"text": plan_text(plan, D, estimate, folds), "estimate": estimate}, rd.stages / PLAN_FILE)
+    st.n = 7 + len(plan.steps) + any(isinstance(CANDIDATES[n], Blend) for n in plan.names) + bool(folds)
     fit_kw = dict(stop=stop, callbacks=list(callbacks))
-    made = _make_candidates(plan, D, part, base, rd, st, fit_kw, lambda_steps, progress)
-    models, cands, trains, lambdas, notes = made
-    models["probe"], cands = base, [probe] + cands
-    st("compare on valid", f"calibrate and compare {len(cands)} candidates with the base ({', '.join(models)})")
-    compare_valid(cands, models, part.tasks, req.max_length, progress)
+    made = _candidates(plan, D, part, base, probe, rd, st, fit_kw, lambda_steps, progress)
+    models, cands, trains, lambdas, notes, cv = made
+    raw = {n: cv.predictions(n) for n in models} if cv else None  # out of fold: what the comparison reads
+    small = small_valid_text({t.name: len(t.valid) for t in part.tasks}, folds=cv.folds if cv else 0)
+    st("compare on valid", f"calibrate and compare {len(cands)} candidates with the base ({', '.join(models)}) {small}")
+    compare_valid(cands, models, part.tasks, req.max_length, progress, raw)
     win = choose(cands)
     st("score on test", f"every candidate, once; the winner on valid is {win.name}")
     test_preds = score_test(cands, models, part.tasks, req.max_length, progress)
-    v = verdict(cands, win, trains)
+    v = verdict(cands, win, trains, cv=cv)
     res = RunResult(
         out=str(rd.root),
         requirement=req,
@@ -1085,15 +1524,22 @@ def run(
         plan=plan,
         candidates=cands,
         verdict=v,
-        score_base=probe.test,
+        score_base=cands[0].test,
         score_final=win.test,
         train=trains,
         interpolate=lambdas,
         targets=check_targets(req.targets, win.test),
         lambda_=win.lam,
-        notes=notes + [f"{n} not made: {why}." for n, why in plan.skipped.items()] + _resumed_note(st),
+        notes=notes + [f"{n} not made: {why}." for n, why in plan.skipped.items()] + _proposed_note(D, plan)
+        + _resumed_note(st),
     )
     return _finish(rd, models[win.name], res, part, test_preds[win.name], st, progress)
+
+# %% ../nbs/07_flow.ipynb #d5d0310c
+def _proposed_note(D: Decision, plan: Plan) -> list[str]:
+    "The note on candidates the decision proposed that the spec did not ask for"
+    return [f"{n} was proposed by the decision but not made: the spec does not ask for it (candidates: [{n}])."
+            for n in D.proposed if n not in plan.names]
 
 # %% ../nbs/07_flow.ipynb #010a0f4f
 def _resumed_note(st: Stages) -> list[str]:
@@ -1125,7 +1571,7 @@ def plot_paired(
     ax.legend(loc="best", fontsize=8)
     ax.set_title("left of 0: better than the base", fontsize=9)
     if path is not None:
-        _plot(fig, path)
+        finish_figure(fig, path)
     return fig
 
 # %% ../nbs/07_flow.ipynb #215dee27
@@ -1137,7 +1583,7 @@ def _finish(
     plot = plot_scores(
         {c.name: c.test for c in res.candidates}, title="test loss per task, every candidate (calibrated)"
     )
-    _plot(plot, rd.plot("scores"))
+    finish_figure(plot, rd.plot("scores"))
     plot_paired(res.candidates, rd.plot("paired"))
     mistakes = {t.name: Interpretation(P, t) for t in part.new if isinstance(t, Task)}  # a classifier's mistakes
     for t, I in mistakes.items():
@@ -1190,20 +1636,24 @@ def _report_verdict(res: RunResult, mistakes: dict | None) -> list[str]:
     ]
     L = [f"# Run: {req.name}", "", "## Verdict", "", f"**{v.text}**", "", _md_table(tasks), ""]
     L += ["What would help:", ""] + [f"- {a}" for a in v.advice or ["nothing stands out."]] + [""]
+    on = "the out-of-fold predictions (valid S: out of fold)" if v.folds else "valid"
+    decides = (f"out-of-fold S over train and valid decides ({v.folds}-fold cross-validation)" if v.folds else
+               "S on valid decides")
     L += [
-        "## Candidates (S on valid decides; test read once, at the end)",
+        f"## Candidates ({decides}; test read once, at the end)",
         "",
         _md_table([c.row() for c in res.candidates]),
         "",
         "ΔS is the candidate's S minus the base's (`probe`), with the paired standard error of the per-example "
-        + ("differences; S is calibrated (one temperature T per head, fit on valid); *raw* is before calibration."
+        + (f"differences; S is calibrated (one temperature T per head, fit on {on}); *raw* is before calibration."
            if any(c.temperatures for c in res.candidates) else
            "differences; S is the mean answer NLL, which has no head to calibrate (raw and calibrated agree)."),
         "",
         res.plan.how,
         "",
     ]
-    L += [f"- {c.name}: {c.what}" for c in res.candidates] + [f"- {n} (not made): {w}" for n, w in res.plan.skipped.items()]
+    L += [f"- {c.name}: {c.what}" + "".join(f"; {t}: {w}" for t, w in c.uncalibrated.items()) for c in res.candidates]
+    L += [f"- {n} (not made): {w}" for n, w in res.plan.skipped.items()]
     L += ["", "![paired differences](paired.png)", "", "![scores](scores.png)", ""]
     for t, I in (mistakes or {}).items():
         L += [
@@ -1250,13 +1700,13 @@ def _report_data(res: RunResult) -> list[str]:
 
 # %% ../nbs/07_flow.ipynb #5e4f1756
 def _report_time(res: RunResult) -> list[str]:
-    "The plan's estimate of each stage beside what it took"
-    est = res.estimated_seconds or {}
-    if not est:
+    "Every stage's wall time, beside the plan's estimate where the plan made one"
+    est, took = res.estimated_seconds or {}, res.seconds or {}
+    rows = [{"stage": k, "estimated": _minutes(est[k]) if k in est else "—", "took": _minutes(took[k]) if k in took
+             else "—"} for k in [*took, *(k for k in est if k not in took)]]
+    if not rows:
         return []
-    rows = [{"stage": k, "estimated": _minutes(v), "took": _minutes(res.seconds[k]) if k in res.seconds else "—"}
-            for k, v in est.items()]
-    return ["Time: each stage as the plan estimated it before training, and as it went.", "", _md_table(rows), ""]
+    return ["Time: each stage as it went, beside the plan's estimate made before training.", "", _md_table(rows), ""]
 
 # %% ../nbs/07_flow.ipynb #97023165
 def _report_decision(res: RunResult) -> list[str]:
@@ -1319,7 +1769,7 @@ def _report_training(res: RunResult) -> list[str]:
 
 # %% ../nbs/07_flow.ipynb #df93ccc6
 def _report_targets(res: RunResult) -> list[str]:
-    "The targets, met or not by the winner, and the time per stage"
+    "The targets, met or not by the winner"
     L = []
     if res.targets:
         rows = [
@@ -1328,7 +1778,7 @@ def _report_targets(res: RunResult) -> list[str]:
             for m, v in ms.items()
         ]
         L += ["", "## Targets (the winner, test split)", "", _md_table(rows)]
-    return L + ["", "## Time", "", _md_table([{"stage": k, "seconds": v} for k, v in res.seconds.items()]), ""]
+    return L + [""]
 
 # %% ../nbs/07_flow.ipynb #762b2aa5
 def report(
@@ -1373,9 +1823,9 @@ def candidate_models(
 # %% ../nbs/07_flow.ipynb #26e3afaf
 DEMO_SPEC = {
     "name": "demo: keep news topics, add movie sentiment",
-    "retain": ["news_topic"],
+    "retain": [{"task": "news_topic", "train_data": False}],  # kept by λ, not trained on: the budget goes to lp-ft
     "new": ["movie_sentiment"],
-    "budget": {"max_steps": 2304},
+    "budget": {"minutes": 7},  # of training: steps from this machine's measured step time, recorded in the run
     "max_length": 64,
     "batch_size": 32,
     "seed": 0,
@@ -1395,8 +1845,13 @@ def _(family):
     return DEMO_SPEC
 
 # %% ../nbs/07_flow.ipynb #852c59fc
-def _flow_parser(name: str, description: str, spec: bool = True, out: bool = True):
-    "The options of `run` and `demo`: the spec, the run folder, and `adaptnb decide`'s"
+def flow_parser(
+    name: str,  # the command, as in `adaptnb NAME`
+    description: str,  # what it does, for --help
+    spec: bool = True,  # it takes a requirement spec
+    out: bool = True,  # it writes a run folder (--out, --overwrite, --resume)
+):
+    "The options of a command that runs the flow (`run`, `demo`): the spec, the run folder, and `adaptnb decide`'s"
     p = parser(name, description)
     if spec:
         p.add_argument("spec", help="requirement spec (YAML)")
@@ -1448,19 +1903,10 @@ def _run_and_emit(spec, a) -> int:
     emit(res.to_dict(), a.json, summary(res))
     return 0
 
-# %% ../nbs/07_flow.ipynb #990d196c
-def run_cli(argv: list[str]) -> int:
-    "`adaptnb run SPEC.yaml --out DIR`: the whole flow, end to end"
-    p = _flow_parser(
-        "run", "Run the whole flow for a requirement: audit, score, assess, decide, train, learn lambda, score, report."
-    )
-    a = p.parse_args(argv)
-    return _run_and_emit(a.spec, a)
-
 # %% ../nbs/07_flow.ipynb #f95913b9
 def demo_cli(argv: list[str]) -> int:
     "`adaptnb demo --out DIR [--model M]`: the whole flow on an embedded requirement (the encoder's, or a causal LM's)"
-    p = _flow_parser(
+    p = flow_parser(
         "demo",
         "The whole flow on an embedded requirement: an encoder keeps news topics and adds movie sentiment; a causal LM "
         "(--model smollm2) keeps news topics and adds movie sentiment and chatterbot's questions and answers.",

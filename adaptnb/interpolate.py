@@ -14,7 +14,8 @@ from torch import nn
 import torch.nn.functional as F
 from torch.func import functional_call
 from fastcore.basics import patch
-from .core import AdaptnbError, Record, autocast, check, extension_point, is_int, MultiTaskModel, resolve_dtype
+from .core import AdaptnbError, Record, autocast, check, extension_point, finish_figure, is_int, MultiTaskModel
+from .core import resolve_dtype
 from .command import parser, add_task_options, task_options, task_list, emit
 from .data import Task, load_task, encode, length_batches, collate
 from .score import mean_task_loss
@@ -683,7 +684,7 @@ def _check_learn_args(interp, data, objective, optimizer, alpha, init, steps, bo
     )
     check_lambda_options(optimizer=optimizer, objective=objective)
     alpha, init = _finite_number(alpha, "α (the step size)"), _finite_number(init, "the initial λ")
-    check(alpha > 0, f"α (the step size) must be positive, got {alpha:g}; the source uses 0.01")
+    check(alpha > 0, f"α (the step size) must be positive, got {alpha:g}; the default is 0.01")
     check(is_int(steps, 0), f"steps must be a non-negative integer, got {steps!r}")
     check(
         objective != "loss" or len(data.tasks) == 1,
@@ -694,7 +695,7 @@ def _check_learn_args(interp, data, objective, optimizer, alpha, init, steps, bo
 
 # %% ../nbs/05_interpolate.ipynb #99fe6d49
 def _lambda_step(lam: torch.Tensor, g: torch.Tensor, alpha: float, opt, bounds, step: int):
-    "One update of λ in place: the source's λ ← λ − α·g, or Adam's step; then the projection onto `bounds`"
+    "One update of λ in place: plain gradient descent's λ ← λ − α·g, or Adam's step; then the projection onto `bounds`"
     check(
         bool(torch.isfinite(g).all()),
         f"dℓ/dλ is not finite at step {step}: lower α, or check the models for NaN weights",
@@ -734,7 +735,7 @@ def learn_lambda(
     interp: Interpolation,  # θ(λ) = θ0 + λτ, of the granularity λ is learned at
     data: ObjectiveData,  # what λ is learned on: objective_data(...) or custom_objective(...)
     objective: str = "S",  # one of OBJECTIVES
-    optimizer: str = "gd",  # one of OPTIMIZERS: `gd` is the source's λ ← λ − α·g
+    optimizer: str = "gd",  # one of OPTIMIZERS: `gd` is plain gradient descent, λ ← λ − α·g
     alpha: float = 0.01,  # the step size (Adam's learning rate for `adam`)
     steps: int = 20,  # gradient steps
     init: float = 1.0,  # the λ to start from (1: the fine-tuned model)
@@ -743,7 +744,7 @@ def learn_lambda(
     dtype: torch.dtype | None = None,  # autocast dtype; None: the device's default, torch.float32: no autocast
     progress: bool = True,  # show a progress bar
 ) -> LambdaResult:
-    "Learn λ by gradient descent on `objective`: the source's λ ← λ − α·dℓ/dλ ('gd') or Adam, projected onto `bounds`"
+    "Learn λ by gradient descent on `objective`: plain gradient descent λ ← λ − α·dℓ/dλ ('gd') or Adam, projected onto `bounds`"
     from tqdm.auto import tqdm
 
     alpha, init, bounds = _check_learn_args(interp, data, objective, optimizer, alpha, init, steps, bounds)
@@ -827,16 +828,6 @@ def _axes(ax, ncols=1, figsize=(6.4, 3.6)):
     fig, ax = plt.subplots(1, ncols, figsize=figsize)
     return fig, ax
 
-# %% ../nbs/05_interpolate.ipynb #d4a05022
-def _done(fig, path):
-    if path is not None:
-        import matplotlib.pyplot as plt
-
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-    return fig
-
 # %% ../nbs/05_interpolate.ipynb #3083f00b
 def _named(results) -> dict:
     if isinstance(results, LambdaResult):
@@ -868,7 +859,7 @@ def plot_lambda(
     ax.set_ylabel("loss")
     ax.set_title(title or "loss along θ0 + λ(θt − θ0)")
     ax.legend(fontsize=7)
-    return _done(fig, path)
+    return finish_figure(fig, path)
 
 # %% ../nbs/05_interpolate.ipynb #b915aaed
 def plot_trajectory(
@@ -900,7 +891,7 @@ def plot_trajectory(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return _done(fig, path)
+    return finish_figure(fig, path)
 
 # %% ../nbs/05_interpolate.ipynb #b8fd2cc7
 def plot_layer_lambda(
@@ -925,7 +916,7 @@ def plot_layer_lambda(
     ax.set_xlabel("step")
     ax.set_title(title or "layer-wise λ while learning")
     fig.colorbar(im, ax=ax, label="λ")
-    return _done(fig, path)
+    return finish_figure(fig, path)
 
 # %% ../nbs/05_interpolate.ipynb #42c8f730
 def probed_task_vector(
@@ -1001,8 +992,8 @@ def _interpolate_parser():
         help="comma-separated tasks for S: retained and new ones (embedded names, csv:PATH, ...)",
     )
     arg("--learn", action="store_true", help="learn λ by gradient descent (otherwise: the best λ of the grid)")
-    arg("--alpha", type=float, default=0.01, help="step size α (the source's 0.01; Adam's learning rate with adam)")
-    arg("--optimizer", default="gd", help="gd (the source's λ ← λ − α·g) or adam (default: gd)")
+    arg("--alpha", type=float, default=0.01, help="step size α (default 0.01; Adam's learning rate with adam)")
+    arg("--optimizer", default="gd", help="gd (plain gradient descent, λ ← λ − α·g) or adam (default: gd)")
     arg("--granularity", default="global", help="global (one λ) or layer (one λ per layer) (default: global)")
     arg("--objective", default="S", help="S (mean labelled loss over the tasks) or entropy (unlabelled) (default: S)")
     arg("--steps", type=int, default=20, help="gradient steps (default: 20)")

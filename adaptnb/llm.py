@@ -17,7 +17,7 @@ from .core import (DEFAULT_MODEL, AdaptnbError, MultiTaskModel, autocast, check,
                           load_json, resolve_dtype, save_json, seed_everything)
 from .data import EMBEDDED, SPLITS, Splits, Task, _name_from_path, _package_dir, audit, length_batches, load_task
 from .score import Predictions, Score, TaskScore, aggregate, sample_rows, task_score
-from .train import Family, TrainConfig, _layers, lora_config, register_family
+from .train import Family, TrainConfig, _layers, gather_parts, lora_config, my_rows, register_family
 from .heads import score_as_is
 from .interpolate import TaskVector, blend, custom_objective, objective
 from .decide import TaskAssessment, _assess_on, assess_task, decide_defaults, scratch, step_seconds, time_step
@@ -1101,16 +1101,10 @@ def prepare(self: CausalFamily, model, cfg, tasks, watch):
 def evaluate(self: CausalFamily, model, task, split, cfg, max_examples=None, accelerator=None, dtype=None, final=False):
     ds = task.split(split)
     check(len(ds) > 0, f"prompt task {task.name!r} has an empty {split} split: nothing to evaluate")
-    rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator is not None else (0, 1)
-    rows = ds.select(sample_rows(len(ds), max_examples)[rank::world])
+    rows = ds.select(my_rows(len(ds), max_examples, accelerator))
     with autocast(next(model.parameters()).device, dtype):
         out = causal_outputs(model, model.tokenizer, task, rows, cfg.eval_batch_size, cfg.max_length, final)
-    if world > 1:
-        from accelerate.utils import gather_object
-
-        parts = gather_object([out])
-        out = {k: [x for q in parts for x in q[k]] if isinstance(out[k], list) else np.concatenate([q[k] for q in parts])
-               for k in out}
+    out = gather_parts(out, accelerator)
     ts = outputs_score(out, task, model.get_input_embeddings().num_embeddings)
     extra = {k: v for k, v in (("exact_match", ts.exact_match), ("chrf", ts.chrf)) if v is not None}
     return dict(loss=ts.loss, loss_calibrated=ts.loss, temperature=1.0, accuracy=ts.accuracy, macro_f1=ts.macro_f1,

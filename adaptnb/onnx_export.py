@@ -11,10 +11,12 @@ import numpy as np
 import torch
 from torch import nn
 from .core import MultiTaskModel, check, check_out_dir, save_json
-from .deploy import MANIFEST, load_artifact
+from .command import emit, parser
+from .deploy import MANIFEST, _sha256, load_artifact
 
 # %% auto #0
-__all__ = ['ProbGraph', 'write_graph', 'quantize_graph', 'export_onnx', 'OnnxPredictor']
+__all__ = ['ONNX_FILES', 'ProbGraph', 'write_graph', 'quantize_graph', 'export_onnx', 'check_onnx_folder', 'OnnxPredictor',
+           'onnx_cli']
 
 # %% ../nbs/12a_onnx.ipynb #0127ba90
 class ProbGraph(nn.Module):
@@ -78,6 +80,9 @@ def quantize_graph(
     return dst
 
 # %% ../nbs/12a_onnx.ipynb #f336802d
+ONNX_FILES = ("model.onnx", "model-int8.onnx", "tokenizer.json")  # what OnnxPredictor reads, each hashed in onnx.json
+
+
 def export_onnx(
     artifact: str | Path,  # an encoder artifact folder written by adaptnb deploy (files checked first)
     out: str | Path,  # the folder to write: model.onnx, tokenizer.json, onnx.json, README.md
@@ -85,47 +90,67 @@ def export_onnx(
     opset: int = 18,  # the ONNX opset
 ) -> Path:
     "Write the artifact's encoder, pooling, heads and softmax as one ONNX graph (and its int8 twin), with the tokenizer"
+    out = check_out_dir(out, "--out")  # before the model loads: a bad --out fails in a second
     model, meta = load_artifact(artifact, device="cpu", dequantize=True)
     check(isinstance(model, MultiTaskModel), f"ONNX export is for encoder classifiers, and {artifact} holds a "
           f"{type(model).__name__}: export an encoder's artifact (a causal LM serves with adaptnb serve)")
-    out = check_out_dir(out, "--out")
     out.mkdir(parents=True, exist_ok=True)
     write_graph(model, out / "model.onnx", opset)
     if int8:
         quantize_graph(out / "model.onnx", out / "model-int8.onnx")
     model.tokenizer.save_pretrained(out)
     sha = hashlib.sha256((Path(artifact).expanduser() / MANIFEST).read_bytes()).hexdigest()
+    files = {n: _sha256(out / n) for n in ONNX_FILES if (out / n).exists()}
     info = {"source": Path(artifact).name, "source_sha256": sha, "max_length": int(meta.get("max_length", 128)),
-            "tasks": list(model.labels), "labels": dict(model.labels), "int8": int8, "opset": opset}
+            "tasks": list(model.labels), "labels": dict(model.labels), "int8": int8, "opset": opset, "files": files}
     save_json(info, out / "onnx.json")
     (out / "README.md").write_text(_onnx_card(info), encoding="utf-8")
     return out
 
 # %% ../nbs/12a_onnx.ipynb #aded613b
+def check_onnx_folder(
+    folder: Path,  # a folder written by export_onnx
+    graph: str,  # the graph file to be run: model.onnx or model-int8.onnx
+) -> dict:
+    "onnx.json of `folder`, once the graph and the tokenizer are found with the SHA-256 it records; else AdaptnbError"
+    check((folder / "onnx.json").is_file(), f"{folder} holds no onnx.json: give a folder written by adaptnb deploy "
+          "--format onnx (or export_onnx)")
+    info = json.loads((folder / "onnx.json").read_text())
+    for name in (graph, "tokenizer.json"):
+        want = info.get("files", {}).get(name)
+        check(want is not None and (folder / name).is_file(), f"{folder} has no {name} listed in its onnx.json: "
+              "export it again (adaptnb deploy --format onnx; --int8 for model-int8.onnx)")
+        check(_sha256(folder / name) == want, f"{folder / name} does not match the SHA-256 in onnx.json: it was "
+              "changed after export; export the artifact again")
+    return info
+
+
 class OnnxPredictor:
     "Class probabilities from an ONNX export with onnxruntime and tokenizers (no PyTorch)"
 
     def __init__(
         self,
-        folder: str | Path,  # a folder written by export_onnx
+        folder: str | Path,  # a folder written by export_onnx (its files are checked against onnx.json first)
         int8: bool = False,  # run model-int8.onnx
         threads: int | None = None,  # onnxruntime's threads per call (default: its own choice, the cores)
     ):
         import onnxruntime, tokenizers
 
-        folder = Path(folder)
-        self.info = json.loads((folder / "onnx.json").read_text())
+        folder, graph = Path(folder).expanduser(), "model-int8.onnx" if int8 else "model.onnx"
+        self.info = check_onnx_folder(folder, graph)
+        self.tasks, self.max_length = list(self.info["tasks"]), int(self.info["max_length"])
+        self.meta = {"family": "encoder", "backend": f"onnxruntime ({graph})", **self.info}
         self.tok = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
-        self.tok.enable_truncation(self.info["max_length"])
+        self.tok.enable_truncation(self.max_length)
         self.tok.enable_padding(pad_id=self.tok.token_to_id("[PAD]") or 0)
         opts = onnxruntime.SessionOptions()
         opts.intra_op_num_threads = threads or 0
-        self.session = onnxruntime.InferenceSession(str(folder / ("model-int8.onnx" if int8 else "model.onnx")), opts)
+        self.session = onnxruntime.InferenceSession(str(folder / graph), opts)
 
     def predict_proba(self, texts: list[str], task: str | None = None) -> np.ndarray:
         "Class probabilities of `task` (the only one, by default), shape (len(texts), classes)"
-        task = task or self.info["tasks"][0]
-        check(task in self.info["tasks"], f"unknown task {task!r}: this export knows {self.info['tasks']}")
+        task = task or self.tasks[0]
+        check(task in self.tasks, f"unknown task {task!r}: this export knows {self.tasks}")
         enc = self.tok.encode_batch(list(texts))
         x = {"input_ids": np.array([e.ids for e in enc], dtype=np.int64),
              "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64)}
@@ -133,7 +158,24 @@ class OnnxPredictor:
 
     def predict(self, texts: list[str], task: str | None = None) -> list[dict]:
         "One {'text', 'label', 'probs'} record per text, as Predictor.predict gives"
-        task = task or self.info["tasks"][0]
+        task = task or self.tasks[0]
         labels = self.info["labels"][task]
         return [{"text": t, "label": labels[int(p.argmax())], "probs": dict(zip(labels, map(float, p)))}
                 for t, p in zip(texts, self.predict_proba(texts, task))]
+
+# %% ../nbs/12a_onnx.ipynb #fa517f89
+def onnx_cli(
+    argv: list[str],  # the command's arguments
+) -> int:
+    "`adaptnb onnx ARTIFACT --out DIR [--int8]`: the artifact as one ONNX graph with its tokenizer, for onnxruntime"
+    p = parser("onnx", "Export an artifact (adaptnb deploy's) as one ONNX graph run by onnxruntime, without PyTorch.")
+    p.add_argument("artifact", help="an encoder artifact folder written by adaptnb deploy")
+    p.add_argument("--out", required=True, help="the folder to write: model.onnx, tokenizer.json, onnx.json, README.md")
+    p.add_argument("--int8", action="store_true", help="also write model-int8.onnx (dynamic int8 quantisation)")
+    p.add_argument("--json", default=None, help="write onnx.json's record to this file (- for standard output)")
+    a = p.parse_args(argv)
+    out = export_onnx(a.artifact, a.out, int8=a.int8)
+    info = json.loads((out / "onnx.json").read_text())
+    mib = sum((out / n).stat().st_size for n in info["files"]) / 2**20
+    emit(info, a.json, f"wrote {out} ({mib:.1f} MiB: {', '.join(info['files'])}); serve it: adaptnb serve {out}")
+    return 0

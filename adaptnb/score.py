@@ -12,11 +12,11 @@ import torch
 import torch.nn.functional as F
 import datasets
 from fastcore.basics import patch
-from .core import MultiTaskModel, Record, autocast, check, eval_mode, get_device, is_int, resolve_dtype
+from .core import MultiTaskModel, Record, autocast, check, eval_mode, finish_figure, get_device, is_int, resolve_dtype
 from .data import SPLITS, Task, collate, encode, length_batches, load_task, load_tasks
 
 # %% auto #0
-__all__ = ['CACHE_SIZE', 'FEATURE_CHUNK', 'TaskScore', 'Score', 'example_losses', 'task_score', 'mean_task_loss', 'aggregate',
+__all__ = ['CACHE_BYTES', 'FEATURE_CHUNK', 'TaskScore', 'Score', 'example_losses', 'task_score', 'mean_task_loss', 'aggregate',
            'check_tokenizer', 'body_fingerprint', 'features', 'sample_rows', 'task_logits', 'task_outputs',
            'evaluate_task', 'task_loss', 'score', 'plot_score', 'plot_scores', 'Predictions', 'predictions', 'Paired',
            'paired_losses', 'paired_diff', 'Interpretation']
@@ -238,11 +238,27 @@ def _batch_encode(model, tok, ids: list[np.ndarray], batch_size: int, device, dt
             out[torch.as_tensor(ix)] = f.float().cpu()
     return out
 
+# %% ../nbs/02_score.ipynb #5c9a4a9f
+_CACHE: OrderedDict = OrderedDict()  # (body fingerprint, split, max_length, tokenizer, pooling, dtype) -> features
+CACHE_BYTES = 1 << 30  # features kept over all models (1 GiB), least recently used dropped first
+_TOKENIZER_KEYS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _tokenizer_key(tok) -> tuple:
+    "What makes two tokenizers encode alike: class, name and a hash of the vocabulary (computed once per object)"
+    if tok not in _TOKENIZER_KEYS:
+        vocab = hash(tuple(sorted(tok.get_vocab().items())))
+        _TOKENIZER_KEYS[tok] = (type(tok).__name__, getattr(tok, "name_or_path", ""), len(tok), vocab)
+    return _TOKENIZER_KEYS[tok]
+
+# %% ../nbs/02_score.ipynb #563331d5
+def _keep(key: tuple, feats: torch.Tensor):
+    "Cache `feats` under `key`, dropping the least recently used features while the cache holds over CACHE_BYTES"
+    _CACHE[key] = feats
+    while len(_CACHE) > 1 and sum(f.nbytes for f in _CACHE.values()) > CACHE_BYTES:
+        _CACHE.popitem(last=False)
+
 # %% ../nbs/02_score.ipynb #a1181d62
-_CACHE: "weakref.WeakKeyDictionary[torch.nn.Module, OrderedDict]" = weakref.WeakKeyDictionary()
-CACHE_SIZE = 16  # feature tensors kept per model, least recently used dropped first
-
-
 def features(
     model: MultiTaskModel,  # the model whose body encodes the texts
     ds: datasets.Dataset,  # rows with a "text" column
@@ -251,7 +267,7 @@ def features(
     tokenizer=None,  # the tokenizer (default: the model's own)
     device=None,  # where the body runs (default: the best there is; the model is moved there)
     dtype: torch.dtype | None = None,  # autocast dtype; None: the device's default, torch.float32: no autocast
-    cache: bool = True,  # keep the features on the model, keyed by split and body weights
+    cache: bool = True,  # keep the features, keyed by the body's weights and the split
     progress: bool = False,  # show a progress bar
 ) -> torch.Tensor:
     "Pooled features (n, hidden) of a split's texts in row order, float32 on the CPU; cached per body weights"
@@ -261,18 +277,15 @@ def features(
     if next(model.parameters()).device != dev:
         model.to(dev)
     dtype = resolve_dtype(dev, dtype)
-    key = (_ds_key(ds), int(max_length), id(tok), getattr(tok, "name_or_path", ""), model.pooling, str(dtype))
-    store = _CACHE.setdefault(model, OrderedDict()) if cache else None
-    fp = body_fingerprint(model) if cache else None
-    if cache and key in store and store[key][0] == fp:
-        store.move_to_end(key)
-        return store[key][1]
+    key = (body_fingerprint(model), _ds_key(ds), int(max_length), _tokenizer_key(tok), model.pooling, str(dtype)) \
+        if cache else None
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+        return _CACHE[key]
     ids = encode(ds["text"], tok, max_length) if len(ds) else []
     feats = _batch_encode(model, tok, ids, batch_size, dev, dtype, progress)
     if cache:
-        store[key] = (fp, feats)
-        while len(store) > CACHE_SIZE:
-            store.popitem(last=False)
+        _keep(key, feats)
     return feats
 
 # %% ../nbs/02_score.ipynb #6727042e
@@ -434,16 +447,6 @@ def _ax(ax, figsize):
         fig, ax = plt.subplots(figsize=figsize)
     return ax.figure, ax
 
-# %% ../nbs/02_score.ipynb #e63468f1
-def _finish(fig, path):
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-    return fig
-
 # %% ../nbs/02_score.ipynb #c01b73fe
 def _values(s: Score, metric: str) -> tuple[list, list, float]:
     check(
@@ -479,7 +482,7 @@ def plot_score(
     ax.set_ylabel("L_i / ln C_i" if normalized else "loss L_i (nats)")
     ax.set_title(title or f"{'normalised ' if normalized else ''}task loss, {s.split} split")
     ax.legend(fontsize=8)
-    return _finish(fig, path)
+    return finish_figure(fig, path)
 
 # %% ../nbs/02_score.ipynb #cc750ae6
 def plot_scores(
@@ -503,7 +506,7 @@ def plot_scores(
     ax.set_ylabel(metric)
     ax.set_title(title or f"{metric} per task")
     ax.legend(fontsize=8)
-    return _finish(fig, path)
+    return finish_figure(fig, path)
 
 # %% ../nbs/02_score.ipynb #368b4d59
 @dataclass
@@ -638,18 +641,6 @@ class Interpretation:
         self.texts = task.split(P.split)["text"]
         self.losses, self.preds, self.labels = P.losses(task.name), P.preds(task.name), P.labels[task.name]
 
-# %% ../nbs/02_score.ipynb #4fb83c83
-@patch(cls_method=True)
-def from_model(
-    cls: Interpretation,
-    model: MultiTaskModel,  # a model with a head for `task`
-    task: Task,  # the task
-    split: str = "test",  # the split to interpret
-    max_length: int = 128,  # tokens per text
-):
-    "Predict `task`'s split with `model`, then interpret it"
-    return cls(predictions(model, [task], split, max_length=max_length), task)
-
 # %% ../nbs/02_score.ipynb #fd637f35
 @patch
 def confusion_matrix(self: Interpretation):
@@ -677,7 +668,7 @@ def plot_confusion_matrix(
     disp.plot(ax=ax, colorbar=False, cmap="Blues", xticks_rotation=30 if k > 2 else "horizontal")
     acc = float((self.preds == self.labels).mean())
     ax.set_title(title or f"{self.task.name}, {self.P.split} split\naccuracy {acc:.3f} (n = {len(self.labels)})")
-    return _finish(fig, path)
+    return finish_figure(fig, path)
 
 # %% ../nbs/02_score.ipynb #e63f6f54
 @patch

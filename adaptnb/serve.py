@@ -13,6 +13,7 @@ from typing import Any
 from .core import AdaptnbError, Record, check
 from .command import add_config_options, config_kwargs, parser, port_arg
 from .deploy import MANIFEST, load
+from .onnx_export import OnnxPredictor
 
 try:  # the `serve` extra; without it the module still imports, and serve_cli says what to install
     from fastapi import FastAPI, Request
@@ -45,6 +46,7 @@ class ServeConfig(Record):
     max_body: int = field(default=1_000_000, metadata={"help": "bytes per request body at most"})
     max_tokens: int = field(default=64, metadata={"help": "completions: new tokens per answer at most"})
     device: str | None = field(default=None, metadata={"help": "cpu, cuda or mps (default: the best there is)"})
+    int8: bool = field(default=False, metadata={"help": "an ONNX export (adaptnb onnx): run its model-int8.onnx"})
 
     def __post_init__(self):
         check(0 <= self.port < 65536, f"--port {self.port} is not a port: use one from 1 to 65535, e.g. --port 8080")
@@ -94,16 +96,21 @@ def _labels(meta: dict) -> dict:
 
 # %% ../nbs/12_serve.ipynb #e64cbb9d
 def load_served(
-    path: str | Path,  # an artifact folder written by adaptnb deploy
-    device: str | None = None,  # cpu, cuda, mps (default: the best there is)
+    path: str | Path,  # an artifact folder written by adaptnb deploy, or an ONNX export written by adaptnb onnx
+    device: str | None = None,  # cpu, cuda, mps (default: the best there is); an ONNX export runs on the CPU
+    int8: bool = False,  # an ONNX export: run its model-int8.onnx
 ) -> Served:
-    "Load the artifact at `path` (every file checked against the manifest; no pickle) with what the service says of it"
+    "Load the artifact at `path` (every file checked against its manifest or onnx.json; no pickle) and its facts"
     root = Path(path).expanduser().resolve()
-    pred = load(root, device=device)
+    onnx = (root / "onnx.json").is_file() and not (root / MANIFEST).exists()
+    check(onnx or not int8, f"--int8 runs an ONNX export's int8 graph, and {root} is an adaptnb artifact: "
+          "drop --int8, or serve the folder that adaptnb onnx --int8 wrote")
+    pred = OnnxPredictor(root, int8=int8) if onnx else load(root, device=device)
     meta = pred.meta
     info = {"id": root.name, "object": "model", "owned_by": "adaptnb", "family": meta.get("family", "encoder"),
             "tasks": pred.tasks, "labels": _labels(meta), "generates": callable(getattr(pred, "generate", None)),
-            "sha256": hashlib.sha256((root / MANIFEST).read_bytes()).hexdigest(), "max_length": pred.max_length,
+            "sha256": hashlib.sha256((root / ("onnx.json" if onnx else MANIFEST)).read_bytes()).hexdigest(),
+            "max_length": pred.max_length, "backend": meta.get("backend", "pytorch"),
             "generation": (meta.get("lineage") or {}).get("generation", meta.get("generation"))}
     return Served(str(root), pred, info)
 
@@ -279,7 +286,7 @@ class Service:
         api_key: str | None = None,  # the key every route but /health asks for (None: open, and no admin routes)
     ):
         self.cfg, self.api_key = cfg or ServeConfig(), api_key
-        self.current, self.previous = load_served(artifact, self.cfg.device), None
+        self.current, self.previous = load_served(artifact, self.cfg.device, self.cfg.int8), None
         self.metrics = Metrics()
         self.batcher = Batcher(self.current, self.cfg, self.metrics.batch.observe)
         self.metrics.queue.set_function(self.batcher.depth)
@@ -298,7 +305,7 @@ class Service:
         "Load `path` in a thread while the old model serves, then swap between batches; a failed load changes nothing"
         need(self._swapping.acquire(blocking=False), "a reload is already running: wait for it to finish", 409)
         try:
-            new = await asyncio.to_thread(load_served, path, self.cfg.device)
+            new = await asyncio.to_thread(load_served, path, self.cfg.device, self.cfg.int8)
         except Exception as e:  # noqa: BLE001 -- any failure keeps the old model; the client learns why
             self.metrics.reloads.labels("failed").inc()
             status = 422 if isinstance(e, AdaptnbError) else 500
@@ -701,7 +708,7 @@ def serve_cli(
 
     p = parser("serve", "Serve an artifact over HTTP: /predict, OpenAI's /v1/completions for a causal LM, "
                "/metrics, /health; dynamic batching, hot reload (POST /admin/reload, SIGHUP), graceful SIGTERM.")
-    p.add_argument("artifact", help="artifact folder written by adaptnb deploy")
+    p.add_argument("artifact", help="artifact folder written by adaptnb deploy, or an ONNX export by adaptnb onnx")
     add_config_options(p, ServeConfig, skip=["port"])
     p.add_argument("--port", type=port_arg, default=8080, help="port to listen on (default: 8080)")
     p.add_argument("--api-key", default=None, help="key every route but /health asks for (default: $ADAPTNB_API_KEY)")

@@ -8,12 +8,13 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from .core import AdaptnbError, Record, check
+from .core import AdaptnbError, Record, RunDir, check, is_int
 from .data import EMBEDDED
 from .train import family_for
 
 # %% auto #0
-__all__ = ['SPEC_KEYS', 'BUDGET_KEYS', 'METRICS', 'TaskRef', 'Requirement', 'load_requirement', 'Partition', 'partition']
+__all__ = ['SPEC_KEYS', 'BUDGET_KEYS', 'METRICS', 'TaskRef', 'Requirement', 'load_requirement', 'stated_keys', 'Partition',
+           'partition']
 
 # %% ../nbs/05a_spec.ipynb #68ad8f34
 @dataclass
@@ -46,8 +47,15 @@ class Requirement(Record):
     lr: float | None = None  # peak learning rate (default: the method's)
     candidates: list | None = None  # also make these candidates (e.g. [retrain]); default: as the decision plans
     notes: str = ""  # free text
+    drop: dict = field(default_factory=dict)  # task -> why it is no longer promised (a parent run's task)
+    extend: dict = field(default_factory=dict)  # promised task -> `TaskRef` of its data with new classes added
+    margin: float = 0.02  # non-inferiority margin: how much a promised task's test loss may rise beyond its paired se
+    update: dict = field(default_factory=dict)  # promised task -> `TaskRef` of its new data, with labels it knows
+    memory: int = 200  # rehearsal memory: train examples a class kept of each promised task (0: none)
 
     def __post_init__(self):
+        self.extend = {t: TaskRef.from_dict(r) if isinstance(r, dict) else r for t, r in self.extend.items()}
+        self.update = {t: TaskRef.from_dict(r) if isinstance(r, dict) else r for t, r in self.update.items()}
         self.retain = [TaskRef.from_dict(r) if isinstance(r, dict) else r for r in self.retain]
         self.new = [TaskRef.from_dict(r) if isinstance(r, dict) else r for r in self.new]
 
@@ -67,6 +75,11 @@ SPEC_KEYS = {
     "method",
     "lr",
     "candidates",
+    "drop",
+    "extend",
+    "margin",
+    "update",
+    "memory",
 }
 BUDGET_KEYS = {"max_steps", "epochs", "minutes"}
 METRICS = ("loss", "accuracy", "macro_f1")
@@ -160,6 +173,45 @@ def _check_target_spec(targets, names: set, where: str) -> dict:
             )
     return targets
 
+# %% ../nbs/05a_spec.ipynb #ec5adb1e
+_CHANGE_HELP = {"extend": "new classes", "update": "new data, with the classes it knows"}
+
+
+def _check_data_change(spec: dict, key: str, where: str) -> dict:
+    "A spec's `extend:` or `update:`: a mapping from a parent's promised task to its data, as `TaskRef`s"
+    m = spec.get(key) or {}
+    check(isinstance(m, dict), f"{where}: {key} must map a promised task to its {_CHANGE_HELP[key]}, "
+          f"e.g. {key}: {{news_topic: csv:more_news.csv}}; got {m!r}")
+    check(not m or RunDir(spec.get("model", "default")).kind == "flow",
+          f"{where}: {key} needs a parent: name a finished flow run as model: (its promised tasks can then change)")
+    return {t: dataclasses.replace(_task_ref(r, where), name=t) for t, r in m.items()}
+
+# %% ../nbs/05a_spec.ipynb #4afa3dab
+def _check_change(spec: dict, where: str) -> dict:
+    "A spec's `drop`, `extend`, `update`, `memory` and `margin`, checked: the changes need a parent; numbers >= 0"
+    drop = spec.get("drop") or {}
+    drop = {t: "no longer required (the spec gives no reason)" for t in drop} if isinstance(drop, list) else drop
+    check(
+        isinstance(drop, dict) and all(isinstance(t, str) and isinstance(w, str) for t, w in drop.items()),
+        f"{where}: drop must list task names, or map each to why, e.g. drop: {{news_topic: retired}}; got {drop!r}",
+    )
+    check(
+        not drop or RunDir(spec.get("model", "default")).kind == "flow",
+        f"{where}: drop needs a parent: name a finished flow run as model: (its promised tasks can then be dropped)",
+    )
+    extend, update = _check_data_change(spec, "extend", where), _check_data_change(spec, "update", where)
+    check(not set(extend) & set(update), f"{where}: {sorted(set(extend) & set(update))} both extended and updated: "
+          "list each task under one of extend: (new classes) or update: (new data, the same classes)")
+    memory = spec.get("memory", 200)
+    check(is_int(memory, 0), f"{where}: memory must be an integer >= 0 (train examples a class to keep, 0 keeps "
+          f"none): use e.g. memory: 200; got {memory!r}")
+    margin = spec.get("margin", 0.02)
+    check(
+        isinstance(margin, (int, float)) and not isinstance(margin, bool) and margin >= 0,
+        f"{where}: margin must be a number >= 0 (nats of test loss): use e.g. margin: 0.02; got {margin!r}",
+    )
+    return dict(drop=drop, extend=extend, update=update, memory=memory, margin=float(margin))
+
 # %% ../nbs/05a_spec.ipynb #8b2c9019
 def load_requirement(
     spec: str | Path | dict | Requirement,  # a YAML file, YAML text, a mapping, or a Requirement
@@ -173,7 +225,8 @@ def load_requirement(
         check(v is None or isinstance(v, list), f"{where}: {k} must be a list of tasks, e.g. {k}: [news_topic]; got {v!r}")
     retain = [_task_ref(x, where) for x in spec.get("retain") or []]
     new = [_task_ref(x, where) for x in spec.get("new") or []]
-    check(new, f"{where}: 'new' lists no task: name the task(s) the model must learn")
+    check(new or spec.get("extend") or spec.get("update"),
+          f"{where}: 'new' lists no task: name the task(s) the model must learn")
     both = {r.task for r in retain} & {n.task for n in new}
     check(not both, f"{where}: task(s) {sorted(both)} are both retained and new: list each task once")
     budget = _check_budget(spec.get("budget", {"max_steps": 200}), where)
@@ -185,7 +238,10 @@ def load_requirement(
         isinstance(asked, list) and all(isinstance(c, str) for c in asked),
         f"{where}: candidates must be a list of candidate names, e.g. candidates: [retrain]; got {asked!r}",
     )
+    change = _check_change(spec, where)
+    change |= {k: {t: _beside(r, folder) for t, r in change[k].items()} for k in ("extend", "update")}
     return Requirement(
+        **change,
         retain=[_beside(r, folder) for r in retain],
         new=[_beside(r, folder) for r in new],
         targets=targets,
@@ -193,6 +249,15 @@ def load_requirement(
         candidates=asked or None,
         **{k: spec[k] for k in keys if k in spec},
     )
+
+# %% ../nbs/05a_spec.ipynb #0f7ab78e
+def stated_keys(
+    spec,  # anything `load_requirement` reads
+) -> set:
+    "The keys a spec sets itself (a `Requirement`: all of them): what a later generation does not inherit"
+    if isinstance(spec, Requirement):
+        return set(SPEC_KEYS)
+    return set(_spec_mapping(spec)[0])
 
 # %% ../nbs/05a_spec.ipynb #d70729ca
 @dataclass

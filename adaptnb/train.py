@@ -43,10 +43,10 @@ from .heads import HEAD_INITS, calibrate, fit_probe, fit_temperature, init_heads
 __all__ = ['METHODS', 'MIXES', 'DEFAULT_LR', 'SCHEDULES', 'LORA_DEFAULT', 'FAMILIES', 'FAMILY_GROUP', 'ENCODERS', 'TrainConfig',
            'check_config', 'linear_names', 'lora_config', 'count_params', 'prepare_method', 'merge_lora', 'Family',
            'register_family', 'load_families', 'family_of', 'family_for', 'EncoderFamily', 'TaskStream', 'mix_order',
-           'micro_batch', 'evaluate_split', 'model_fingerprint', 'DamagedCheckpoint', 'checkpoints',
-           'latest_checkpoint', 'save_checkpoint', 'read_checkpoint', 'load_checkpoint', 'Callback', 'ProgressBar',
-           'CSVLog', 'EarlyStopping', 'NonFiniteLoss', 'TrainResult', 'Run', 'BitDropout', 'use_bit_dropout', 'fit',
-           'plot_history', 'finetune_cli', 'retrain_cli']
+           'micro_batch', 'my_rows', 'gather_parts', 'evaluate_split', 'model_fingerprint', 'DamagedCheckpoint',
+           'checkpoints', 'latest_checkpoint', 'save_checkpoint', 'read_checkpoint', 'load_checkpoint', 'Callback',
+           'ProgressBar', 'CSVLog', 'EarlyStopping', 'NonFiniteLoss', 'TrainResult', 'Run', 'BitDropout',
+           'use_bit_dropout', 'fit', 'plot_history', 'finetune_cli', 'retrain_cli']
 
 # %% ../nbs/04_train.ipynb #0cd02ab2
 METHODS = ("full", "freeze", "lora", "retrain")
@@ -563,6 +563,30 @@ def micro_batch(
     i, j = order[r]
     return i, e * per_epoch[i] + j
 
+# %% ../nbs/04_train.ipynb #6bf8655e
+def my_rows(
+    n: int,  # rows of the split
+    max_examples: int | None = None,  # a seeded random subset of at most this many rows (None: every row)
+    accelerator=None,  # under several processes, each takes every world-th row of the subset
+) -> list[int]:
+    "This process's share of the rows an evaluation reads: the seeded subset, split round-robin among the processes"
+    rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator is not None else (0, 1)
+    return sample_rows(n, max_examples)[rank::world]
+
+
+def gather_parts(
+    part: dict,  # this process's outputs: lists and numpy arrays by name
+    accelerator=None,  # the processes to gather from (None or one process: `part` itself)
+) -> dict:
+    "Every process's outputs joined in process order, the same dict in each process (accelerate's gather_object)"
+    if accelerator is None or accelerator.num_processes == 1:
+        return part
+    from accelerate.utils import gather_object
+
+    parts = gather_object([part])
+    join = lambda k: [x for q in parts for x in q[k]] if isinstance(part[k], list) else np.concatenate([q[k] for q in parts])
+    return {k: join(k) for k in part}
+
 # %% ../nbs/04_train.ipynb #77c79320
 def evaluate_split(
     model: MultiTaskModel,  # the model, with a head for `task`
@@ -578,17 +602,12 @@ def evaluate_split(
     "Loss (raw, and calibrated by one temperature), accuracy and macro-F1 of `task`'s head on a split"
     ds = task.split(split)
     check(len(ds) > 0, f"task {task.name!r} has an empty {split} split: nothing to evaluate")
-    rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator is not None else (0, 1)
-    rows = sample_rows(len(ds), max_examples)[rank::world]
-    device = next(model.parameters()).device
-    z, y = task_logits(
-        model, task, split, batch_size, max_length, rows=rows, device=device, dtype=dtype or torch.float32, cache=False
-    )
-    if world > 1:
-        from accelerate.utils import gather_object
-
-        parts = gather_object([(z.numpy(), y)])
-        z, y = torch.from_numpy(np.concatenate([p[0] for p in parts])), np.concatenate([p[1] for p in parts])
+    rows = my_rows(len(ds), max_examples, accelerator)
+    whole = len(rows) == len(ds)  # every row in one process: the split's features are cached for the next reader
+    kw = dict(device=next(model.parameters()).device, dtype=dtype or torch.float32, cache=whole)
+    z, y = task_logits(model, task, split, batch_size, max_length, rows=None if whole else rows, **kw)
+    out = gather_parts({"z": z.numpy(), "y": y}, accelerator)
+    z, y = torch.from_numpy(out["z"]), out["y"]
     T = fit_temperature(z, y) if temperature is None else float(temperature)
     ts = task_score(example_losses(z, y), z.argmax(1).numpy(), y, task.num_labels)
     return {

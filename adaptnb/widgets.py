@@ -28,7 +28,8 @@ __all__ = ['TRAIN_FORM', 'TRAIN_MODELS', 'FLOW_MODELS', 'FLOW_SPEC', 'APP', 'dev
            'fig_png', 'plot_training', 'LivePlot', 'score_table', 'df_html', 'RunRecord', 'load_history',
            'history_table', 'AuditView', 'config_control', 'task_refs', 'train_task_names', 'TrainPanel',
            'plot_lambda_curve', 'LambdaExplorer', 'spec_text', 'flow_runs', 'FlowPanel', 'TryPanel', 'ExportPanel',
-           'compare_table', 'plot_compare', 'ComparePanel', 'Workbench', 'app_path', 'dashboard_cli']
+           'compare_table', 'plot_compare', 'ComparePanel', 'lineage_table', 'LineagePanel', 'Workbench', 'app_path',
+           'dashboard_cli']
 
 # %% ../nbs/10_widgets.ipynb #3360efe6
 def device_options() -> list[tuple[str, str]]:
@@ -1546,9 +1547,97 @@ class ComparePanel(Panel):
         self.table.value = df_html(self.df.set_index("run")) if len(self.df) else f"<i>no runs in {_html.escape(str(self.root))} yet</i>"
         self.plot.value = fig_png(plot_compare(self.df, _curves(self.root)))
 
+# %% ../nbs/10_widgets.ipynb #6afb4bb0
+def lineage_table(
+    rows: list,  # `lineage.lineage`'s rows
+) -> pd.DataFrame:
+    "The lineage as a table: one row per generation, its parent, change, winner, S, BWT and each task's accuracy"
+    from adaptnb.lineage import change_text
+
+    out = []
+    for r in rows:
+        bwt = r["backward_transfer"]
+        parent = Path(r["parent"]).name if r["parent"] else "-"
+        row = {"run": Path(r["folder"]).name, "gen": r["generation"], "parent": parent, "change": change_text(r["change"]),
+               "winner": r["winner"], "S": r["S"], "shipped": "yes" if r["shipped"] else "NO",
+               "BWT": "" if bwt is None else f"{bwt:+.3f}"}
+        out.append(row | {f"acc {t}": a for t, a in r["accuracy"].items()})
+    return pd.DataFrame(out)
+
+# %% ../nbs/10_widgets.ipynb #b8f6771c
+class LineagePanel(Panel):
+    "The Lineage tab: the generations under a folder, their task × generation matrix, and a generation deployed again"
+
+    def __init__(self, root: str | Path = "runs"):
+        self.root, self.runner, self.rows, self.artifact = Path(root), Runner(), [], None
+        self.folder = _lbl(W.Text(value=str(root), description="folder"), box="520px")
+        self.refresh_button = W.Button(description="Refresh", icon="refresh", layout=W.Layout(width="100px"))
+        self.refresh_button.on_click(lambda _: self.refresh())
+        self.tree, self.status = W.HTML(), W.HTML()
+        self.matrix = W.Image(format="png", layout=W.Layout(max_width="900px"))
+        self.generation = _lbl(W.Dropdown(description="generation"), box="520px")
+        self.out = _lbl(W.Text(description="deploy to", placeholder="default: <folder>/artifacts/<run>"), box="520px")
+        self.force = W.Checkbox(value=False, description="force (deploy even if it broke a promise)", indent=False)
+        self.deploy_button = W.Button(description="Deploy this generation", button_style="primary", icon="box",
+                                      layout=W.Layout(width="220px"))
+        self.deploy_button.on_click(lambda _: self.deploy())
+        for w, c in ((self.tree, "tree"), (self.matrix, "plot"), (self.status, "status"), (self.force, "force")):
+            w.add_class(f"adaptnb-lineage-{c}")
+        self.refresh()
+        self.widget = W.VBox([W.HBox([self.folder, self.refresh_button]), self.tree, self.matrix,
+                              W.HBox([self.generation, self.force]), self.out, self.deploy_button, self.status])
+
+# %% ../nbs/10_widgets.ipynb #033f70ca
+@patch
+def refresh(self: LineagePanel):
+    "Read the folder's generations again: the tree, the matrix, the generations to deploy"
+    from adaptnb.lineage import lineage, plot_lineage
+
+    self.root = Path(self.folder.value.strip() or ".").expanduser()
+    try:
+        self.rows = lineage(self.root)
+    except AdaptnbError as e:
+        self.rows, self.tree.value, self.matrix.value = [], f"<i>{_html.escape(str(e))}</i>", b""
+        self.generation.options = []
+        return
+    self.tree.value = df_html(lineage_table(self.rows).set_index("run"))
+    buf = io.BytesIO()
+    plot_lineage(self.rows, buf)  # saved as the command saves it (tight, closed)
+    self.matrix.value = buf.getvalue()
+    self.matrix.layout.width = f"{int.from_bytes(self.matrix.value[16:20], 'big')}px"  # its own size: PNG width
+    opts = [(f"gen {r['generation']} · {Path(r['folder']).name}", r["folder"]) for r in self.rows]
+    keep = self.generation.value if self.generation.value in [v for _, v in opts] else opts[-1][1]
+    self.generation.options, self.generation.value = opts, keep  # the choice kept, else the newest generation
+
+# %% ../nbs/10_widgets.ipynb #5bd4370e
+@patch
+def deploy(self: LineagePanel) -> bool:
+    "Deploy the chosen generation on a worker thread (what the button does); False, saying why, if it cannot start"
+    if self.runner.running or not self.generation.value:
+        busy = "a deployment is going: wait for it"
+        _say(self.status, busy if self.generation.value else "no generation chosen: refresh the folder", "warn")
+        return False
+    src = Path(self.generation.value)
+    out = Path(self.out.value.strip()).expanduser() if self.out.value.strip() else self.root / "artifacts" / src.name
+    _say(self.status, f"deploying {src.name} to {out} …", "run")
+    return self.runner.start(lambda ev: self._deploy(src, out, self.force.value))
+
+
+@patch
+def _deploy(self: LineagePanel, src: Path, out: Path, force: bool):
+    "Write generation `src` as an artifact in `out` behind the gate (on the worker thread)"
+    from adaptnb.deploy import Gate, export
+
+    try:
+        self.artifact = export(src, out, gate=Gate(force=force), overwrite=True)
+        _say(self.status, f"deployed {src.name} to {out}" + (" (forced)" if force else ""), "done")
+    except AdaptnbError as e:
+        self.artifact = None
+        _say(self.status, f"not deployed: {e}", "error")
+
 # %% ../nbs/10_widgets.ipynb #7eadedd9
 class Workbench(Panel):
-    "The whole board: Flow, Try, Export, Compare and Train tabs over one runs folder"
+    "The whole board: Flow, Try, Export, Compare, Lineage and Train tabs over one runs folder"
 
     def __init__(
         self,
@@ -1561,20 +1650,21 @@ class Workbench(Panel):
         self.try_ = TryPanel(self.root)
         self.export = ExportPanel(self.root)
         self.compare = ComparePanel(self.root)
+        self.lineage = LineagePanel(self.root)
         self.train = TrainPanel(out=self.root, **(train or {}))
-        self.panels = [self.flow, self.try_, self.export, self.compare, self.train]
+        self.panels = [self.flow, self.try_, self.export, self.compare, self.lineage, self.train]
         self.tabs = W.Tab(children=[p.widget for p in self.panels])
-        for i, t in enumerate(["Flow", "Try", "Export", "Compare", "Train"]):
+        for i, t in enumerate(["Flow", "Try", "Export", "Compare", "Lineage", "Train"]):
             self.tabs.set_title(i, t)
         self.tabs.observe(lambda c: self._opened(c["new"]), "selected_index")
-        self.flow.on_done.append(lambda res: [p.refresh() for p in (self.try_, self.export, self.compare)])
+        self.flow.on_done.append(lambda res: [p.refresh() for p in (self.try_, self.export, self.compare, self.lineage)])
         dev = default_device()
         where = f"GPU: {torch.cuda.get_device_name(0)}" if dev.startswith("cuda") else f"device: {dev} (no GPU found)"
         self.device_line = W.HTML(f"<small class='adaptnb-device'>{_html.escape(where)} · runs in {_html.escape(str(self.root.resolve()))}</small>")
         self.widget = W.VBox([W.HTML(_CSS + "<h3 style='margin:4px 0'>adaptnb workbench</h3>"), self.device_line, self.tabs])
 
     def _opened(self, i):
-        if i in (1, 2, 3):
+        if i in (1, 2, 3, 4):
             self.panels[i].refresh()
 
     @classmethod
@@ -1593,7 +1683,7 @@ def app_path() -> Path:
 # %% ../nbs/10_widgets.ipynb #d555efb3
 def dashboard_cli(argv: list[str]) -> int:
     "`adaptnb dashboard`: serve the workbench with Voila, print its URL; Ctrl-C, SIGTERM or SIGHUP end it and Voila"
-    p = parser("dashboard", "Serve the workbench (Flow, Try, Export, Compare, Train) as a web app; Ctrl-C ends it.")
+    p = parser("dashboard", "Serve the workbench (Flow, Try, Export, Compare, Lineage, Train) as a web app; Ctrl-C ends it.")
     p.add_argument("--root", default="runs", help="the runs folder the tabs read and write (made if missing)")
     p.add_argument("--port", type=port_arg, default=8866, help="the port to serve on")
     p.add_argument("--ip", default="127.0.0.1", help="the address to listen on (0.0.0.0: every interface)")

@@ -22,10 +22,11 @@ res = run(spec, sys.argv[1], progress=True)
 v = res.verdict
 print("RESULT " + json.dumps({
     "wall_seconds": round(time.perf_counter() - t0, 1), "dtype": str(resolve_dtype("cpu", None)),
-    "budget": spec["budget"], "steps": res.plan.steps, "stages": res.seconds, "estimate": res.plan.estimate,
+    "budget": spec["budget"], "steps": res.plan.steps, "stages": res.seconds, "estimate": res.estimated_seconds,
     "winner": v.winner, "S_before": v.S_before, "S_after": v.S_after, "S_diff": v.S_diff, "S_diff_se": v.S_diff_se,
     "n_test": v.n_test, "real_win": (not v.base_stays) and v.S_diff < -2 * v.S_diff_se,
-    "tasks": v.tasks, "verdict": v.text}))
+    "tasks": v.tasks, "verdict": v.text, "plan": res.plan.how,
+    "report": open(sys.argv[1] + "/report.md").read()}))
 """
 
 

@@ -7,7 +7,8 @@ the same time, each in a process of its own under uvicorn on a loopback port, se
 news_topic probe); each request is one real news_topic test text. Runs are interleaved (adaptnb, reference, at each
 number of concurrent clients, then again for the next round), each bounded in requests and seconds, and the median
 round counts (min-max beside it). Then 32 clients against adaptnb while `POST /admin/reload` swaps in a second
-artifact: requests sent, failed, and p99 latency before, during and after the swap.
+artifact: requests sent, failed, and p99 latency before, during and after the swap. A third server, `adaptnb serve`
+of the same artifact's ONNX export (onnxruntime), runs beside the two, interleaved the same way.
 
     python bench/serve.py [--clients 1,8,32,128] [--rounds 3] [--seconds 10] [--json bench/results/serve.json]
 
@@ -156,7 +157,7 @@ def plot(res: dict, path: Path):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(1, 3, figsize=(15, 4.2))
-    for name in ("adaptnb", "reference"):
+    for name in res["servers"]:
         cs = [int(c) for c in res["levels"]]
         for k, a in (("throughput", ax[0]), ("p99_ms", ax[1])):
             m = [res["levels"][str(c)][name][k] for c in cs]
@@ -197,7 +198,12 @@ def main():
     texts = list(load_task("news_topic").test["text"])
     work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     art, art2 = make_artifacts(work)
-    servers = {"adaptnb": start([str(Path(sys.executable).with_name("adaptnb")), "serve", str(art), "--api-key", KEY]),
+    from adaptnb.onnx_export import export_onnx
+
+    onnx = export_onnx(art, work / "news-onnx")  # the same artifact as one ONNX graph: adaptnb serve on onnxruntime
+    adaptnb = str(Path(sys.executable).with_name("adaptnb"))
+    servers = {"adaptnb": start([adaptnb, "serve", str(art), "--api-key", KEY]),
+               "adaptnb-onnx": start([adaptnb, "serve", str(onnx), "--api-key", KEY]),
                "reference": start([sys.executable, __file__, "--reference", str(art)])}
     clients = [int(c) for c in a.clients.split(",")]
     runs = {c: {n: [] for n in servers} for c in clients}
@@ -206,7 +212,8 @@ def main():
             asyncio.run(load(url, 8, 96, 60, texts))
         for r in range(a.rounds):
             for c in clients:
-                order = list(servers) if (r + clients.index(c)) % 2 == 0 else list(servers)[::-1]  # ABBA
+                k = (r + clients.index(c)) % len(servers)
+                order = list(servers)[k:] + list(servers)[:k]  # each server first in turn
                 for name, url in [(n, servers[n][1]) for n in order]:
                     s = summary(asyncio.run(load(url, c, REQUESTS.get(c, 4 * c), a.seconds, texts)))
                     runs[c][name].append(s)
@@ -230,9 +237,12 @@ def main():
         L = levels[str(c)]
         L["ratio_throughput"] = L["adaptnb"]["throughput"]["median"] / L["reference"]["throughput"]["median"]
         L["ratio_p99"] = L["adaptnb"]["p99_ms"]["median"] / L["reference"]["p99_ms"]["median"]
+        L["ratio_throughput_onnx"] = L["adaptnb-onnx"]["throughput"]["median"] / L["reference"]["throughput"]["median"]
     res = {"reference": "FastAPI def endpoint calling transformers.pipeline('text-classification') per request",
            "artifact": "MiniLM (default), cls pooling, news_topic linear probe, max_length 64, fp32",
            "adaptnb_options": "defaults: --max-batch 32 --max-wait-ms 5 --max-queue 256", "rounds": a.rounds,
+           "servers": {"adaptnb": "adaptnb serve ARTIFACT (PyTorch)", "adaptnb-onnx": "adaptnb serve ONNX_EXPORT "
+                       "(onnxruntime, fp32)", "reference": "the reference below"},
            "seconds_per_run": a.seconds, "levels": levels, "peak_rss_mib": rss, "exit_codes_on_sigterm": codes,
            "hot_swap": swap, "cpus": os.cpu_count(), "torch_threads": __import__("torch").get_num_threads(),
            "wall_seconds": time.time() - t_start, "loadavg_1min": {"start": load_start, "end": os.getloadavg()[0]}}
@@ -240,13 +250,14 @@ def main():
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1))
     plot(res, out.with_suffix(".png"))
-    print(f"\n{'clients':>7} {'adaptnb req/s':>22} {'reference req/s':>22} {'ratio':>6} {'p99 adaptnb':>12} "
-          f"{'p99 ref':>10}")
+    print(f"\n{'clients':>7} {'adaptnb req/s':>22} {'adaptnb-onnx req/s':>22} {'reference req/s':>22} {'ratio':>6} "
+          f"{'onnx':>6} {'p99 adaptnb':>12} {'p99 onnx':>10} {'p99 ref':>10}")
     for c in clients:
         L = levels[str(c)]
         f = lambda d: f"{d['median']:.1f} ({d['min']:.1f}-{d['max']:.1f})"
-        print(f"{c:>7} {f(L['adaptnb']['throughput']):>22} {f(L['reference']['throughput']):>22} "
-              f"{L['ratio_throughput']:>6.2f} {L['adaptnb']['p99_ms']['median']:>10.1f}ms "
+        print(f"{c:>7} {f(L['adaptnb']['throughput']):>22} {f(L['adaptnb-onnx']['throughput']):>22} "
+              f"{f(L['reference']['throughput']):>22} {L['ratio_throughput']:>6.2f} {L['ratio_throughput_onnx']:>6.2f} "
+              f"{L['adaptnb']['p99_ms']['median']:>10.1f}ms {L['adaptnb-onnx']['p99_ms']['median']:>8.1f}ms "
               f"{L['reference']['p99_ms']['median']:>8.1f}ms")
     print(f"peak RSS MiB: {rss}; exit codes on SIGTERM: {codes}; wrote {out} and {out.with_suffix('.png')} "
           f"in {res['wall_seconds']:.0f} s")

@@ -69,6 +69,9 @@ def _write_files(d: Path):
     w("spec_bad_candidate.yaml", "retain: [news_topic]\nnew: [movie_sentiment]\ncandidates: [wise_ft]\n")
     w("spec_missing_file.yaml", f"retain: [news_topic]\nnew: ['csv:{d}/nope.csv']\n")
     w("spec_good.yaml", "retain: [news_topic]\nnew: [movie_sentiment]\nmax_per_class: 10\n")
+    w("spec_update_no_parent.yaml", "new: [movie_sentiment]\nupdate: {news_topic: news_topic}\n")
+    w("spec_bad_memory.yaml", "new: [movie_sentiment]\nmemory: -1\n")
+    w("spec_big_memory.yaml", f"new: ['csv:{d}/good.csv']\nmemory: 50\n")
     w("texts_latin1.txt", "")
     (d / "texts_latin1.txt").write_bytes("café\n".encode("latin-1"))
 
@@ -268,6 +271,16 @@ CASES = [
     row("artifacts", ["predict", "{d}/artifact", "text", "--task", "nope"], "nope"),
     row("artifacts", ["deploy", "{d}/no_such_run", "--out", "{d}/art2"], "is not a folder"),
     row("artifacts", ["deploy", "{d}/unfinished_run", "--out", "{d}/art2"], "no finished model"),
+    row("artifacts", ["onnx", "{d}/no_such_artifact", "--out", "{o}"], "is not a folder"),
+    row("artifacts", ["onnx", "{d}/run", "--out", "{o}"], "not an adaptnb artifact"),
+    row("artifacts", ["onnx", "{d}/artifact", "--out", "{d}/good.csv"], "is a file, not a folder", "choose another"),
+    row("artifacts", ["serve", "{d}/artifact", "--int8"], "drop --int8", "adaptnb onnx --int8"),
+    # lineage: a folder of generations (the rows that need a real parent run are in tests/test_lineage.py)
+    row("lineage", ["lineage", "{d}/no_such_root"], "is not a folder", "pass the folder that holds the runs"),
+    row("lineage", ["lineage", "{d}/empty_dir"], "holds no finished flow run", "pass the folder"),
+    row("lineage", ["decide", "{d}/spec_update_no_parent.yaml"], "update needs a parent", "name a finished flow run"),
+    row("lineage", ["decide", "{d}/spec_bad_memory.yaml"], "memory must be an integer >= 0", "use e.g. memory: 200"),
+    row("lineage", ["run", "{d}/spec_big_memory.yaml", "--out", "{o}"], "memory: 50 examples a class", "use memory: "),
 ]
 
 

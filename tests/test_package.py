@@ -74,7 +74,7 @@ def test_wheel_installs_and_runs_without_the_repo(tmp_path):
 
 
 MODULE_NOTEBOOKS = {"core": "00_core", "data": "01_data", "score": "02_score", "heads": "03_heads", "train": "04_train", "interpolate": "05_interpolate",
-                    "spec": "05a_spec", "decide": "06_decide", "flow": "07_flow", "llm": "08_llm", "deploy": "09_deploy", "widgets": "10_widgets", "cli": "11_cli", "command": "00a_command", "serve": "12_serve", "onnx_export": "12a_onnx"}
+                    "spec": "05a_spec", "decide": "06_decide", "flow": "07_flow", "llm": "08_llm", "lineage": "07b_lineage", "deploy": "09_deploy", "widgets": "10_widgets", "cli": "11_cli", "command": "00a_command", "serve": "12_serve", "onnx_export": "12a_onnx"}
 
 
 @pytest.mark.parametrize("module", list(MODULE_NOTEBOOKS))
@@ -91,8 +91,8 @@ def test_public_api_documented(module):
     assert not [n for n in public if n not in shown], f"nbs/{MODULE_NOTEBOOKS[module]}.ipynb: no show_doc for {[n for n in public if n not in shown]}"
 
 
-LAYERS = ["core", "command", "data", "score", "heads", "train", "interpolate", "spec", "decide", "flow", "llm", "deploy",
-          "serve", "onnx_export", "widgets", "cli"]
+LAYERS = ["core", "command", "data", "score", "heads", "train", "interpolate", "spec", "decide", "flow", "llm", "lineage",
+          "deploy", "onnx_export", "serve", "widgets", "cli"]
 
 
 def test_layers_point_one_way():

@@ -107,6 +107,31 @@ def test_predict_is_adaptnb_predict(arts, news, capsys):
     assert one[0]["label"] == want[0]["label"]
 
 
+def test_an_onnx_export_serves_predicts_answers_and_swaps_in(arts, capsys):
+    """`adaptnb onnx` then `adaptnb serve` of the export: onnxruntime answers /predict as the artifact does (to float
+    rounding); a PyTorch service reloads into the export and back under its key; a changed graph is refused"""
+    rc, out, err = main_cli(capsys, "onnx", arts / "news", "--out", arts / "news-onnx")
+    assert rc == 0 and "adaptnb serve" in out, err
+    bad = Path(shutil.copytree(arts / "news-onnx", arts / "news-onnx-bad"))
+    with open(bad / "model.onnx", "ab") as f:
+        f.write(b"\0")  # one byte more than the graph onnx.json records
+    with serving(arts / "news-onnx", key=None) as (_, onnx_url), serving(arts / "news") as (_, url):
+        got = httpx.post(f"{onnx_url}/predict", json={"inputs": TEXTS, "task": "news_topic"}).json()
+        m = httpx.get(f"{onnx_url}/v1/models").json()["data"][0]
+        want = httpx.post(f"{url}/predict", json={"inputs": TEXTS, "task": "news_topic"}, headers=AUTH).json()
+        r = httpx.post(f"{url}/admin/reload", json={"artifact": str(arts / "news-onnx")}, headers=AUTH)
+        assert r.status_code == 200, r.text
+        assert httpx.get(f"{url}/v1/models", headers=AUTH).json()["data"][0]["backend"].startswith("onnxruntime")
+        assert httpx.post(f"{url}/admin/rollback", headers=AUTH).status_code == 200
+        r = httpx.post(f"{url}/admin/reload", json={"artifact": str(bad)}, headers=AUTH)
+        one_line_error(r, 422, "does not match the SHA-256 in onnx.json")
+        assert httpx.get(f"{url}/v1/models", headers=AUTH).json()["data"][0]["backend"] == "pytorch"
+    assert m["backend"] == "onnxruntime (model.onnx)" and m["tasks"] == ["news_topic"]
+    pairs = list(zip(got["predictions"], want["predictions"]))
+    assert [g["label"] for g, _ in pairs] == [w["label"] for _, w in pairs]
+    assert max(abs(g["probs"][k] - w["probs"][k]) for g, w in pairs for k in w["probs"]) < 1e-4
+
+
 def test_health_models_metrics_and_the_key(arts, news):
     "/health needs no key, every other route does (Bearer or X-API-Key); /v1/models names the artifact; /metrics counts"
     _, url = news

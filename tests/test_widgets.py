@@ -2,7 +2,8 @@
 
 The browser tests start `adaptnb dashboard` itself (the installed command, which serves the packaged workbench with
 Voila on 127.0.0.1), drive every tab in one page (Train: Start, the live plot redrawn, Stop; Flow: a tiny flow to its
-verdict; Try: a prediction; Export: an int8 artifact behind the gate; Compare: both runs side by side), save a
+verdict; Try: a prediction; Export: an int8 artifact behind the gate; Compare: both runs side by side; Lineage: the
+flow run as a generation, its matrix, and the generation deployed again), save a
 screenshot of each (printed; copied to bench/results/dashboard-<tab>.png), and end the command with Ctrl-C (SIGINT),
 which must exit 0. They are skipped, saying why, where Debian's chromium is absent.
 """
@@ -261,6 +262,32 @@ def test_compare_tab_puts_the_runs_side_by_side(board, tmp_path):
     _shot(page, "compare", tmp_path)
     assert "flow" in table and "fit (full)" in table and "S after" in table
     assert page.evaluate("() => document.querySelector('img.adaptnb-compare-plot').naturalWidth") > 500   # drawn
+
+
+@browser_only
+def test_lineage_tab_shows_the_generations_and_deploys_one(board, tmp_path):
+    "Lineage tab: the flow run as generation 1 in the tree, the task x generation matrix, Deploy this generation"
+    page, root = board
+    t0 = time.monotonic()
+    page.get_by_role("tab", name="Lineage").click()
+    _wait_text(page, ".adaptnb-lineage-tree", "acc movie_sentiment")
+    tree = _text(page, ".adaptnb-lineage-tree")
+    assert "BWT" in tree and "acc news_topic" in tree and "change" in tree, tree
+    page.wait_for_function("() => document.querySelector('img.adaptnb-lineage-plot').naturalWidth > 200", timeout=T)
+    assert page.evaluate("() => document.querySelector('img.adaptnb-lineage-plot').clientWidth") > 200   # shown
+    page.get_by_role("button", name="Deploy this generation").click()
+    _wait_text(page, ".adaptnb-lineage-status", "status: (deployed|not deployed)")
+    if "not deployed" in _text(page, ".adaptnb-lineage-status"):   # refused as deploy refuses (the base stays): force
+        assert "force" in _text(page, ".adaptnb-lineage-status")
+        page.locator(".adaptnb-lineage-force input").check()
+        page.get_by_role("button", name="Deploy this generation").click()
+        _wait_text(page, ".adaptnb-lineage-status", "status: deployed")
+    status = _text(page, ".adaptnb-lineage-status")
+    page.evaluate("() => document.querySelector('img.adaptnb-lineage-plot').decode()")  # painted whole before the shot
+    _shot(page, "lineage", tmp_path)
+    print(f"{status} ({time.monotonic() - t0:.1f} s)")
+    (run,) = [p.parent.name for p in root.glob("*/run.json")]
+    assert f"deployed {run} to" in status and (root / "artifacts" / run / "artifact.json").exists()
 
 
 @browser_only
