@@ -16,7 +16,7 @@ from torch import nn
 __all__ = ['MODEL_FILE', 'DEFAULT_MODEL', 'TASK_NAME_RE', 'POOLINGS', 'AdaptnbError', 'check', 'is_int', 'extension_point',
            'get_device', 'cpu_bf16', 'autocast_dtype', 'autocast', 'resolve_dtype', 'eval_mode', 'check_seed',
            'seed_everything', 'atomic_write', 'to_jsonable', 'save_json', 'load_json', 'Record', 'RunDir',
-           'check_out_dir', 'finish_figure', 'default_model_path', 'looks_like_hub_id', 'resolve_model',
+           'check_out_dir', 'finish_figure', 'hash_file', 'default_model_path', 'looks_like_hub_id', 'resolve_model',
            'load_tokenizer', 'model_config', 'check_max_length', 'check_task_name', 'MultiTaskModel']
 
 # %% ../nbs/00_core.ipynb #85b4f815
@@ -350,6 +350,18 @@ def finish_figure(
         fig.savefig(path, dpi=dpi, bbox_inches="tight")
         plt.close(fig)
     return fig
+
+# %% ../nbs/00_core.ipynb #6cc4c5cc
+def hash_file(
+    h,  # a hashlib object (e.g. hashlib.sha256()), updated in place
+    path: str | Path,  # the file to feed it
+    chunk: int = 1 << 20,  # bytes read at a time: a multi-GB weights file never sits in memory whole
+):
+    "Feed the bytes of `path` into the hash `h`, a chunk at a time; `h` back"
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h
 
 # %% ../nbs/00_core.ipynb #06b18bee
 DEFAULT_MODEL = "default"

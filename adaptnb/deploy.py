@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from fastcore.basics import patch
 from .core import AdaptnbError, MultiTaskModel, Record, RunDir, check, extension_point, get_device, load_json, save_json
-from .core import atomic_write, check_out_dir, to_jsonable
+from .core import atomic_write, check_out_dir, hash_file, to_jsonable
 from .command import parser, add_task_options, task_options, task_list, emit
 from .data import encode, length_batches, collate, load_tasks
 from .score import score
@@ -270,11 +270,7 @@ def versions() -> dict:
 
 # %% ../nbs/09_deploy.ipynb #66f3abd1
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return hash_file(hashlib.sha256(), path).hexdigest()
 
 # %% ../nbs/09_deploy.ipynb #7c2f05c1
 def _save_tensors(d: dict, path: Path):

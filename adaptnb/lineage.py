@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 from .core import MultiTaskModel, Record, RunDir, check, check_out_dir, extension_point, finish_figure
+from .core import hash_file
 from .core import load_json, save_json
 from .data import SPLITS, per_class_rows
 from .command import emit, parser
@@ -81,9 +82,7 @@ def weights_sha256(
     h = hashlib.sha256()
     for p in sorted(q for q in root.rglob("*") if q.is_file()):
         h.update(str(p.relative_to(root)).encode())
-        with open(p, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
+        hash_file(h, p)
     return h.hexdigest()
 
 # %% ../nbs/07b_lineage.ipynb #e27b0e48
