@@ -274,6 +274,7 @@ class RunDir:
     log = property(lambda self: self.root / "log.jsonl", doc="one evaluation record per line")
     log_csv = property(lambda self: self.root / "log.csv", doc="the evaluations as a table")
     checkpoints = property(lambda self: self.root / "checkpoint", doc="resumable checkpoints")
+    dashboard = property(lambda self: self.root / "dashboard.json", doc="the dashboard's record of a run it started")
     run = property(lambda self: self.root / "run.json", doc="every record of a flow run")
     report = property(lambda self: self.root / "report.md", doc="a flow run's report")
     audit = property(lambda self: self.root / "audit.json", doc="a flow run's data audit")

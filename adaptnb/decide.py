@@ -24,7 +24,7 @@ from .data import Task, audit, collate, encode
 from .heads import fit_probe
 from .score import features
 from .train import EncoderFamily, family_for, family_of
-from .spec import partition
+from .spec import load_requirement, partition
 from .command import emit, parser
 from fastcore.basics import patch
 
@@ -705,8 +705,10 @@ def decide_cli(argv: list[str]) -> int:
                "retrain.")
     p.add_argument("spec", help="requirement spec (YAML)")
     a = add_decide_options(p).parse_args(argv)
-    th = threshold_overrides(a.set)
-    D = decide(assess(partition(a.spec), sample=a.sample, progress=a.json != "-"), **th)
+    th, req = threshold_overrides(a.set), load_requirement(a.spec)
+    check(not req.models, f"adaptnb decide assesses one base, and {a.spec} lists models: {req.models}: adaptnb run "
+          "ranks them and goes on with the best; or name one of them as model:")
+    D = decide(assess(partition(req), sample=a.sample, progress=a.json != "-"), **th)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         table = D.assessment.table().to_string()
     emit(D.to_contract(), a.json, f"{table}\nbudget: {D.assessment.budget_basis} -> {D.steps} steps\n{D.summary()}")

@@ -31,12 +31,13 @@ from adaptnb.core import (
 )
 from .data import Audit, Task, audit, plot_audit
 from .heads import fit_temperature, init_heads, scale_heads
-from .score import Interpretation, Paired, Predictions, Score, paired_diff, plot_scores
+from .score import Interpretation, Paired, Predictions, Score, paired_diff, paired_losses, plot_scores
 from .train import (Callback, EncoderFamily, TrainConfig, TrainResult, checkpoints, family_for, family_of, fit,
                     plot_history)
 from .interpolate import Interpolation, blend, grid_lambda, learn_lambda, objective, plot_lambda
 from .spec import Partition, Requirement, TaskRef, load_requirement, partition  # (the spec's names, here too)
-from .decide import Decision, Thresholds, add_decide_options, assess, decide, scratch, threshold_overrides
+from .decide import (Decision, Thresholds, add_decide_options, assess, decide, scratch, step_seconds,
+                            threshold_overrides)
 from .command import emit, parser
 
 # %% auto #0
@@ -47,8 +48,9 @@ __all__ = ['CANDIDATES', 'MIN_STEPS', 'LPFT_LR', 'PAIR_LR', 'PLAN_FILE', 'SHIP_A
            'candidate_config', 'estimate_stages', 'plan_text', 'Candidate', 'one_sided_p', 'holm',
            'oof_temperature_losses', 'compare_valid', 'choose', 'score_test', 'Verdict', 'small_valid_text', 'verdict',
            'check_targets', 'RunResult', 'FlowHalted', 'Stages', 'FlowSizes', 'flow_sizes', 'zero_shot', 'audit_view',
-           'cv_needed', 'pooled_task', 'cv_splits', 'fold_partition', 'HeldOut', 'CrossVal', 'cross_validate', 'run',
-           'plot_paired', 'report', 'candidate_models', 'demo_spec', 'flow_parser', 'summary', 'demo_cli']
+           'BaseRank', 'class_losses', 'score_base', 'choose_base', 'rank_bases', 'cv_needed', 'pooled_task',
+           'cv_splits', 'fold_partition', 'HeldOut', 'CrossVal', 'cross_validate', 'run', 'plot_paired', 'report',
+           'candidate_models', 'demo_spec', 'flow_parser', 'summary', 'demo_cli']
 
 # %% ../nbs/07_flow.ipynb #ef86a651
 CANDIDATES: dict = {}  # name -> Recipe: the candidates the flow can make, in the order it plans them (below)
@@ -870,6 +872,7 @@ class RunResult(Record):
     estimated_seconds: dict = field(default_factory=dict)  # stage -> its wall time as estimated before training
     plots: list = field(default_factory=list)  # the PNG files written
     lambda_: float | list | None = None  # the winner's λ, when it is a blend
+    bases: list = field(default_factory=list)  # a spec's `models:` ranked (`BaseRank`s' dicts), the chosen first
     notes: list = field(default_factory=list)  # what happened that the decision did not foresee
 
     def candidate(self, name: str) -> Candidate:
@@ -1244,6 +1247,112 @@ def _make_candidates(
     m, c, summary, notes = _blend_stage(blends, models, trains, part, base, rd, st, lambda_steps, progress)
     return models | m, cands + c, trains, summary, notes
 
+# %% ../nbs/07_flow.ipynb #3d1ccf75
+@dataclass
+class BaseRank(Record):
+    "One base of a spec's `models:`, readied by its family and scored on valid: what the choice of the base reads"
+
+    model: str  # the reference as the spec gives it
+    family: str  # the family that loads it
+    S: float  # S on valid (`class_losses`), the base readied by its family (an encoder: probe heads fit on train)
+    S_se: float  # its standard error
+    step_seconds: float  # measured seconds of one training step at the spec's batch size and max length
+    n: dict  # valid examples per task
+    diff: float = 0.0  # ΔS against the best base (0 for the best)
+    diff_se: float = 0.0  # its paired standard error (unpaired when the two were scored on different rows)
+    chosen: bool = False  # the base the run continues with
+
+# %% ../nbs/07_flow.ipynb #fb19967e
+@extension_point()
+def class_losses(
+    model,  # the model that made `P`
+    P,  # its family's predictions on one split
+    task: str,  # one of their tasks
+) -> np.ndarray:
+    "Per-example cross-entropy over the task's classes: the loss bases of different families are ranked by"
+
+
+@class_losses.register(MultiTaskModel)
+def _(model, P, task):
+    return P.losses(task)  # an encoder's head: already a cross-entropy over the classes
+
+# %% ../nbs/07_flow.ipynb #0c630415
+def score_base(
+    ref: str,  # a base model: 'default', 'smollm2', a folder or a hub id
+    req: Requirement,  # the requirement whose tasks it is scored on
+) -> tuple:
+    "`ref` loaded, readied by its family, scored on valid and its training step timed: (its `BaseRank`, losses)"
+    import tempfile
+
+    fam = family_for(ref)
+    part = partition(dataclasses.replace(req, model=ref, models=None))
+    base = fam.load_model(ref)
+    with tempfile.TemporaryDirectory() as d:
+        zero_shot(base, part.tasks, req.max_length, req.seed, Path(d))
+    P = family_of(base).predictions(base, part.tasks, "valid", req.max_length)
+    L = {t.name: np.asarray(class_losses(base, P, t.name), dtype=np.float64) for t in part.tasks}
+    se = [l.std(ddof=1) / np.sqrt(len(l)) if len(l) > 1 else 0.0 for l in L.values()]
+    sps = step_seconds(base, part.new[0], batch_size=req.batch_size, max_length=req.max_length)
+    rank = BaseRank(model=ref, family=fam.name, S=float(np.mean([l.mean() for l in L.values()])),
+                    S_se=float(np.sqrt(np.sum(np.square(se))) / len(L)), step_seconds=sps,
+                    n={t: len(l) for t, l in L.items()})
+    return rank, L
+
+# %% ../nbs/07_flow.ipynb #8826912d
+def choose_base(
+    ranks: list,  # a `BaseRank` per base, in the spec's order
+    losses: list,  # each base's per-example valid losses, {task: array}, in the same order
+) -> list:
+    "The ranks with ΔS against the best and `chosen` set: the cheapest step among bases within one se of the best"
+    best = int(np.argmin([r.S for r in ranks]))
+    out = []
+    for r, l in zip(ranks, losses):
+        same = all(len(l[t]) == len(losses[best][t]) for t in l)
+        d = paired_losses(l, losses[best]) if same else Paired(r.S - ranks[best].S,
+                                                               float(np.hypot(r.S_se, ranks[best].S_se)), {})
+        out.append(dataclasses.replace(r, diff=d.diff, diff_se=d.se))
+    near = [r for r in out if r.diff <= r.diff_se]  # the best, and those valid cannot tell from it
+    pick = min(near, key=lambda r: (r.step_seconds, r.S))
+    return sorted([dataclasses.replace(r, chosen=r is pick) for r in out], key=lambda r: (not r.chosen, r.S))
+
+
+def rank_bases(
+    req: Requirement,  # a requirement with `models:`
+) -> list:
+    "Every base of `req.models` scored on valid (`score_base`) and ranked (`choose_base`): the chosen one first"
+    scored = [score_base(m, req) for m in req.models]
+    return choose_base([r for r, _ in scored], [l for _, l in scored])
+
+# %% ../nbs/07_flow.ipynb #229cd53a
+def _base_text(ranks: list) -> str:
+    "Why the run continues with the base it chose, in words"
+    pick, best = ranks[0], min(ranks, key=lambda r: r.S)
+    ses = lambda r: f" ({r.diff / r.diff_se:.1f} paired se)" if r.diff_se > 0 else ""
+    others = "; ".join(f"`{r.model}` {r.diff:+.4f} ± {r.diff_se:.4f}{ses(r)}, {r.step_seconds:.2f} s a step"
+                       for r in ranks if r is not best)
+    if pick is best:
+        return (f"Base: `{pick.model}` chosen of {len(ranks)}: the lowest S on valid ({pick.S:.4f} ± {pick.S_se:.4f}, "
+                f"{pick.step_seconds:.2f} s a training step). The others, ΔS against it: {others}.")
+    return (f"Base: `{pick.model}` chosen of {len(ranks)}: within one paired standard error of the lowest S on valid "
+            f"(`{best.model}`'s) and the cheapest training step of those ({pick.step_seconds:.2f} s against "
+            f"{best.step_seconds:.2f} s). ΔS against the lowest: {others}.")
+
+
+def _base_choice(part: Partition, rd: RunDir, st: Stages) -> tuple:
+    "Stage `choose the base` of a spec with `models:`: the requirement on the chosen base, and the ranking"
+    req = part.requirement
+    if not req.models:
+        return part, []
+    what = f"{len(req.models)} bases readied by their families and scored on valid: {', '.join(req.models)}"
+    ranks = _stage(rd, "bases", st, "choose the base", what, lambda: rank_bases(req),
+                   lambda d: [BaseRank.from_dict(r) for r in d])
+    if st.show:
+        print(_base_text(ranks), flush=True)
+    chosen = partition(dataclasses.replace(req, model=ranks[0].model))
+    check_candidates(chosen.requirement)  # what the spec asks of the chosen base's family
+    check_budget(chosen)
+    return chosen, ranks
+
 # %% ../nbs/07_flow.ipynb #ff848d79
 CV_FOLDS = 5  # K of the cross-validation that decides when valid is too small (capped by the smallest class)
 CV_REPEATS = 1  # times the K folds are drawn (RepeatedStratifiedKFold); the out-of-fold logits average over repeats
@@ -1495,7 +1604,9 @@ def run(
     check_budget(part)
     req = part.requirement
     rd = _resume_out(out, req) if resume else _prepare_out(out, req, overwrite)
-    st.n = 8 + 2 * bool(part.retain)  # until the plan is known: lp-ft, and joint and λ when tasks are retained
+    st.n = 8 + 2 * bool(part.retain) + bool(req.models)  # until the plan is known: lp-ft, joint and λ when retaining
+    part, bases = _base_choice(part, rd, st)  # `models:`: the requirement on the base chosen among them
+    req = part.requirement
     base, audits, probe, D = _base_stages(part, rd, st, sample, thresholds, progress)
     plan = plan_candidates(D, part)
     sizes = flow_sizes(base)
@@ -1503,7 +1614,7 @@ def run(
     estimate = estimate_stages(plan, D, part, lambda_steps, sizes.eval_examples, sizes.lambda_examples, folds)
     st.announce(plan_text(plan, D, estimate, folds), estimate)
     save_json({"text": plan_text(plan, D, estimate, folds), "estimate": estimate}, rd.stages / PLAN_FILE)
-    st.n = 7 + len(plan.steps) + any(isinstance(CANDIDATES[n], Blend) for n in plan.names) + bool(folds)
+    st.n = 7 + len(plan.steps) + any(isinstance(CANDIDATES[n], Blend) for n in plan.names) + bool(folds) + bool(bases)
     fit_kw = dict(stop=stop, callbacks=list(callbacks))
     made = _candidates(plan, D, part, base, probe, rd, st, fit_kw, lambda_steps, progress)
     models, cands, trains, lambdas, notes, cv = made
@@ -1516,20 +1627,10 @@ def run(
     test_preds = score_test(cands, models, part.tasks, req.max_length, progress)
     v = verdict(cands, win, trains, cv=cv)
     res = RunResult(
-        out=str(rd.root),
-        requirement=req,
-        tasks=[t.info() for t in part.tasks],
-        audit=audits,
-        decision=D,
-        plan=plan,
-        candidates=cands,
-        verdict=v,
-        score_base=cands[0].test,
-        score_final=win.test,
-        train=trains,
-        interpolate=lambdas,
-        targets=check_targets(req.targets, win.test),
-        lambda_=win.lam,
+        out=str(rd.root), requirement=req, tasks=[t.info() for t in part.tasks], audit=audits, decision=D, plan=plan,
+        candidates=cands, verdict=v, score_base=cands[0].test, score_final=win.test, train=trains,
+        interpolate=lambdas, targets=check_targets(req.targets, win.test), lambda_=win.lam,
+        bases=[b.to_dict() for b in bases],
         notes=notes + [f"{n} not made: {why}." for n, why in plan.skipped.items()] + _proposed_note(D, plan)
         + _resumed_note(st),
     )
@@ -1692,11 +1793,20 @@ def _report_data(res: RunResult) -> list[str]:
             f" ({res.decision.steps} steps), batch {req.batch_size}, max length {req.max_length}, seed {req.seed}."
         ),
         "",
+        *_report_bases(getattr(res, "bases", None) or []),
         _md_table(data),
         "",
         "![audit](audit.png)",
         "",
     ]
+
+
+def _report_bases(bases: list) -> list[str]:
+    "The bases of `models:`, ranked, and why the run went on with the one it chose (nothing without `models:`)"
+    ranks = [BaseRank.from_dict(b) if isinstance(b, dict) else b for b in bases]
+    rows = [{"base": r.model, "family": r.family, "valid S": r.S, "se": r.S_se, "ΔS": r.diff, "paired se": r.diff_se,
+             "s a step": r.step_seconds, "chosen": "yes" if r.chosen else ""} for r in ranks]
+    return [_base_text(ranks), "", _md_table(rows), ""] if ranks else []
 
 # %% ../nbs/07_flow.ipynb #5e4f1756
 def _report_time(res: RunResult) -> list[str]:

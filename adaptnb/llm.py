@@ -21,7 +21,7 @@ from .train import Family, TrainConfig, _layers, gather_parts, lora_config, my_r
 from .heads import score_as_is
 from .interpolate import TaskVector, blend, custom_objective, objective
 from .decide import TaskAssessment, _assess_on, assess_task, decide_defaults, scratch, step_seconds, time_step
-from .flow import FlowSizes, audit_view, demo_spec, flow_sizes, zero_shot
+from .flow import FlowSizes, audit_view, class_losses, demo_spec, flow_sizes, zero_shot
 from fastcore.basics import patch
 
 # %% auto #0
@@ -1182,6 +1182,15 @@ def _(model, tasks, max_length, seed, folder):
 def _(model):
     what = "the base as it is: zero-shot prompts, choice scoring and answer NLL; nothing moves"
     return FlowSizes(base_what=what, eval_examples=32, lambda_examples=8)  # an LLM's passes cost more: fewer
+
+# %% ../nbs/08_llm.ipynb #f272e03c
+@class_losses.register(CausalLM)
+def _(model, P, task):
+    o = P.outputs[task]
+    if "choice_nll" not in o:
+        return P.losses(task)  # a generative task: the answer's NLL is all there is
+    s = -np.asarray(o["choice_nll"], dtype=np.float64)  # the choices' log-likelihoods: a distribution over classes
+    return np.logaddexp.reduce(s, axis=1) - s[np.arange(len(s)), o["gold"]]
 
 # %% ../nbs/08_llm.ipynb #abcbeaae
 @audit_view.register(CausalLM)

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 import datasets
 from fastcore.basics import patch
+from fastcore.meta import delegates
 from .core import MultiTaskModel, Record, autocast, check, eval_mode, finish_figure, get_device, is_int, resolve_dtype
 from .data import SPLITS, Task, collate, encode, length_batches, load_task, load_tasks
 
@@ -355,53 +356,40 @@ def task_logits(
     return torch.cat(logits), _label_map(model, task)[np.asarray(ds["label"], dtype=np.int64)]
 
 # %% ../nbs/02_score.ipynb #435dd371
+@delegates(task_logits)  # batch_size, max_length, rows, device, dtype, cache, progress: documented once, there
 def task_outputs(
     model: MultiTaskModel,  # a model with a head for `task`
     task: Task,  # the task
     split: str = "valid",  # train, valid or test
-    batch_size: int = 64,  # texts per batch
-    max_length: int = 128,  # tokens per text; longer texts are cut
-    rows: list[int] | None = None,  # row indices of the split to evaluate, in this order; None: every row
-    device=None,  # where the body runs (default: the best there is)
-    dtype: torch.dtype | None = None,  # autocast dtype; None: the device's default, torch.float32: no autocast
-    cache: bool = True,  # reuse cached features
-    progress: bool = False,  # show a progress bar
+    **kwargs,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     "Per-example losses, predictions and labels (in the head's indexing) of `task`'s head on `rows` of a split"
-    logits, y = task_logits(model, task, split, batch_size, max_length, rows, device, dtype, cache, progress)
+    logits, y = task_logits(model, task, split, **kwargs)
     return example_losses(logits, y), logits.argmax(1).numpy(), y
 
 # %% ../nbs/02_score.ipynb #cbf991e3
+@delegates(task_logits)
 def evaluate_task(
     model: MultiTaskModel,  # a model with a head for `task`
     task: Task,  # the task
     split: str = "test",  # train, valid or test
-    batch_size: int = 64,  # texts per batch
-    max_length: int = 128,  # tokens per text; longer texts are cut
-    rows: list[int] | None = None,  # row indices of the split to evaluate; None: every row
-    device=None,  # where the body runs (default: the best there is)
-    dtype: torch.dtype | None = None,  # autocast dtype; None: the device's default, torch.float32: no autocast
-    cache: bool = True,  # reuse cached features
-    progress: bool = False,  # show a progress bar
+    **kwargs,
 ) -> TaskScore:
     "Loss L_i with its standard error, accuracy and macro-F1 of `task`'s head on (`rows` of) a split"
-    out = task_outputs(model, task, split, batch_size, max_length, rows, device, dtype, cache, progress)
+    out = task_outputs(model, task, split, **kwargs)
     check(len(out[0]) > 0, f"task {task.name!r} has an empty {split!r} split: score a split that holds examples")
     return task_score(*out, len(model.labels[task.name]))
 
 # %% ../nbs/02_score.ipynb #74c977dc
+@delegates(task_logits, but=["rows"])
 def task_loss(
     model: MultiTaskModel,  # a model with a head for `task`
     task: Task | str,  # the task, or a task reference
     split: str = "test",  # train, valid or test
-    batch_size: int = 64,  # texts per batch
-    max_length: int = 128,  # tokens per text; longer texts are cut
-    device=None,  # where the body runs (default: the best there is)
-    cache: bool = True,  # reuse cached features
+    **kwargs,
 ) -> float:
     "L_i: the mean cross-entropy of `task`'s head on a split"
-    task = load_task(task)
-    return evaluate_task(model, task, split, batch_size, max_length, device=device, cache=cache).loss
+    return evaluate_task(model, load_task(task), split, **kwargs).loss
 
 # %% ../nbs/02_score.ipynb #bd47f759
 def score(
@@ -552,23 +540,18 @@ def scaled(
     return Predictions(lg, self.labels, self.names, self.split, self.model)
 
 # %% ../nbs/02_score.ipynb #c1e764e0
+@delegates(task_logits, but=["rows"])
 def predictions(
     model: MultiTaskModel,  # a model with a head for every task
     tasks,  # Tasks or task references, or a single one
     split: str = "test",  # train, valid or test
-    batch_size: int = 64,  # texts per batch
-    max_length: int = 128,  # tokens per text; longer texts are cut
-    device=None,  # where the body runs (default: the best there is)
-    dtype: torch.dtype | None = None,  # autocast dtype; None: the device's default, torch.float32: no autocast
-    cache: bool = True,  # reuse cached features
-    progress: bool = False,  # show progress bars
+    **kwargs,
 ) -> Predictions:
     "Each task's logits and labels on a split, in one pass of the body per task"
     check(split in SPLITS, f"there is no split {split!r}: use one of {list(SPLITS)}")
     tasks = load_tasks(tasks)
     check(len(tasks) > 0, "no task to predict: give one or more tasks")
-    kw = dict(batch_size=batch_size, max_length=max_length, device=device, dtype=dtype, cache=cache, progress=progress)
-    out = {t.name: task_logits(model, t, split, **kw) for t in tasks}
+    out = {t.name: task_logits(model, t, split, **kwargs) for t in tasks}
     for t, (lg, _) in out.items():
         check(len(lg) > 0, f"task {t!r} has an empty {split!r} split: predict a split that holds examples")
     return Predictions(

@@ -6,7 +6,7 @@ Prometheus metrics."""
 # %% ../nbs/12_serve.ipynb #ab35d8c9
 from __future__ import annotations
 import asyncio, errno, hashlib, hmac, json, os, queue, signal, socket, sys, threading, time, uuid
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ except ImportError:
 __all__ = ['ROUTES', 'ServeConfig', 'Refused', 'need', 'Served', 'load_served', 'Job', 'gather', 'run_batch', 'answer',
            'serve_jobs', 'Batcher', 'Metrics', 'Service', 'read_json', 'predict_request', 'chat_prompt',
            'check_context', 'generation_request', 'openai_body', 'openai_events', 'authorized', 'route',
-           'error_response', 'guard', 'lifespan', 'make_app', 'health_route', 'live_route', 'ready_route',
+           'error_response', 'Guard', 'lifespan', 'make_app', 'health_route', 'live_route', 'ready_route',
            'models_route', 'predict_route', 'completions_route', 'chat_route', 'metrics_route', 'reload_route',
            'rollback_route', 'bind', 'run_server', 'serve_cli']
 
@@ -129,15 +129,22 @@ def gather(
     q: queue.Queue,  # the queue of jobs
     first: Job,  # the job that opens the batch
     max_batch: int,  # texts in all at most (a single larger job still runs whole)
-    max_wait: float,  # seconds to wait for more after the first
+    max_wait: float,  # seconds to wait at most for requests on their way
+    coming=lambda: 0,  # how many requests are on their way to the queue now (read and checked, not yet queued)
 ) -> list[Job]:
-    "`first` and the jobs that reach the queue within `max_wait` seconds, until they hold `max_batch` texts"
+    "`first` and the jobs queued behind it, to `max_batch` texts; it waits (`max_wait` at most) only for those `coming`"
     jobs, n, end = [first], len(first.texts), time.monotonic() + max_wait
     while n < max_batch:
         try:
-            j = q.get(timeout=max(end - time.monotonic(), 0))
+            j = q.get_nowait()  # already queued: taken at once
         except queue.Empty:
-            break
+            left = end - time.monotonic()
+            if left <= 0 or not coming():  # nobody else on the way: a wait would only delay this batch
+                break
+            try:
+                j = q.get(timeout=min(left, 0.001))  # a millisecond at a time: who is coming may change
+            except queue.Empty:
+                continue
         jobs.append(j)
         n += len(j.texts)
     return jobs
@@ -205,9 +212,25 @@ class Batcher:
     ):
         self.served, self.cfg, self.on_batch = served, cfg, on_batch
         self.q, self._stop, self._thread = queue.Queue(cfg.max_queue), threading.Event(), None
+        self._coming, self._counting = 0, threading.Lock()
 
     def depth(self) -> int:
         return self.q.qsize()
+
+    def coming(self) -> int:
+        "Requests on their way to `submit`: read and checked now, not queued yet"
+        return self._coming
+
+    @contextmanager
+    def arriving(self):
+        "Around reading and checking a request before its `submit`: meanwhile a batch being gathered waits for it"
+        with self._counting:
+            self._coming += 1
+        try:
+            yield
+        finally:
+            with self._counting:
+                self._coming -= 1
 
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive() and not self._stop.is_set()
@@ -245,7 +268,7 @@ class Batcher:
                 first = self.q.get(timeout=0.05)
             except queue.Empty:
                 continue
-            jobs = gather(self.q, first, self.cfg.max_batch, self.cfg.max_wait_ms / 1000)
+            jobs = gather(self.q, first, self.cfg.max_batch, self.cfg.max_wait_ms / 1000, self.coming)
             serve_jobs(self.served, jobs, self.on_batch)  # self.served read once: the swap point
 
 # %% ../nbs/12_serve.ipynb #ac864358
@@ -504,23 +527,43 @@ def _known(path: str) -> str:
     return path if any(path == p for _, p in ROUTES) else "other"
 
 
-async def guard(request: Request, call_next) -> Response:
-    "Around every request: the key, the declared size, one-line JSON for any failure, and the metrics"
-    svc, t0 = request.app.state.svc, time.perf_counter()
-    try:
-        _allowed(request, svc)
-        response = await call_next(request)
-    except Refused as e:
-        response = error_response(e.status, e.message, e.headers)
-    except AdaptnbError as e:
-        response = error_response(422, str(e))
-    except Exception as e:  # noqa: BLE001 -- a bug: one line to the client, the traceback to the server's log
-        import traceback
+def _failure(e: Exception) -> Response:
+    "The one-line answer to an exception no handler took: 4xx for a refusal, 500 (and the traceback logged) for a bug"
+    if isinstance(e, Refused):
+        return error_response(e.status, e.message, e.headers)
+    if isinstance(e, AdaptnbError):
+        return error_response(422, str(e))
+    import traceback
 
-        traceback.print_exc()
-        response = error_response(500, f"internal error ({type(e).__name__}: {e}); see the server's log")
-    svc.metrics.observe(_known(request.url.path), response.status_code, time.perf_counter() - t0)
-    return response
+    traceback.print_exc()
+    return error_response(500, f"internal error ({type(e).__name__}: {e}); see the server's log")
+
+
+class Guard:
+    "Around every request (plain ASGI): the key, the declared size, one-line JSON for any failure, and the metrics"
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":  # the lifespan passes through
+            return await self.app(scope, receive, send)
+        svc, t0, status = scope["app"].state.svc, time.perf_counter(), []
+
+        async def sending(message):
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+            await send(message)
+
+        try:
+            _allowed(Request(scope), svc)
+            await self.app(scope, receive, sending)
+        except Exception as e:  # noqa: BLE001 -- one line to the client whatever it was
+            if status:  # the answer had begun (a stream): it cannot become another now
+                raise
+            await _failure(e)(scope, receive, sending)
+        finally:
+            svc.metrics.observe(_known(scope["path"]), status[0] if status else 500, time.perf_counter() - t0)
 
 # %% ../nbs/12_serve.ipynb #fcf7074c
 @asynccontextmanager
@@ -558,7 +601,7 @@ def make_app(
     app.add_exception_handler(Refused, _refused)
     app.add_exception_handler(AdaptnbError, lambda r, e: error_response(422, str(e)))
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.middleware("http")(guard)
+    app.add_middleware(Guard)
     return app
 
 # %% ../nbs/12_serve.ipynb #93f5eb64
@@ -591,7 +634,8 @@ async def models_route(request: Request) -> Response:
 async def predict_route(request: Request) -> Response:
     "Labels and probabilities: `{inputs, task}` -> `{model, sha256, task, predictions: [{text, label, probs}]}`"
     svc = request.app.state.svc
-    texts, task = predict_request(await read_json(request, svc.cfg.max_body), svc.current, svc.cfg.max_inputs)
+    with svc.batcher.arriving():  # on its way: a batch being gathered waits for it
+        texts, task = predict_request(await read_json(request, svc.cfg.max_body), svc.current, svc.cfg.max_inputs)
     outs, sha = await svc.batcher.submit(texts, ("predict", task))
     return JSONResponse({"sha256": sha, "task": task, "predictions": outs})
 
@@ -599,14 +643,15 @@ async def predict_route(request: Request) -> Response:
 async def _generate(request: Request, chat: bool) -> Response:
     "The completions routes: check, generate in the batcher, answer at once or as server-sent events"
     svc = request.app.state.svc
-    body = await read_json(request, svc.cfg.max_body)
-    served = svc.current
-    if chat:
-        need(served.info["generates"], f"{served.info['id']} is an encoder classifier: it generates no text", 404)
-        prompt = chat_prompt(body.get("messages"), served.pred.model.tokenizer)
-    else:
-        prompt = body.get("prompt")
-    prompts, mt, stream = generation_request(body, prompt, served, svc.cfg)
+    with svc.batcher.arriving():  # on its way: a batch being gathered waits for it
+        body = await read_json(request, svc.cfg.max_body)
+        served = svc.current
+        if chat:
+            need(served.info["generates"], f"{served.info['id']} is an encoder classifier: it generates no text", 404)
+            prompt = chat_prompt(body.get("messages"), served.pred.model.tokenizer)
+        else:
+            prompt = body.get("prompt")
+        prompts, mt, stream = generation_request(body, prompt, served, svc.cfg)
     answers, _ = await svc.batcher.submit(prompts, ("generate", mt))
     out = openai_body(chat, answers, served, mt, check_context(served, prompts, mt))
     return EventSourceResponse(openai_events(out)) if stream else JSONResponse(out)

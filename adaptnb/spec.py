@@ -52,6 +52,7 @@ class Requirement(Record):
     margin: float = 0.02  # non-inferiority margin: how much a promised task's test loss may rise beyond its paired se
     update: dict = field(default_factory=dict)  # promised task -> `TaskRef` of its new data, with labels it knows
     memory: int = 200  # rehearsal memory: train examples a class kept of each promised task (0: none)
+    models: list | None = None  # several pretrained bases: the flow ranks them on valid and continues with the best
 
     def __post_init__(self):
         self.extend = {t: TaskRef.from_dict(r) if isinstance(r, dict) else r for t, r in self.extend.items()}
@@ -80,6 +81,7 @@ SPEC_KEYS = {
     "margin",
     "update",
     "memory",
+    "models",
 }
 BUDGET_KEYS = {"max_steps", "epochs", "minutes"}
 METRICS = ("loss", "accuracy", "macro_f1")
@@ -212,6 +214,21 @@ def _check_change(spec: dict, where: str) -> dict:
     )
     return dict(drop=drop, extend=extend, update=update, memory=memory, margin=float(margin))
 
+# %% ../nbs/05a_spec.ipynb #e78e1e0f
+def _check_models(spec: dict, where: str) -> list | None:
+    "A spec's `models:`: two or more pretrained bases for the flow to rank (None when it names one `model:`)"
+    ms = spec.get("models")
+    if ms is None:
+        return None
+    check(isinstance(ms, list) and len(ms) >= 2 and all(isinstance(m, str) and m for m in ms),
+          f"{where}: models must list two or more base models to rank, e.g. models: [default, smollm2]; got {ms!r}")
+    check(len(set(ms)) == len(ms), f"{where}: models lists a base twice ({ms!r}): list each once")
+    check("model" not in spec, f"{where}: give model: (one base) or models: (several to rank), not both")
+    runs = [m for m in ms if RunDir(m).kind == "flow"]
+    check(not runs, f"{where}: models ranks pretrained bases, and {runs[0] if runs else ''} is a finished run: name it "
+          "as model: to start a generation from it")
+    return list(ms)
+
 # %% ../nbs/05a_spec.ipynb #8b2c9019
 def load_requirement(
     spec: str | Path | dict | Requirement,  # a YAML file, YAML text, a mapping, or a Requirement
@@ -247,6 +264,7 @@ def load_requirement(
         targets=targets,
         budget=budget,
         candidates=asked or None,
+        models=_check_models(spec, where),
         **{k: spec[k] for k in keys if k in spec},
     )
 

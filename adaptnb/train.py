@@ -1435,9 +1435,15 @@ def fit(
     return run.finish()
 
 # %% ../nbs/04_train.ipynb #bfeaceee
-def plot_history(history: list, losses: list | None = None, title: str | None = None, ax=None):
+def plot_history(
+    history: list,  # evaluation records ({'step', 'valid': {task: loss}, 'S'}), as `TrainResult.history`
+    losses: list | None = None,  # (step, training loss) pairs, as `TrainResult.losses`
+    title: str | None = None,  # the plot's title
+    ax=None,  # a matplotlib axis to draw on (default: a new pyplot figure); the dashboard passes its own
+):
     "Training loss per step and validation loss per task (and S) per evaluation"
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     if ax is None:
         fig, ax = plt.subplots(figsize=(6.5, 3.6))
@@ -1455,7 +1461,9 @@ def plot_history(history: list, losses: list | None = None, title: str | None = 
         ax.plot(hs, [h["S"] for h in history], "k--", lw=1.5, label="S(M)")
     ax.set_xlabel("step")
     ax.set_ylabel("cross-entropy loss")
-    ax.legend(fontsize=8)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps
+    if ax.get_legend_handles_labels()[0]:  # a run that has not started draws no curve
+        ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     if title:
         ax.set_title(title)

@@ -15,12 +15,12 @@ import torch
 import ipywidgets as W
 from IPython.display import display
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 from fastcore.basics import patch
 from .core import AdaptnbError, Record, RunDir, check, get_device, load_json, to_jsonable, DEFAULT_MODEL
 from .data import EMBEDDED, Task, load_task, audit, audit_table, plot_audit
 from .heads import HEAD_INITS
-from .train import METHODS, MIXES, SCHEDULES, TrainConfig
+from .train import METHODS, MIXES, SCHEDULES, TrainConfig, plot_history
+from .interpolate import plot_lambda
 from .command import Stopped, parser, port_arg, port_free, process_group, wait_for_port
 
 # %% auto #0
@@ -133,27 +133,18 @@ def fig_png(fig: Figure, dpi: int = 90) -> bytes:
     return buf.getvalue()
 
 # %% ../nbs/10_widgets.ipynb #c5ef6ad7
-def plot_training(steps, losses, evals: list[dict], title: str = "") -> Figure:
-    "Train loss per step, each task's valid loss and S(M) per evaluation, as a figure"
+def plot_training(
+    steps,  # the steps trained so far
+    losses,  # their training losses
+    evals: list[dict],  # the evaluations so far (`fit`'s records: {'step', 'valid': {task: loss}, 'S'})
+    title: str = "",  # the plot's title
+) -> Figure:
+    "`train.plot_history` of a run so far on a pyplot-free figure; before a run, a line that says how to start one"
     fig = Figure(figsize=(6.4, 3.4))
     ax = fig.add_subplot()
-    if len(steps):
-        ax.plot(steps, losses, color="0.6", lw=0.8, label="train loss")
-    if evals:
-        es = [e["step"] for e in evals]
-        for t in evals[-1].get("valid", {}):
-            ax.plot(es, [e["valid"].get(t, np.nan) for e in evals], marker="o", ms=3, lw=1.2, label=f"valid {t}")
-        ax.plot(es, [e["S"] for e in evals], color="black", lw=2, ls="--", marker="s", ms=4, label="S(M)")
+    plot_history(evals, list(zip(steps, losses)), title, ax=ax)
     if not len(steps) and not evals:
         ax.text(0.5, 0.5, "no run yet: press Start", ha="center", va="center", transform=ax.transAxes, color="0.4")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss (nats)")
-    ax.grid(alpha=0.3)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    if title:
-        ax.set_title(title, fontsize=10)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     return fig
 
@@ -240,8 +231,9 @@ class RunRecord(Record):
 
 # %% ../nbs/10_widgets.ipynb #56bcb666
 def load_history(root: str | Path) -> list[RunRecord]:
-    "The run records saved under `root` (one `dashboard.json` per run folder), oldest first"
-    return sorted((RunRecord.load(p) for p in Path(root).glob("*/dashboard.json")), key=lambda r: r.id)
+    "The run records saved under `root` (one `RunDir.dashboard` per run folder), oldest first"
+    files = (RunDir(p).dashboard for p in Path(root).glob("*"))
+    return sorted((RunRecord.load(f) for f in files if f.exists()), key=lambda r: r.id)
 
 # %% ../nbs/10_widgets.ipynb #81546b09
 def history_table(records: list[RunRecord]) -> pd.DataFrame:
@@ -692,7 +684,7 @@ def _end_run(self: TrainPanel, rec: RunRecord, cb, seconds: float, out: Path):
     "Record the run beside its files, add it to the history, say how it ended"
     rec.seconds, rec.best_valid_S = seconds, cb.best
     rec.steps = rec.steps or cb.step
-    rec.save(out / "dashboard.json")
+    rec.save(RunDir(out).dashboard)
     self.history.append(rec)
     self._show_history()
     if rec.status == "error":
@@ -756,33 +748,16 @@ def _run(self: TrainPanel, spec: dict, ev: threading.Event):
 
 # %% ../nbs/10_widgets.ipynb #fa737d03
 def plot_lambda_curve(
-    lambdas,
-    values,
-    losses: list[dict],
-    at: float | None = None,
-    learned: float | None = None,
-    learned_value: float | None = None,
-    objective: str = "S",
+    grid,  # the explorer's grid (an `adaptnb.interpolate.GridResult`)
+    learned=None,  # the learned λ (a `LambdaResult`), if any
+    at: float | None = None,  # the slider's λ
 ) -> Figure:
-    "S and each task's loss against λ, with the current λ, the grid's best and the learned λ marked"
+    "`interpolate.plot_lambda` on a pyplot-free figure, with the slider's λ marked"
     fig = Figure(figsize=(6.4, 3.4))
     ax = fig.add_subplot()
-    for t in (losses[0] if losses else {}):
-        ax.plot(lambdas, [p[t] for p in losses], "--", lw=1.2, label=f"L {t}")
-    ax.plot(lambdas, values, "k-", lw=2, label=objective)
-    i = int(np.argmin(values))
-    ax.plot([lambdas[i]], [values[i]], "ks", ms=7, mfc="none", label=f"grid best λ={lambdas[i]:g}")
-    if at is not None:
-        ax.axvline(at, color="tab:blue", lw=1, alpha=0.7, label=f"slider λ={at:.2f}")
-    if learned is not None:
-        ax.axvline(learned, color="tab:red", lw=1, ls=":")
-        ax.plot([learned], [learned_value], "o", color="tab:red", ms=8, label=f"learned λ={learned:.3f}")
-    ax.set_xlabel("λ  (0 = pretrained θ0, 1 = fine-tuned θt)")
-    ax.set_ylabel("valid loss (nats)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+    if at is not None:  # drawn first, so that plot_lambda's legend lists it
+        ax.axvline(at, color="0.4", lw=1, ls="-.", label=f"slider λ={at:.2f}")
+    return plot_lambda(grid, learned, ax=ax, title="valid loss along θ0 + λ(θt − θ0)")
 
 # %% ../nbs/10_widgets.ipynb #dacac047
 class LambdaExplorer(Panel):
@@ -883,17 +858,7 @@ def show(self: LambdaExplorer, lam: float):
     df = pd.DataFrame({"loss": {**per, "S": S}})
     df.index.name = f"λ = {lam:.3f}"
     self.table.value = df_html(df)
-    L = self.learned
-    self.plot.value = fig_png(
-        plot_lambda_curve(
-            self.grid.lambdas,
-            self.grid.values,
-            self.grid.losses,
-            at=float(lam),
-            learned=None if L is None else L.lam,
-            learned_value=None if L is None else L.value,
-        )
-    )
+    self.plot.value = fig_png(plot_lambda_curve(self.grid, self.learned, at=float(lam)))
 
 # %% ../nbs/10_widgets.ipynb #00a7d463
 @patch
@@ -956,9 +921,16 @@ def spec_text(spec) -> str:
 
 # %% ../nbs/10_widgets.ipynb #dfca1942
 def flow_runs(root: str | Path) -> list[Path]:
-    "The finished flow runs in `root` (folders holding run.json), oldest first"
-    runs = [p.parent for p in Path(root).glob("*/run.json")]
-    return sorted(runs, key=lambda p: (p / "run.json").stat().st_mtime)
+    "The finished flow runs in `root` (folders holding `RunDir.run`), oldest first"
+    runs = [RunDir(p).run for p in Path(root).glob("*")]
+    return [f.parent for f in sorted((f for f in runs if f.exists()), key=lambda f: f.stat().st_mtime)]
+
+# %% ../nbs/10_widgets.ipynb #0bab57d9
+def _flow_result(folder):
+    "The `flow.RunResult` of a finished flow run folder"
+    from adaptnb.flow import RunResult
+
+    return RunResult.load(RunDir(folder).run)
 
 # %% ../nbs/10_widgets.ipynb #657c1fd5
 def _say(widget: W.HTML, text: str, kind: str = "info", label: str = "status"):
@@ -1168,7 +1140,7 @@ def _show_decision(self: FlowPanel):
     "The assessment's decision with its reasons, as soon as the run folder holds it"
     from adaptnb.decide import Decision
 
-    p = self.out / "stages" / "decision.json"
+    p = RunDir(self.out).stages / "decision.json"
     if not self.decision.value and p.exists():
         D = Decision.from_dict(load_json(p))
         self.decision.value = f"<b>Decision</b><pre class='adaptnb-decision'>{_html.escape(D.summary())}</pre>"
@@ -1219,7 +1191,7 @@ def _run(self: FlowPanel, spec, resume: bool, ev: threading.Event, assess: bool 
             _say(self.status, f"stopped: {e}; Resume finishes it", "stopped")
     except AdaptnbError as e:
         _say(self.status, f"error: {e}", "error")
-        self.resume_button.disabled = not (self.out / "stages" / "requirement.json").exists()
+        self.resume_button.disabled = not (RunDir(self.out).stages / "requirement.json").exists()
     except Exception as e:
         _say(self.status, f"error: {type(e).__name__}: {e} (traceback below)", "error")
         self.log.append_stdout(traceback.format_exc())
@@ -1249,12 +1221,10 @@ def _show_result(self: FlowPanel, res):
 # %% ../nbs/10_widgets.ipynb #8a7839a0
 def _run_options(root) -> list[tuple[str, str]]:
     "(label, folder) of each finished flow run in `root`, newest first"
-    from adaptnb.flow import RunResult
-
     opts = []
     for p in reversed(flow_runs(root)):
         try:
-            v = RunResult.load(p / "run.json").verdict
+            v = _flow_result(p).verdict
             opts.append((f"{p.name} · {'base stays' if v.base_stays else v.winner}", str(p)))
         except Exception:  # a run.json this version cannot read: leave it out of the list
             continue
@@ -1303,12 +1273,10 @@ class TryPanel(Panel):
 # %% ../nbs/10_widgets.ipynb #c8cf7eb3
 @patch
 def _tasks(self: TryPanel):
-    from adaptnb.flow import RunResult
-
     if not self.run.value:
         self.task.options = []
         return
-    res = RunResult.load(Path(self.run.value) / "run.json")
+    res = _flow_result(self.run.value)
     self.task.options = [t["name"] for t in res.tasks]
     news = [t.name or t.task for t in res.requirement.new]
     self.task.value = next((t for t in self.task.options if t in news), self.task.options[0])
@@ -1343,10 +1311,10 @@ def predict(self: TryPanel) -> bool:
 def _load(self: TryPanel, out: Path):
     "The run's columns (base, shipped model, θ(λ)) and a predictor for each, made once per run"
     from adaptnb.deploy import predictor
-    from adaptnb.flow import CANDIDATES, Blend, RunResult, candidate_models
+    from adaptnb.flow import CANDIDATES, Blend, candidate_models
 
     if out not in self.models:
-        res = RunResult.load(RunDir(out).run)
+        res = _flow_result(out)
         names = [c.name for c in res.candidates]
         win, blends = res.verdict.winner, [n for n, r in CANDIDATES.items() if isinstance(r, Blend)]
         lam = win if win in blends else next((n for n in blends if n in names), None)
@@ -1412,12 +1380,10 @@ class ExportPanel(Panel):
 # %% ../nbs/10_widgets.ipynb #82cdc14e
 @patch
 def _show_verdict(self: ExportPanel):
-    from adaptnb.flow import RunResult
-
     if not self.run.value:
         self.verdict.value = f"<i>no finished flow run in {_html.escape(str(self.root))}: run one in the Flow tab</i>"
         return
-    v = RunResult.load(Path(self.run.value) / "run.json").verdict
+    v = _flow_result(self.run.value).verdict
     self.verdict.value = f"<b>The run's verdict</b><pre style='white-space:pre-wrap'>{_html.escape(v.text)}</pre>"
 
 # %% ../nbs/10_widgets.ipynb #0207f3c4
@@ -1467,11 +1433,9 @@ def _export(self: ExportPanel, src: Path, out: Path, quantize: str | None, force
 # %% ../nbs/10_widgets.ipynb #bacac4a7
 def compare_table(root: str | Path) -> pd.DataFrame:
     "One row per run in `root`: kind, model, what won, test S before and after, ΔS ± se, per-task test loss, seconds"
-    from adaptnb.flow import RunResult
-
     rows = []
     for p in flow_runs(root):
-        r = RunResult.load(p / "run.json")
+        r = _flow_result(p)
         v = r.verdict
         row = {"run": p.name, "kind": "flow", "model": r.requirement.model, "winner": "base stays" if v.base_stays else v.winner,
                "S before": r.score_base.S, "S after": r.score_final.S, "ΔS ± se": f"{v.S_diff:+.4f} ± {v.S_diff_se:.4f}"}
@@ -1487,11 +1451,9 @@ def compare_table(root: str | Path) -> pd.DataFrame:
 # %% ../nbs/10_widgets.ipynb #f5056d6b
 def _curves(root: Path) -> dict:
     "label -> (steps, valid S) of every training run in `root`: each flow candidate's and each fit run's"
-    from adaptnb.flow import RunResult
-
     out = {}
     for p in flow_runs(root):
-        for name, tr in RunResult.load(p / "run.json").train.items():
+        for name, tr in _flow_result(p).train.items():
             h = (tr.history if hasattr(tr, "history") else tr.get("history")) or []
             out[f"{p.name} · {name}"] = ([e["step"] for e in h], [e["S"] for e in h])
     for rec in load_history(root):

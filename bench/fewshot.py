@@ -40,11 +40,14 @@ ap.add_argument("--max-length", type=int, default=64)
 ap.add_argument("--iterations", type=int, default=20, help="SetFit's num_iterations")
 ap.add_argument("--out", default="/tmp/fewshot-bench", help="the flow's run folders and the CSVs")
 ap.add_argument("--results", default=str(Path(__file__).parent / "results" / "fewshot.json"))
+ap.add_argument("--ways", nargs="+", default=["adaptnb", "adaptnb+contrastive", "setfit"],
+                choices=["adaptnb", "adaptnb+contrastive", "setfit"])
 a = ap.parse_args()
 if a.quick:
     a.tasks, a.ks, a.seeds, a.big = ["movie_sentiment"], [8], [0], 0
 TEST_MAX = 200 if a.quick else None  # test rows (None: the whole split)
-WAYS = ["adaptnb", "adaptnb+contrastive", "setfit"]
+WAYS = a.ways
+DONE = Path(a.out) / "rows.jsonl"  # each finished run, appended as it ends: a killed bench resumes where it stopped
 
 
 def user_data(task: str, k: int, seed: int) -> tuple:
@@ -104,18 +107,27 @@ def setfit_way(data, seed: int) -> dict:
                 seconds=time.perf_counter() - t0)
 
 
+def finished() -> dict:
+    "The runs a previous, interrupted bench with the same --out already finished"
+    rows = [json.loads(x) for x in DONE.read_text().splitlines()] if DONE.exists() else []
+    return {(r["task"], r["k"], r["seed"], r["way"], r.get("quick")): r for r in rows}
+
+
 def one(task: str, k: int, seed: int) -> list:
     path, data = user_data(task, k, seed)
-    rows = []
+    rows, done = [], finished()
     for way in WAYS:
+        if (task, k, seed, way, a.quick) in done:
+            rows.append(done[task, k, seed, way, a.quick]); continue
         r = setfit_way(data, seed) if way == "setfit" else flow_way(path, task, k, seed, way != "adaptnb")
-        rows.append(dict(task=task, k=k, seed=seed, way=way, **r))
+        rows.append(dict(task=task, k=k, seed=seed, way=way, quick=a.quick, **r))
+        with DONE.open("a") as f: f.write(json.dumps(rows[-1], default=str) + "\n")
         print({x: rows[-1].get(x) for x in ("task", "k", "seed", "way", "accuracy", "loss", "shipped", "folds")},
               flush=True)
     return rows
 
 
-grid = [(t, k, s) for t in a.tasks for k in a.ks for s in a.seeds]
+grid = [(t, k, s) for s in a.seeds for k in a.ks for t in a.tasks]  # seed-major: a partial run covers every task
 grid += [(t, a.big, 0) for t in a.tasks[:2]] if a.big else []
 rows = [r for g in grid for r in one(*g)]
 df = pd.DataFrame(rows)

@@ -7,8 +7,13 @@ the same time, each in a process of its own under uvicorn on a loopback port, se
 news_topic probe); each request is one real news_topic test text. Runs are interleaved (adaptnb, reference, at each
 number of concurrent clients, then again for the next round), each bounded in requests and seconds, and the median
 round counts (min-max beside it). Then 32 clients against adaptnb while `POST /admin/reload` swaps in a second
-artifact: requests sent, failed, and p99 latency before, during and after the swap. A third server, `adaptnb serve`
-of the same artifact's ONNX export (onnxruntime), runs beside the two, interleaved the same way.
+artifact: requests sent, failed, and p99 latency before, during and after the swap.
+
+Two more servers run beside the two, interleaved the same way: `adaptnb serve` of the same artifact's ONNX export
+(`adaptnb onnx --int8`: onnxruntime, fp32 graph) and of its int8 graph (`adaptnb serve EXPORT --int8`, onnxruntime's
+dynamic int8 quantisation). Before the timed runs, the same test texts go to every server, 32 a request, and the
+JSON records each ONNX server's agreement with the PyTorch server (`agreement`): the largest absolute difference of
+any class probability, and the share of texts given the same label.
 
     python bench/serve.py [--clients 1,8,32,128] [--rounds 3] [--seconds 10] [--json bench/results/serve.json]
 
@@ -26,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 KEY = "bench-key-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 REQUESTS = {1: 60, 8: 240, 32: 480, 128: 640}  # per run, at most
+AGREE_TEXTS = 512  # test texts sent to every server for the agreement of their probabilities (all, if fewer)
 
 
 def reference_app(artifact: str):
@@ -80,6 +86,24 @@ def start(cmd: list[str]) -> tuple[subprocess.Popen, str]:
         except httpx.HTTPError:
             time.sleep(0.1)
     raise SystemExit(f"{cmd[:3]} did not answer in 120 s")
+
+
+def agreement(urls: dict, texts: list[str], chunk: int = 32) -> dict:
+    "Each server's probabilities for `texts` against the first's (PyTorch): largest |difference| and same-label share"
+    got = {}
+    with httpx.Client(headers=AUTH, timeout=120) as c:
+        for n, url in urls.items():
+            got[n] = []
+            for i in range(0, len(texts), chunk):
+                r = c.post(f"{url}/predict", json={"inputs": texts[i : i + chunk]}).raise_for_status()
+                got[n] += r.json()["predictions"]
+    base, *others = urls
+    out = {}
+    for n in others:
+        diff = max(abs(p["probs"][k] - q["probs"][k]) for p, q in zip(got[base], got[n]) for k in p["probs"])
+        same = sum(p["label"] == q["label"] for p, q in zip(got[base], got[n])) / len(texts)
+        out[n] = {"against": base, "texts": len(texts), "max_abs_prob_diff": diff, "label_agreement": same}
+    return out
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -200,14 +224,19 @@ def main():
     art, art2 = make_artifacts(work)
     from adaptnb.onnx_export import export_onnx
 
-    onnx = export_onnx(art, work / "news-onnx")  # the same artifact as one ONNX graph: adaptnb serve on onnxruntime
+    onnx = export_onnx(art, work / "news-onnx", int8=True)  # the artifact as one ONNX graph, and its int8 twin
     adaptnb = str(Path(sys.executable).with_name("adaptnb"))
     servers = {"adaptnb": start([adaptnb, "serve", str(art), "--api-key", KEY]),
                "adaptnb-onnx": start([adaptnb, "serve", str(onnx), "--api-key", KEY]),
+               "adaptnb-onnx-int8": start([adaptnb, "serve", str(onnx), "--int8", "--api-key", KEY]),
                "reference": start([sys.executable, __file__, "--reference", str(art)])}
     clients = [int(c) for c in a.clients.split(",")]
     runs = {c: {n: [] for n in servers} for c in clients}
     try:
+        agree = agreement({n: url for n, (_, url) in servers.items() if n != "reference"}, texts[:AGREE_TEXTS])
+        for n, g in agree.items():
+            print(f"agreement {n} with adaptnb (PyTorch), {g['texts']} texts: max |dp| {g['max_abs_prob_diff']:.2e}, "
+                  f"same label {g['label_agreement']:.1%}", flush=True)
         for name, (_, url) in servers.items():  # warm-up, not timed: the first calls of each shape are slow
             asyncio.run(load(url, 8, 96, 60, texts))
         for r in range(a.rounds):
@@ -217,7 +246,7 @@ def main():
                 for name, url in [(n, servers[n][1]) for n in order]:
                     s = summary(asyncio.run(load(url, c, REQUESTS.get(c, 4 * c), a.seconds, texts)))
                     runs[c][name].append(s)
-                    print(f"round {r} clients {c:>3} {name:<9} {s['throughput']:7.1f} req/s  p50 {s['p50_ms']:7.1f} ms"
+                    print(f"round {r} clients {c:>3} {name:<17} {s['throughput']:7.1f} req/s  p50 {s['p50_ms']:7.1f} ms"
                           f"  p99 {s['p99_ms']:7.1f} ms  errors {s['errors']}", flush=True)
         rss = {n: peak_rss_mib(p.pid) for n, (p, _) in servers.items()}
         swap = hot_swap(servers["adaptnb"][1], art2, texts, a.seconds)
@@ -233,32 +262,39 @@ def main():
                        | {"errors": sum(x["errors"] for x in runs[c][n]),
                           "requests": sum(x["requests"] for x in runs[c][n])}
                        for n in servers} for c in clients}
-    for c in clients:
+    ours = [n for n in servers if n != "reference"]
+    for c in clients:  # each of ours against the reference: ratio_throughput, ratio_p99 (adaptnb), ..._onnx_int8
         L = levels[str(c)]
-        L["ratio_throughput"] = L["adaptnb"]["throughput"]["median"] / L["reference"]["throughput"]["median"]
-        L["ratio_p99"] = L["adaptnb"]["p99_ms"]["median"] / L["reference"]["p99_ms"]["median"]
-        L["ratio_throughput_onnx"] = L["adaptnb-onnx"]["throughput"]["median"] / L["reference"]["throughput"]["median"]
+        for n in ours:
+            sfx = n.replace("adaptnb", "").replace("-", "_")
+            L["ratio_throughput" + sfx] = L[n]["throughput"]["median"] / L["reference"]["throughput"]["median"]
+            L["ratio_p99" + sfx] = L[n]["p99_ms"]["median"] / L["reference"]["p99_ms"]["median"]
+        L["target_3x_at_equal_p99"] = {n: L[n]["throughput"]["median"] >= 3 * L["reference"]["throughput"]["median"]
+                                       and L[n]["p99_ms"]["median"] <= L["reference"]["p99_ms"]["median"] for n in ours}
     res = {"reference": "FastAPI def endpoint calling transformers.pipeline('text-classification') per request",
            "artifact": "MiniLM (default), cls pooling, news_topic linear probe, max_length 64, fp32",
-           "adaptnb_options": "defaults: --max-batch 32 --max-wait-ms 5 --max-queue 256", "rounds": a.rounds,
+           "adaptnb_options": "defaults: --max-batch 32 --max-wait-ms 5 (waits only for requests on their way) "
+                              "--max-queue 256", "rounds": a.rounds,
            "servers": {"adaptnb": "adaptnb serve ARTIFACT (PyTorch)", "adaptnb-onnx": "adaptnb serve ONNX_EXPORT "
-                       "(onnxruntime, fp32)", "reference": "the reference below"},
-           "seconds_per_run": a.seconds, "levels": levels, "peak_rss_mib": rss, "exit_codes_on_sigterm": codes,
+                       "(onnxruntime, fp32 graph)", "adaptnb-onnx-int8": "adaptnb serve ONNX_EXPORT --int8 "
+                       "(onnxruntime, dynamic int8 graph)", "reference": "the reference below"},
+           "agreement": agree, "seconds_per_run": a.seconds, "levels": levels, "peak_rss_mib": rss,
+           "exit_codes_on_sigterm": codes,
            "hot_swap": swap, "cpus": os.cpu_count(), "torch_threads": __import__("torch").get_num_threads(),
            "wall_seconds": time.time() - t_start, "loadavg_1min": {"start": load_start, "end": os.getloadavg()[0]}}
     out = Path(a.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1))
     plot(res, out.with_suffix(".png"))
-    print(f"\n{'clients':>7} {'adaptnb req/s':>22} {'adaptnb-onnx req/s':>22} {'reference req/s':>22} {'ratio':>6} "
-          f"{'onnx':>6} {'p99 adaptnb':>12} {'p99 onnx':>10} {'p99 ref':>10}")
+    f = lambda d: f"{d['median']:.1f} ({d['min']:.1f}-{d['max']:.1f})"
+    print(f"\nrequests/s, median (min-max) of {a.rounds} rounds; x: against the reference; p99 in ms")
+    print(f"{'clients':>7} " + " ".join(f"{n:>22}" for n in servers) + " " + " ".join(f"{'x' + n[7:]:>8}"
+          for n in ours) + " " + " ".join(f"{'p99 ' + n:>14}" for n in servers))
     for c in clients:
         L = levels[str(c)]
-        f = lambda d: f"{d['median']:.1f} ({d['min']:.1f}-{d['max']:.1f})"
-        print(f"{c:>7} {f(L['adaptnb']['throughput']):>22} {f(L['adaptnb-onnx']['throughput']):>22} "
-              f"{f(L['reference']['throughput']):>22} {L['ratio_throughput']:>6.2f} {L['ratio_throughput_onnx']:>6.2f} "
-              f"{L['adaptnb']['p99_ms']['median']:>10.1f}ms {L['adaptnb-onnx']['p99_ms']['median']:>8.1f}ms "
-              f"{L['reference']['p99_ms']['median']:>8.1f}ms")
+        print(f"{c:>7} " + " ".join(f"{f(L[n]['throughput']):>22}" for n in servers) + " "
+              + " ".join(f"{L['ratio_throughput' + n.replace('adaptnb', '').replace('-', '_')]:>8.2f}" for n in ours)
+              + " " + " ".join(f"{L[n]['p99_ms']['median']:>14.1f}" for n in servers))
     print(f"peak RSS MiB: {rss}; exit codes on SIGTERM: {codes}; wrote {out} and {out.with_suffix('.png')} "
           f"in {res['wall_seconds']:.0f} s")
 

@@ -64,12 +64,19 @@ def test_a_better_candidate_wins(base_and_tasks):
 
 def test_a_registered_candidate_is_made_resumed_and_rebuilt(tmp_path):
     """WiSE-FT, one class in the registry: asked for in a spec, made in the λ stage at λ = 0.5, read back on resume,
-    rebuilt by `candidate_models`; nothing outside its class names it"""
+    rebuilt by `candidate_models`; nothing outside its class names it. The spec lists two bases (`models:`), so the
+    run first chooses one: the pretrained MiniLM over its random-init twin saved as a user's folder"""
+    from adaptnb.decide import scratch_model
     from adaptnb.flow import CANDIDATES, WiseFt, candidate_models, family_of, run
     from adaptnb.spec import partition
-    spec = {"retain": ["movie_sentiment"], "new": ["news_topic"], "budget": {"max_steps": 48}, "max_per_class": 40,
-            "max_length": 32, "batch_size": 8, "method": "full", "lr": 1e-4, "candidates": ["wise-ft"]}
-    res = run(spec, tmp_path / "run", sample=60, lambda_steps=2, progress=False)
+    scratch_model().save(tmp_path / "random-minilm")
+    spec = {"retain": ["movie_sentiment"], "new": ["news_topic"], "budget": {"max_steps": 24}, "max_per_class": 40,
+            "max_length": 32, "batch_size": 8, "method": "full", "lr": 1e-4, "candidates": ["wise-ft"],
+            "models": ["default", str(tmp_path / "random-minilm")]}
+    res = run(spec, tmp_path / "run", sample=40, lambda_steps=2, progress=False)
+    assert [(b["model"], b["chosen"]) for b in res.bases] == [("default", True), (spec["models"][1], False)]
+    assert res.bases[1]["diff"] > res.bases[1]["diff_se"] > 0 and res.requirement.model == "default"
+    assert "Base: `default` chosen of 2: the lowest S on valid" in (tmp_path / "run" / "report.md").read_text()
     names = [c.name for c in res.candidates]
     assert isinstance(CANDIDATES["wise-ft"], WiseFt) and res.train["lp-ft"].best_step > 0, names
     assert names == ["probe", "lp-ft", "joint", "lambda", "lambda-layer", "wise-ft"]
@@ -77,7 +84,8 @@ def test_a_registered_candidate_is_made_resumed_and_rebuilt(tmp_path):
     assert wise.lam == 0.5 and res.interpolate["wise-ft"]["lambda"] == 0.5 and "WiSE-FT" in wise.what
     assert wise.vs_base_valid is not None and wise.vs_base_test is not None  # compared like every other candidate
     (tmp_path / "run" / "run.json").unlink()  # as if killed before the end: every stage is read back
-    again = run(spec, tmp_path / "run", sample=60, lambda_steps=2, progress=False, resume=True)
+    again = run(spec, tmp_path / "run", sample=40, lambda_steps=2, progress=False, resume=True)
+    assert again.bases == res.bases  # the choice read back, not made again
     assert [c.test.S for c in again.candidates] == [c.test.S for c in res.candidates]
     back = candidate_models(tmp_path / "run", ["wise-ft"])["wise-ft"]
     tasks = partition(spec).tasks

@@ -1,8 +1,8 @@
 """`adaptnb dashboard` ended by SIGTERM or SIGHUP stops as Ctrl-C does (issue 37): exit status 0, one line saying it
 stopped, Voila and every kernel it started gone (Voila's process group, and each kernel's, for Jupyter starts a kernel
-in a session of its own), the port free, and a second dashboard on the same port starts and answers; that one is
-ended with SIGINT and checked the same way. Real processes on a loopback port, two dashboards per case (about 20 s
-each). The tree is read from /proc here, independently of the code under test; zombies count as ended."""
+in a session of its own), and the port free: three dashboards in turn on one port, ended by SIGTERM, SIGHUP and SIGINT,
+each starting and answering on the port the one before freed. Real processes on a loopback port (about 10 s each).
+The tree is read from /proc here, independently of the code under test; zombies count as ended."""
 import contextlib, os, select, signal, socket, subprocess, sys, time, urllib.request
 from pathlib import Path
 import pytest
@@ -106,18 +106,13 @@ def _kill(proc: subprocess.Popen):
 
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
-def test_a_stop_signal_ends_voila_and_its_kernels(sig, tmp_path):
+def test_each_stop_signal_ends_voila_and_its_kernels(tmp_path):
+    "Three dashboards in turn on one port, ended by SIGTERM, SIGHUP and SIGINT (Ctrl-C): each port free for the next"
     port = _free_port()
-    first = _start(port, tmp_path, "first")
-    try:
-        assert _page(port) == 200
-        _stop(first, sig, port)
-        second = _start(port, tmp_path, "second")  # the port is free for the next dashboard
+    for n, sig in enumerate((signal.SIGTERM, signal.SIGHUP, signal.SIGINT)):
+        proc = _start(port, tmp_path, f"dashboard-{n}")
         try:
             assert _page(port) == 200
-            _stop(second, signal.SIGINT, port)  # Ctrl-C ends it the same way
+            _stop(proc, sig, port)
         finally:
-            _kill(second)
-    finally:
-        _kill(first)
+            _kill(proc)

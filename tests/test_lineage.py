@@ -25,10 +25,10 @@ def _spec(d: Path, name: str, **kw) -> Path:
     return p
 
 
-def _news(d: Path, name: str, topics: int, lower: bool = False) -> str:
+def _news(d: Path, name: str, topics: int, lower: bool = False, task: str = "news_topic") -> str:
     "The embedded news topics, their first `topics` classes only (lower-cased: a new domain), keeping the splits"
     import pandas as pd
-    t = load_task("news_topic")
+    t = load_task(task)
     keep = t.labels[:topics]
     rows = [(x.lower() if lower else x, t.labels[y], split) for split in ("train", "valid", "test")
             for x, y in zip(t.split(split)["text"], t.split(split)["label"]) if t.labels[y] in keep]
@@ -42,7 +42,11 @@ def root(tmp_path_factory):
     d = tmp_path_factory.mktemp("lineage")
     from adaptnb.cli import main
     news3, news5 = _news(d, "news3", 3), _news(d, "news5", 5)
-    s1 = _spec(d, "s1", new=[{"task": news3, "name": "news_topic"}, "movie_sentiment"], **SMALL)
+    # movie as a file with its own splits, so that its valid split keeps 16 a class (the embedded task, capped at 16
+    # a class in all, keeps 2 a class for valid, and cross-validation, tested in test_fewshot, would decide instead)
+    movie = _news(d, "movie", 2, task="movie_sentiment")
+    s1 = _spec(d, "s1", new=[{"task": news3, "name": "news_topic"}, {"task": movie, "name": "movie_sentiment"}],
+               **SMALL)
     assert main(["run", str(s1), "--out", str(d / "g1"), "--sample", "40", "--json", str(d / "g1.json")]) == 0
     why = {"movie_sentiment": "the product no longer takes reviews"}
     spec = {"model": str(d / "g1"), "new": ["utterance_language"], "extend": {"news_topic": news5}, "drop": why,

@@ -229,9 +229,10 @@ def test_admin_routes_need_a_key(arts):
 def test_full_queue_answers_503_with_retry_after(arts):
     "A burst past --max-queue is answered at once with 503 and Retry-After; every other request succeeds"
     with serving(arts / "news", "--max-queue", "2", "--max-batch", "1", "--max-wait-ms", "0") as (_, url):
-        got = []
+        got, together = [], threading.Barrier(24)
 
         def one():
+            together.wait(60)  # all at once: the queue of 2 fills even on a busy machine
             r = httpx.post(f"{url}/predict", json={"inputs": [LONG] * 8}, headers=AUTH, timeout=120)
             got.append((r.status_code, r.headers.get("retry-after"), r.json()))
 
