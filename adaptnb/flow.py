@@ -42,8 +42,8 @@ from .command import emit, parser
 
 # %% auto #0
 __all__ = ['CANDIDATES', 'MIN_STEPS', 'LPFT_LR', 'PAIR_LR', 'PLAN_FILE', 'SHIP_ALPHA', 'CAL_FOLDS', 'MIN_VALID', 'PROBE_HEADS',
-           'CV_FOLDS', 'CV_REPEATS', 'DEMO_SPEC', 'Plan', 'Recipe', 'register_candidate', 'Probe', 'Trained', 'LpFt',
-           'Joint', 'BlendSearch', 'Blend', 'Learned', 'GlobalLambda', 'LayerLambda', 'Retrain', 'WiseFt',
+           'CHEAPER', 'CV_FOLDS', 'CV_REPEATS', 'DEMO_SPEC', 'Plan', 'Recipe', 'register_candidate', 'Probe', 'Trained',
+           'LpFt', 'Joint', 'BlendSearch', 'Blend', 'Learned', 'GlobalLambda', 'LayerLambda', 'Retrain', 'WiseFt',
            'sample_pairs', 'pair_fit', 'Contrastive', 'check_budget', 'check_candidates', 'plan_candidates',
            'candidate_config', 'estimate_stages', 'plan_text', 'Candidate', 'one_sided_p', 'holm',
            'oof_temperature_losses', 'compare_valid', 'choose', 'score_test', 'Verdict', 'small_valid_text', 'verdict',
@@ -1299,11 +1299,14 @@ def score_base(
     return rank, L
 
 # %% ../nbs/07_flow.ipynb #8826912d
+CHEAPER = 0.8  # a base as good on valid is preferred for its cost only when its step takes under 0.8 of the best's
+
+
 def choose_base(
     ranks: list,  # a `BaseRank` per base, in the spec's order
     losses: list,  # each base's per-example valid losses, {task: array}, in the same order
 ) -> list:
-    "The ranks with ΔS against the best and `chosen` set: the cheapest step among bases within one se of the best"
+    "The ranks with ΔS against the best and `chosen` set: the best, or a clearly cheaper base within one se of it"
     best = int(np.argmin([r.S for r in ranks]))
     out = []
     for r, l in zip(ranks, losses):
@@ -1312,7 +1315,9 @@ def choose_base(
                                                                float(np.hypot(r.S_se, ranks[best].S_se)), {})
         out.append(dataclasses.replace(r, diff=d.diff, diff_se=d.se))
     near = [r for r in out if r.diff <= r.diff_se]  # the best, and those valid cannot tell from it
-    pick = min(near, key=lambda r: (r.step_seconds, r.S))
+    pick = out[best]
+    cheaper = [r for r in near if r.step_seconds < CHEAPER * pick.step_seconds]  # clearly, not by timing noise
+    pick = min(cheaper, key=lambda r: (r.step_seconds, r.S)) if cheaper else pick
     return sorted([dataclasses.replace(r, chosen=r is pick) for r in out], key=lambda r: (not r.chosen, r.S))
 
 
@@ -1334,7 +1339,7 @@ def _base_text(ranks: list) -> str:
         return (f"Base: `{pick.model}` chosen of {len(ranks)}: the lowest S on valid ({pick.S:.4f} ± {pick.S_se:.4f}, "
                 f"{pick.step_seconds:.2f} s a training step). The others, ΔS against it: {others}.")
     return (f"Base: `{pick.model}` chosen of {len(ranks)}: within one paired standard error of the lowest S on valid "
-            f"(`{best.model}`'s) and the cheapest training step of those ({pick.step_seconds:.2f} s against "
+            f"(`{best.model}`'s), with a clearly cheaper training step ({pick.step_seconds:.2f} s against "
             f"{best.step_seconds:.2f} s). ΔS against the lowest: {others}.")
 
 
