@@ -31,7 +31,8 @@ from adaptnb.core import (
 )
 from .data import Audit, Task, audit, plot_audit
 from .heads import fit_temperature, init_heads, scale_heads
-from .score import Interpretation, Paired, Predictions, Score, paired_diff, paired_losses, plot_scores
+from .score import (Interpretation, Paired, Predictions, Score, mean_task_loss, paired_diff, paired_losses,
+                           plot_scores)
 from .train import (Callback, EncoderFamily, TrainConfig, TrainResult, checkpoints, family_for, family_of, fit,
                     plot_history)
 from .interpolate import Interpolation, blend, grid_lambda, learn_lambda, objective, plot_lambda
@@ -1293,7 +1294,7 @@ def score_base(
     L = {t.name: np.asarray(class_losses(base, P, t.name), dtype=np.float64) for t in part.tasks}
     se = [l.std(ddof=1) / np.sqrt(len(l)) if len(l) > 1 else 0.0 for l in L.values()]
     sps = step_seconds(base, part.new[0], batch_size=req.batch_size, max_length=req.max_length)
-    rank = BaseRank(model=ref, family=fam.name, S=float(np.mean([l.mean() for l in L.values()])),
+    rank = BaseRank(model=ref, family=fam.name, S=mean_task_loss({t: l.mean() for t, l in L.items()}),
                     S_se=float(np.sqrt(np.sum(np.square(se))) / len(L)), step_seconds=sps,
                     n={t: len(l) for t, l in L.items()})
     return rank, L
@@ -1808,7 +1809,7 @@ def _report_data(res: RunResult) -> list[str]:
 
 def _report_bases(bases: list) -> list[str]:
     "The bases of `models:`, ranked, and why the run went on with the one it chose (nothing without `models:`)"
-    ranks = [BaseRank.from_dict(b) if isinstance(b, dict) else b for b in bases]
+    ranks = [BaseRank.from_dict(b) for b in bases]
     rows = [{"base": r.model, "family": r.family, "valid S": r.S, "se": r.S_se, "ΔS": r.diff, "paired se": r.diff_se,
              "s a step": r.step_seconds, "chosen": "yes" if r.chosen else ""} for r in ranks]
     return [_base_text(ranks), "", _md_table(rows), ""] if ranks else []
