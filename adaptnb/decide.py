@@ -118,7 +118,7 @@ def seconds_per_step(
 
 # %% ../nbs/06_decide.ipynb #fd217d5f
 def budget_steps(budget: dict, n_train: int, batch_size: int, step_seconds: float | None = None) -> tuple[int, str]:
-    "Optimiser steps a spec's budget allows, and how they were worked out"
+    "Optimiser steps a spec's budget allows (the fewest of its keys, raised to min_steps), and how they were worked out"
     check(isinstance(budget, dict) and budget, f"the budget must name max_steps, epochs or minutes, got {budget!r}")
     opts = []
     for k, v in budget.items():
@@ -138,9 +138,12 @@ def budget_steps(budget: dict, n_train: int, batch_size: int, step_seconds: floa
                 "a budget in minutes needs a measured step time (step_seconds)",
             )
             opts.append((int(v * 60 / step_seconds), f"{v:g} min at {step_seconds:.2f} s per step (measured)"))
-        else:
-            raise AdaptnbError(f"unknown budget key {k!r}: use max_steps, epochs or minutes")
+        elif k != "min_steps":
+            raise AdaptnbError(f"unknown budget key {k!r}: use max_steps, epochs or minutes (and min_steps, a floor)")
+    check(opts, f"the budget must name max_steps, epochs or minutes besides its floor min_steps, got {budget!r}")
     steps, how = min(opts)
+    if steps < budget.get("min_steps", 0):
+        steps, how = int(budget["min_steps"]), f"{how} = {steps} steps, raised to min_steps {int(budget['min_steps'])}"
     check(steps >= 1, f"the budget ({how}) allows no training step: raise it")
     return steps, how
 

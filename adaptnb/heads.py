@@ -15,8 +15,8 @@ from .data import Task, load_task, load_tasks
 from .score import Predictions, Score, features, predictions, score
 
 # %% auto #0
-__all__ = ['L2_GRID', 'HEAD_INITS', 'T_BOUNDS', 'ProbeFit', 'fit_probe', 'init_heads', 'score_as_is', 'fit_temperature',
-           'scale_heads', 'calibrate']
+__all__ = ['PROBE_MIN_VALID', 'L2_GRID', 'HEAD_INITS', 'T_BOUNDS', 'ProbeFit', 'fit_probe', 'init_heads', 'score_as_is',
+           'fit_temperature', 'scale_heads', 'calibrate']
 
 # %% ../nbs/03_heads.ipynb #9ee314ad
 @dataclass
@@ -32,7 +32,7 @@ class ProbeFit(Record):
     n_valid: int  # valid examples
     num_labels: int  # classes
     seconds: float  # time of the fit
-    grid: dict = field(default_factory=dict)  # valid loss of each L2 tried
+    grid: dict = field(default_factory=dict)  # loss of each L2 tried: on valid, or out of fold on train
 
 # %% ../nbs/03_heads.ipynb #43636ac3
 def _lbfgs_logreg(X, y, C, l2, W0=None, max_iter=100):
@@ -75,18 +75,39 @@ def _l2_path(Z, y, Zva, yva, C, grid, max_iter):
             break  # past the valid-loss minimum along the path
     return best, losses
 
+# %% ../nbs/03_heads.ipynb #854d120b
+PROBE_MIN_VALID = 30  # valid rows under which the L2 weight is chosen by K-fold cross-validation of train instead
+
+
+def _l2_by_folds(Z, y, C, grid, max_iter, seed=0, folds=5):
+    "The L2 of `grid` with the lowest out-of-fold loss over stratified K folds of (Z, y), and each one's loss"
+    from sklearn.model_selection import StratifiedKFold
+
+    k = min(folds, int(np.unique(y.numpy(), return_counts=True)[1].min()))
+    if k < 2:
+        return grid[0], {}  # a class with one example: no folds can be drawn; the strongest L2 is the safe one
+    splits = list(StratifiedKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(y)), y.numpy()))
+    losses = {}
+    for g in grid:
+        nll = 0.0
+        for tr, te in splits:
+            W, b = _lbfgs_logreg(Z[tr], y[tr], C, g, max_iter=max_iter)
+            nll += float(F.cross_entropy(Z[te] @ W.T + b, y[te], reduction="sum"))
+        losses[g] = nll / len(y)
+    return min(losses, key=losses.get), losses
+
 # %% ../nbs/03_heads.ipynb #ac63c2b3
 def _labels_of(ds) -> torch.Tensor:
     return torch.as_tensor(np.asarray(ds["label"]), dtype=torch.long)
 
 # %% ../nbs/03_heads.ipynb #09cf9d10
-L2_GRID = (1e-1, 1e-2, 1e-3, 1e-4)  # the L2 weights tried, strongest first
+L2_GRID = (10.0, 1.0, 1e-1, 1e-2, 1e-3, 1e-4)  # the L2 weights tried, strongest first
 
 
 def fit_probe(
     model: MultiTaskModel,  # the model; its body stays frozen, its head for the task is added or replaced
     task: Task | str,  # a Task or a task reference (embedded name, csv:PATH, ...)
-    l2: float | None = None,  # a fixed L2 weight; None picks one from `grid` on the valid split
+    l2: float | None = None,  # a fixed L2 weight; None picks one from `grid` on valid (or by folds of train)
     grid=L2_GRID,  # the L2 weights to try
     max_iter: int = 100,  # L-BFGS iterations per L2 weight
     batch_size: int = 64,  # texts per batch when computing features
@@ -95,7 +116,7 @@ def fit_probe(
     device=None,  # where the body runs (default: the best there is)
     progress: bool = False,  # show a progress bar while computing features
 ) -> ProbeFit:
-    "Add (or replace) `task`'s head: a linear probe fit on frozen cached features, L2 chosen on the valid split"
+    "Add (or replace) `task`'s head: a linear probe on frozen cached features, L2 chosen on valid or by folds"
     task = load_task(task, seed=seed)
     seed_everything(seed)
     t0 = time.perf_counter()
@@ -109,7 +130,11 @@ def fit_probe(
     yva = _labels_of(task.valid) if has_valid else None
     grid = [float(l2)] if l2 is not None else sorted({float(g) for g in grid}, reverse=True)
     check(len(grid) > 0 and all(g >= 0 for g in grid), f"the L2 grid must hold non-negative numbers, got {grid}")
-    (v, g, W, b), losses = _l2_path(Z, ytr, Zva, yva, task.num_labels, grid, max_iter)
+    if l2 is None and len(task.valid) < PROBE_MIN_VALID:  # too few valid rows to rank the grid: folds of train do
+        chosen, losses = _l2_by_folds(Z, ytr, task.num_labels, grid, max_iter, seed)
+        (v, g, W, b), _ = _l2_path(Z, ytr, Zva, yva, task.num_labels, [chosen], max_iter)
+    else:
+        (v, g, W, b), losses = _l2_path(Z, ytr, Zva, yva, task.num_labels, grid, max_iter)
     Wr = W / sd
     p = next(model.body.parameters())
     model.add_head(task.name, task.labels, Wr.to(p.dtype), (b - Wr @ mu).to(p.dtype))

@@ -308,6 +308,9 @@ def check_parent(
         f"parent {folder}: its model's SHA-256 {found[:12]}… differs from its record's {g.weights_sha256[:12]}…: the "
         "model was changed after its run; rerun that generation, or name an untouched run",
     )
+    check(g.shipped, f"parent {folder} was not shipped: it broke its promise(s) {g.gate.broken() if g.gate else []} and "
+          f"{(g.parent or {}).get('folder', 'its parent')} stayed in service; start from that one, or rerun {folder} with "
+          "force (--force) to ship it anyway")
     return g, found
 
 # %% ../nbs/07b_lineage.ipynb #11dbe3f6
@@ -317,9 +320,16 @@ def _load(fam, r: TaskRef, p: Promise):
     return fam.load_task(r.task, seed=p.seed, max_per_class=p.max_per_class, **kw)
 
 
+def _as_rows(t) -> bool:
+    "Whether task `t`'s rows, written in its own columns, read back as the same task (a causal LM's choices do not)"
+    return not getattr(t, "choices", None)
+
+
 def _check_update(p: Promise, r: TaskRef, folder):
-    "An `update:` holds only labels the promised task knows"
+    "An `update:` holds only labels the promised task knows, of a task whose rows can be joined"
     t = _load(family_for(str(folder)), r, p)
+    check(_as_rows(t), f"update: {p.name!r} is a causal LM's classification task, kept only as prompts its template "
+          "phrased: its old and new rows cannot be joined; add the new data as a new task under new:")
     unknown = [c for c in t.labels if c not in p.labels]
     check(not unknown, f"update: {r.task} has labels {unknown} that {p.name!r} does not know ({p.labels}): an "
           "update brings new data for the same labels; list new classes under extend:")
@@ -389,10 +399,11 @@ def _write_jsonl(rows: list, path: Path) -> Path:
 
 
 def _rows(t, split: str, idx=None) -> list[dict]:
-    "Rows of a split of task `t` as jsonl records: text, label name, split"
+    "Rows of a split of task `t` as jsonl records in its own columns (a class by its name), and the split"
     d = t.split(split)
     idx = range(len(d)) if idx is None else idx
-    return [{"text": d[i]["text"], "label": t.labels[d[i]["label"]], "split": split} for i in idx]
+    named = lambda r: {k: t.labels[v] if k == "label" else v for k, v in r.items()}
+    return [named(d[i]) | {"split": split} for i in idx]
 
 
 def joint_data(
@@ -409,9 +420,10 @@ def joint_data(
 def _memory_of(fam, p: Promise, per_class: int, folder: Path, n: int) -> Promise:
     "Promise `p` with its memory kept in <folder>/memory: train rows sampled, valid and test rows whole"
     t = _task(fam, p)
-    if per_class == 0 or "label" not in t.split("train").column_names:  # a prompt task's rows have no class: none
+    if per_class == 0 or not _as_rows(t):  # a causal LM's classification task would read back as free text
         return dataclasses.replace(p, memory="", memory_from=None)
-    keep = memory_rows(t.split("train")["label"], per_class, p.seed)
+    train = t.split("train")
+    keep = memory_rows(train["label"] if "label" in train.column_names else [0] * len(train), per_class, p.seed)
     rows = _rows(t, "train", keep) + _rows(t, "valid") + _rows(t, "test")
     path = _write_jsonl(rows, folder / MEMORY_DIR / f"{p.name}.jsonl")
     drawn = n if _at_hand(TaskRef.from_dict(p.ref)) else p.memory_from
@@ -436,7 +448,8 @@ def _check_memory(spec, req: Requirement):
     fam = family_for(req.model)
     for r in req.retain + req.new:
         kw = dict(text_col=r.text_col, label_col=r.label_col, name=r.name, template=r.template)
-        y = np.asarray(fam.load_task(r.task, seed=req.seed, max_per_class=req.max_per_class, **kw).train["label"])
+        train = fam.load_task(r.task, seed=req.seed, max_per_class=req.max_per_class, **kw).train
+        y = np.asarray(train["label"] if "label" in train.column_names else [0] * len(train))  # free text: one class
         most = int(np.bincount(y).max())
         check(req.memory <= most, f"memory: {req.memory} examples a class, but {r.name or r.task} has at most {most} "
               f"a class ({len(y)} train rows): use memory: {most} or less, or memory: 0 to keep none")
@@ -639,6 +652,15 @@ def promises_report(
           f"{p.test['n']} |" for p in g.promises]
     return "\n".join(L + _memory_text(g) + ["", f"Weights SHA-256: `{g.weights_sha256}`.", ""])
 
+# %% ../nbs/07b_lineage.ipynb #13df2112
+def _with_base(spec, req: Requirement, base) -> Requirement:
+    "The requirement started from `base` (`--base`); refused when the spec states a `model:` of another family"
+    fam = family_for(str(base))
+    said = family_for(req.model) if "model" in stated_keys(spec) else fam
+    check(said.name == fam.name, f"--base {base} holds a model of the {fam.name} family, but the spec's model: "
+          f"{req.model} is of the {said.name} family: name a base of the spec's family, or drop model: from the spec")
+    return dataclasses.replace(req, model=str(base))
+
 # %% ../nbs/07b_lineage.ipynb #d1353b26
 def run_generation(
     spec,  # the requirement; its `model:` a finished flow run (a later generation) or a base (a first one)
@@ -646,10 +668,12 @@ def run_generation(
     force: bool = False,  # ship the child even when a promise is broken (recorded)
     resume: bool = False,  # finish a generation killed part way
     overwrite: bool = False,  # replace a run already in `out`
+    base=None,  # the parent run (or pretrained base) to start from instead of the spec's `model:` (`--base`)
     **flow_kw,  # `flow.run`'s other options: sample, thresholds, progress, lambda_steps, stop, callbacks...
 ) -> tuple[RunResult, Generation]:
     "One generation: the flow run from its parent, every promise checked against the parent; lineage.json written"
-    req, out = load_requirement(spec), check_out_dir(out, "--out")
+    req = _with_base(spec, load_requirement(spec), base) if base is not None else load_requirement(spec)
+    out = check_out_dir(out, "--out")
     check(not (resume and overwrite), "resume=True (--resume) and overwrite=True (--overwrite) contradict: pass one")
     kw = dict(flow_kw, overwrite=overwrite)
     if overwrite:
@@ -750,9 +774,10 @@ def lineage_text(
     tasks = list(dict.fromkeys(t for r in rows for t in r["accuracy"]))
     name = {r["folder"]: Path(r["folder"]).name for r in rows}
     head = f"{'gen':<4}{'run':<14}{'parent':<14}{'winner':<14}{'S':>8}  {'shipped':<8}"
-    lines = [head + "".join(f"{t[:14]:>15}" for t in tasks) + f"{'BWT':>9}  change"]
+    w = max([14, *map(len, tasks)]) + 1  # every task's whole name: `movie_sentiment` and `movie_sentiment@4` differ
+    lines = [head + "".join(f"{t:>{w}}" for t in tasks) + f"{'BWT':>9}  change"]
     for r in rows:
-        acc = "".join(f"{r['accuracy'][t]:>15.3f}" if t in r["accuracy"] else f"{'-':>15}" for t in tasks)
+        acc = "".join(f"{r['accuracy'][t]:>{w}.3f}" if t in r["accuracy"] else f"{'-':>{w}}" for t in tasks)
         bwt = "-" if r["backward_transfer"] is None else f"{r['backward_transfer']:+.3f}"
         s = "-" if r["S"] is None else f"{r['S']:.4f}"
         lines.append(f"{r['generation']:<4}{name[r['folder']][:13]:<14}{name.get(r['parent'], '-')[:13]:<14}"
@@ -788,10 +813,12 @@ def run_cli(argv: list[str]) -> int:
                     "score, report; when its model: is a finished run, as that run's next generation: its promised "
                     "tasks kept and checked against it.")
     p.add_argument("--force", action="store_true", help="ship the child even when a promised task regressed")
+    p.add_argument("--base", default=None, help="the parent run (or a base model) to start from, instead of the "
+                   "spec's model:")
     a = p.parse_args(argv)
     th = threshold_overrides(a.set)
-    res, g = run_generation(a.spec, a.out, force=a.force, resume=a.resume, overwrite=a.overwrite, sample=a.sample,
-                            thresholds=th, progress=a.json != "-")
+    res, g = run_generation(a.spec, a.out, force=a.force, resume=a.resume, overwrite=a.overwrite, base=a.base,
+                            sample=a.sample, thresholds=th, progress=a.json != "-")
     gate = f"\npromises: {g.gate.text()}" if g.gate else ""
     gate += f"\nbudget: {_budget_text(g.budget)}" if g.budget else ""
     emit(res.to_dict() | {"lineage": g.to_dict()}, a.json, f"{summary(res)}\ngeneration {g.generation}{gate}")

@@ -5,7 +5,7 @@
 
 # %% ../nbs/05a_spec.ipynb #e8f07776
 from __future__ import annotations
-import dataclasses
+import dataclasses, math
 from dataclasses import dataclass, field
 from pathlib import Path
 from .core import AdaptnbError, Record, RunDir, check, is_int
@@ -13,8 +13,8 @@ from .data import EMBEDDED
 from .train import family_for
 
 # %% auto #0
-__all__ = ['SPEC_KEYS', 'BUDGET_KEYS', 'METRICS', 'TaskRef', 'Requirement', 'load_requirement', 'stated_keys', 'Partition',
-           'partition']
+__all__ = ['DEFAULT_BUDGET', 'SPEC_KEYS', 'BUDGET_KEYS', 'METRICS', 'TaskRef', 'Requirement', 'load_requirement', 'stated_keys',
+           'Partition', 'partition']
 
 # %% ../nbs/05a_spec.ipynb #68ad8f34
 @dataclass
@@ -29,6 +29,9 @@ class TaskRef(Record):
     template: str | None = None  # a causal LM's prompt for a classification task, with {text} (default: its PROMPTS entry)
 
 # %% ../nbs/05a_spec.ipynb #688e9f5e
+DEFAULT_BUDGET = {"max_steps": 200, "epochs": 30, "min_steps": 32}  # a spec's budget when it states none
+
+
 @dataclass
 class Requirement(Record):
     "A user's requirement: tasks to retain, new tasks, metric targets and a compute budget"
@@ -38,7 +41,7 @@ class Requirement(Record):
     name: str = "adaptation"  # the requirement's name, for reports
     model: str = "default"  # the base model reference
     targets: dict = field(default_factory=dict)  # {task: {metric: value}}: loss at most, accuracy/macro_f1 at least
-    budget: dict = field(default_factory=lambda: {"max_steps": 200})  # max_steps, epochs and/or minutes
+    budget: dict = field(default_factory=lambda: dict(DEFAULT_BUDGET))  # max_steps, epochs, minutes; min_steps: a floor
     seed: int = 0  # seed of splits, sampling and training
     max_per_class: int | None = None  # subsample each class (quick runs)
     max_length: int = 128  # tokens per text
@@ -83,7 +86,7 @@ SPEC_KEYS = {
     "memory",
     "models",
 }
-BUDGET_KEYS = {"max_steps", "epochs", "minutes"}
+BUDGET_KEYS = {"max_steps", "epochs", "minutes", "min_steps"}
 METRICS = ("loss", "accuracy", "macro_f1")
 
 # %% ../nbs/05a_spec.ipynb #c8fe7222
@@ -148,16 +151,21 @@ def _beside(ref: TaskRef, folder: Path | None) -> TaskRef:
 
 # %% ../nbs/05a_spec.ipynb #bb8e7574
 def _check_budget(budget, where: str) -> dict:
-    "A spec's budget, checked: one or more of max_steps, epochs, minutes, each positive"
+    "A spec's budget, checked: one or more of max_steps, epochs, minutes, each positive (and min_steps, a floor)"
     check(
-        isinstance(budget, dict) and budget and set(budget) <= BUDGET_KEYS,
-        f"{where}: budget must be a mapping with one or more of {sorted(BUDGET_KEYS)}, got {budget!r}",
+        isinstance(budget, dict) and set(budget) - {"min_steps"} and set(budget) <= BUDGET_KEYS,
+        f"{where}: budget must be a mapping with one or more of {sorted(BUDGET_KEYS - {'min_steps'})} (and optionally "
+        f"min_steps, a floor), got {budget!r}",
     )
     for k, v in budget.items():
         check(
             isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0,
             f"{where}: budget {k} must be a positive number, got {v!r}",
         )
+    check(
+        budget.get("min_steps", 0) <= budget.get("max_steps", math.inf),
+        f"{where}: budget min_steps {budget.get('min_steps')} is above max_steps {budget.get('max_steps')}: lower it",
+    )
     return budget
 
 # %% ../nbs/05a_spec.ipynb #66e5b228
@@ -246,7 +254,7 @@ def load_requirement(
           f"{where}: 'new' lists no task: name the task(s) the model must learn")
     both = {r.task for r in retain} & {n.task for n in new}
     check(not both, f"{where}: task(s) {sorted(both)} are both retained and new: list each task once")
-    budget = _check_budget(spec.get("budget", {"max_steps": 200}), where)
+    budget = _check_budget(spec.get("budget", dict(DEFAULT_BUDGET)), where)
     names = {r.task for r in retain + new} | {r.name for r in retain + new if r.name}
     targets = _check_target_spec(spec.get("targets") or {}, names, where)
     keys = ("name", "model", "seed", "max_per_class", "max_length", "batch_size", "method", "lr", "notes")

@@ -6,10 +6,11 @@ and the task's whole test split as the fixed test set. Ways:
   - adaptnb:             `adaptnb.flow.run` on the default spec (only `new:`; default budget, 200 steps);
   - adaptnb+contrastive: the same spec with `candidates: [contrastive]`, what the decision proposes at few a class;
   - setfit:              SetFit's method with its defaults (20 pair iterations: 2 x 20 pairs per example, one epoch of
-                         batches of 16, body lr 2e-5, then a logistic-regression head) on train + valid. Not `setfit`
-                         itself: setfit 1.2.0 imports `evaluate`, which is not installed here; the same method through
-                         `adaptnb.flow.pair_fit` (sentence-transformers' CosineSimilarityLoss, SetFit's pair rule) and
-                         a probe head (a logistic regression on the moved body's features). `tool` says so per row.
+                         batches of 16, body lr 2e-5, then its head: scikit-learn's `LogisticRegression()` at its
+                         defaults on the body's L2-normalised sentence embeddings, as all-MiniLM-L6-v2's pipeline
+                         normalises them) on train + valid. Not `setfit` itself: setfit 1.2.0 imports `evaluate`, which
+                         is not installed here; the same method through `adaptnb.flow.pair_fit` (sentence-transformers'
+                         CosineSimilarityLoss, SetFit's pair rule) and the same head. `tool` says so per row.
 Per run: test accuracy and log loss with standard errors (n = the whole test split); for adaptnb, which candidate it
 shipped and whether the shipped model's test S is worse than the base's by more than two paired standard errors (a
 shipped regression). Summary: mean over seeds per task, k and way, and the count of shipped regressions. Writes
@@ -27,8 +28,9 @@ from datasets import concatenate_datasets
 from adaptnb.core import MultiTaskModel
 from adaptnb.data import EMBEDDED, load_task
 from adaptnb.flow import pair_fit, run
-from adaptnb.heads import init_heads
-from adaptnb.score import predictions
+import torch
+from sklearn.linear_model import LogisticRegression
+from adaptnb.score import features
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--quick", action="store_true", help="a smoke run: one task, k = 8, one seed, 16 steps, 200 test rows")
@@ -67,14 +69,6 @@ def user_data(task: str, k: int, seed: int) -> tuple:
     return path, load_task(f"csv:{path}", name=f"{task}_few")
 
 
-def metrics(P, task: str) -> dict:
-    "Test accuracy and log loss of one task's predictions, with their standard errors"
-    loss, hit = P.losses(task), (P.preds(task) == P.labels[task]).astype(float)
-    n = len(loss)
-    return dict(n=n, accuracy=float(hit.mean()), accuracy_se=float(hit.std(ddof=1) / math.sqrt(n)),
-                loss=float(loss.mean()), loss_se=float(loss.std(ddof=1) / math.sqrt(n)))
-
-
 def flow_way(path: Path, task: str, k: int, seed: int, contrastive: bool) -> dict:
     "adaptnb's flow on the user's CSV: what it shipped, its test numbers, and whether it is a shipped regression"
     spec = {"name": f"{task} k={k}", "new": [{"task": f"csv:{path}", "name": f"{task}_few"}], "seed": seed,
@@ -101,10 +95,15 @@ def setfit_way(data, seed: int) -> dict:
     both = dataclasses.replace(data, train=concatenate_datasets([data.train, data.valid]))
     m = MultiTaskModel.from_pretrained("default")
     pair_fit(m, [both], steps, batch_size=16, max_length=a.max_length, seed=seed)
-    init_heads(m, [both], max_length=a.max_length, seed=seed)  # the logistic-regression head on the moved body
-    P = predictions(m, [data], "test", max_length=a.max_length)
-    return dict(tool="adaptnb.flow.pair_fit + probe head (SetFit's method)", steps=steps, **metrics(P, data.name),
-                seconds=time.perf_counter() - t0)
+    emb = lambda d: torch.nn.functional.normalize(features(m, d, max_length=a.max_length), dim=1).numpy()
+    head = LogisticRegression().fit(emb(both.train), np.asarray(both.train["label"]))  # SetFit's default head
+    p, y = head.predict_proba(emb(data.test)), np.asarray(data.test["label"])
+    nll = -np.log(np.clip(p[np.arange(len(y)), np.searchsorted(head.classes_, y)], 1e-12, None))
+    hit = (head.classes_[p.argmax(1)] == y).astype(float)
+    n = len(y)
+    return dict(tool="adaptnb.flow.pair_fit + LogisticRegression() (SetFit's method and head)", steps=steps, n=n,
+                accuracy=float(hit.mean()), accuracy_se=float(hit.std(ddof=1) / math.sqrt(n)), loss=float(nll.mean()),
+                loss_se=float(nll.std(ddof=1) / math.sqrt(n)), seconds=time.perf_counter() - t0)
 
 
 def finished() -> dict:

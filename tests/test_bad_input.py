@@ -72,6 +72,7 @@ def _write_files(d: Path):
     w("spec_update_no_parent.yaml", "new: [movie_sentiment]\nupdate: {news_topic: news_topic}\n")
     w("spec_bad_memory.yaml", "new: [movie_sentiment]\nmemory: -1\n")
     w("spec_one_model.yaml", "new: [movie_sentiment]\nmodels: [default]\n")
+    w("spec_smollm2.yaml", "model: smollm2\nnew: [movie_sentiment]\n")
     w("spec_two_models.yaml", "new: [movie_sentiment]\nmodels: [default, smollm2]\n")
     w("spec_model_and_models.yaml", "new: [movie_sentiment]\nmodel: default\nmodels: [default, smollm2]\n")
     w("spec_big_memory.yaml", f"new: ['csv:{d}/good.csv']\nmemory: 50\n")
@@ -284,6 +285,8 @@ CASES = [
     row("lineage", ["decide", "{d}/spec_update_no_parent.yaml"], "update needs a parent", "name a finished flow run"),
     row("lineage", ["decide", "{d}/spec_bad_memory.yaml"], "memory must be an integer >= 0", "use e.g. memory: 200"),
     row("lineage", ["run", "{d}/spec_big_memory.yaml", "--out", "{o}"], "memory: 50 examples a class", "use memory: "),
+    row("lineage", ["run", "{d}/spec_smollm2.yaml", "--base", "default", "--out", "{o}"],
+        "of the encoder family, but the spec's model: smollm2 is of the causal family", "name a base"),
     # choosing the base: models: lists two or more pretrained bases, instead of model:
     row("spec", ["run", "{d}/spec_one_model.yaml", "--out", "{o}"], "two or more base models", "models: [default, smollm2]"),
     row("spec", ["decide", "{d}/spec_model_and_models.yaml"], "give model: (one base) or models:", "not both"),

@@ -364,3 +364,37 @@ def test_flow_bad_input_names_the_fix(tiny_dir, tmp_path, capsys):
         spec.write_text(f"model: {model}\nnew: [{entry}]\nbudget: {{max_steps: 16}}\n")
         rc, out, err = main_cli(capsys, "run", spec, "--out", tmp_path / "r", "--overwrite")
         assert rc == 2 and msg in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_causal_generations_lora_on_a_merged_parent_and_an_update_of_free_text(tiny_dir, tmp_path, capsys):
+    "Issue 33 on a causal LM: a LoRA child of a merged LoRA parent updates a free-text task (kept, rehearsed from its "
+    "memory, gated on both test sets); an update of a causal classification task is refused in one line"
+    from conftest import main_cli
+    from adaptnb.lineage import read_generation, run_generation, weights_sha256
+    words = ["apple", "river", "stone", "cloud", "green", "music", "paper", "light", "table", "horse"] * 4
+    (tmp_path / "twice.csv").write_text("prompt,answer\n" + "".join(f"Say {w} twice {i}:, {w} {w}\n"
+                                                                      for i, w in enumerate(words)))
+    small = {"budget": {"max_steps": 16}, "lr": 0.01, "batch_size": 8, "max_length": 64, "method": "lora"}
+    colours = {"task": f"csv:{_colours_csv(tmp_path / 'colours.csv')}", "template": "Text: {text}\nColour:"}
+    g1 = {"model": str(tiny_dir), "new": [colours, f"csv:{_echo_csv(tmp_path / 'echo.csv')}"], "max_per_class": 12,
+          "memory": 8, **small}
+    res1, gen1 = run_generation(g1, tmp_path / "g1", sample=40, lambda_steps=2, progress=False)
+    assert res1.decision.method == "lora" and not list((tmp_path / "g1" / "model").glob("adapter_*"))  # merged
+    assert gen1.promise("colours").memory == "" and gen1.promise("echo").memory  # prompts of choices: none kept
+    res2, gen2 = run_generation({"model": str(tmp_path / "g1"), "update": {"echo": f"csv:{tmp_path / 'twice.csv'}"},
+                                 **small}, tmp_path / "g2", sample=40, lambda_steps=2, progress=False)
+    assert res2.decision.method == "lora" and gen2.generation == 2
+    assert gen2.parent["weights_sha256"] == weights_sha256(tmp_path / "g1" / "model") == gen1.weights_sha256
+    assert gen2.change["update"] == {"echo": "echo@2"} and gen2.tasks() == ["colours", "echo", "echo@2"]
+    new = gen2.promise("echo@2")
+    assert (new.head, new.since, gen2.promise("echo").since) == ("echo", 2, 1)
+    mem = [json.loads(x) for x in Path(new.memory).read_text().splitlines()]  # free text: prompts and answers kept
+    assert {"prompt", "answer", "split"} <= set(mem[0]) and sum(r["split"] == "train" for r in mem) == 8
+    assert [c.task for c in gen2.gate.checks] == ["colours", "echo", "echo@2"]  # each against the parent's model
+    assert gen2.shipped == (gen2.gate.passed or res2.verdict.base_stays)
+    rc, out, err = main_cli(capsys, "lineage", tmp_path)
+    assert rc == 0 and "update echo (as echo@2)" in out, out + err
+    with pytest.raises(AdaptnbError, match="causal LM's classification task"):
+        run_generation({"model": str(tmp_path / "g1"), "update": {"colours": colours}, **small}, tmp_path / "g3",
+                       sample=40, progress=False)
+    assert not (tmp_path / "g3").exists()  # refused before any work: nothing half-written

@@ -23,7 +23,7 @@ import course_exercises as cx  # noqa: E402
 import course_outputs as co  # noqa: E402
 
 IMG = re.compile(r'<img[^>]+src="data:image/png;base64,[A-Za-z0-9+/=]{200,}')
-CHAPTERS = ["20_case_study", "21_vision", "22_llm"]
+CHAPTERS = ["20_case_study", "21_vision", "22_llm", "23_lineage"]
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"]
@@ -277,7 +277,7 @@ def test_committed_outputs_fit_to_commit(path, tmp_path):
 @pytest.fixture(scope="module")
 def real_course(tmp_path_factory):
     out = tmp_path_factory.mktemp("real")
-    recs = bc.build(ROOT / "nbs", out / "student", only=["index", "20", "21", "22"], execute_cells=False, quiet=True)
+    recs = bc.build(ROOT / "nbs", out / "student", only=["index", "20", "21", "22", "23"], execute_cells=False, quiet=True)
     trecs = bc.build(ROOT / "nbs", out / "teacher", only=["21"], execute_cells=False, teacher=True, quiet=True)
     return dict(out=out / "student", teacher=out / "teacher", recs={r["name"]: r for r in recs}, trecs=trecs)
 
@@ -358,7 +358,7 @@ def test_exercise_checks_fail_without_the_solutions(name):
     for r in results: assert not r["passed"] and r["error"] == "AssertionError" and r["message"], (name, r)
 
 
-@pytest.mark.parametrize("name", ["20_case_study", "22_llm"])
+@pytest.mark.parametrize("name", ["20_case_study", "22_llm", "23_lineage"])
 def test_exercise_checks_pass_with_the_solutions(name):
     results = cx.run_exercises(nbformat.read(ROOT / "nbs" / f"{name}.ipynb", as_version=4), teacher=True)
     assert results and all(r["passed"] for r in results), results
@@ -399,7 +399,7 @@ def test_full_course(tmp_path):
         for c in course["chapters"]:
             page = (out / c["page"]).read_text()
             assert c["page"] in idx and len(IMG.findall(page)) == c["images"] and not c["math_failed"], c["name"]
-            if c["name"][:2] in ("20", "21", "22"): assert c["images"] >= 1, c["name"]
+            if c["name"][:2] in ("20", "21", "22", "23"): assert c["images"] >= 1, c["name"]
 
 
 @pytest.mark.slow
