@@ -26,8 +26,8 @@ from .flow import RunResult, flow_parser, run, summary
 __all__ = ['LINEAGE_FILE', 'PARENT_DIR', 'MEMORY_DIR', 'DATA_DIR', 'INHERITED', 'BUDGET_METHOD', 'Promise', 'weights_sha256',
            'PromiseCheck', 'PromiseGate', 'check_promises', 'without_tasks', 'grow_head', 'Generation',
            'read_generation', 'check_parent', 'child_requirement', 'memory_rows', 'joint_data', 'keep_memory',
-           'extrapolate_steps', 'budget_estimate', 'promises_report', 'run_generation', 'backward_transfer', 'lineage',
-           'change_text', 'lineage_text', 'plot_lineage', 'run_cli', 'lineage_cli']
+           'extrapolate_steps', 'budget_estimate', 'promises_report', 'service_line', 'run_generation',
+           'backward_transfer', 'lineage', 'change_text', 'lineage_text', 'plot_lineage', 'run_cli', 'lineage_cli']
 
 # %% ../nbs/07b_lineage.ipynb #3be9b22b
 LINEAGE_FILE = "lineage.json"  # a generation's record, in its run folder
@@ -652,6 +652,17 @@ def promises_report(
           f"{p.test['n']} |" for p in g.promises]
     return "\n".join(L + _memory_text(g) + ["", f"Weights SHA-256: `{g.weights_sha256}`.", ""])
 
+# %% ../nbs/07b_lineage.ipynb #4f4206d7
+def service_line(
+    g: Generation,  # a generation's record
+) -> str:
+    "What a generation means for the model in service, in one line: the gate's verdict before the flow's"
+    if g.gate is None:
+        return f"Generation {g.generation}: the first of its lineage, from a pretrained base."
+    if g.gate.passed:
+        return f"Generation {g.generation}: {g.gate.text()}; it replaces its parent in service."
+    return f"Generation {g.generation}: {g.gate.text()}."
+
 # %% ../nbs/07b_lineage.ipynb #13df2112
 def _with_base(spec, req: Requirement, base) -> Requirement:
     "The requirement started from `base` (`--base`); refused when the spec states a `model:` of another family"
@@ -687,8 +698,9 @@ def run_generation(
     g = dataclasses.replace(g, weights_sha256=weights_sha256(RunDir(out).model), winner=res.verdict.winner,
                             S=res.score_final.S, folder=str(out), promises=promises, budget=budget)
     rd = RunDir(out)
-    text = rd.report.read_text(encoding="utf-8") + promises_report(g)
-    rd.report.write_text(text, encoding="utf-8")
+    title, _, rest = rd.report.read_text(encoding="utf-8").partition("\n")
+    lead = f"\n\n**{service_line(g)}**\n" if g.gate else ""  # a child: what the gate decided, before the flow's verdict
+    rd.report.write_text(title + lead + rest + promises_report(g), encoding="utf-8")
     record = {k: v for k, v in g.to_dict().items() if k != "folder"}
     save_json(record, out / LINEAGE_FILE)  # last: it marks the generation done
     return res, g
@@ -819,9 +831,8 @@ def run_cli(argv: list[str]) -> int:
     th = threshold_overrides(a.set)
     res, g = run_generation(a.spec, a.out, force=a.force, resume=a.resume, overwrite=a.overwrite, base=a.base,
                             sample=a.sample, thresholds=th, progress=a.json != "-")
-    gate = f"\npromises: {g.gate.text()}" if g.gate else ""
-    gate += f"\nbudget: {_budget_text(g.budget)}" if g.budget else ""
-    emit(res.to_dict() | {"lineage": g.to_dict()}, a.json, f"{summary(res)}\ngeneration {g.generation}{gate}")
+    budget = f"\nbudget: {_budget_text(g.budget)}" if g.budget else ""
+    emit(res.to_dict() | {"lineage": g.to_dict()}, a.json, f"{service_line(g)}\n{summary(res)}{budget}")
     return 0
 
 # %% ../nbs/07b_lineage.ipynb #297bd897

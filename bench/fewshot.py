@@ -18,6 +18,7 @@ bench/results/fewshot.json and fewshot.png (accuracy against k, each way). Not r
 The default grid (4 tasks x k = 8, 16 x 3 seeds, and k = 64 on two tasks, one seed) takes hours on two cores.
 
     python bench/fewshot.py [--quick] [--ks 8 16] [--seeds 0 1 2] [--tasks news_topic ...] [--big 64] [--out DIR]
+    python bench/fewshot.py --report --out DIR   # the runs an interrupted bench finished, summarised
 """
 import argparse, dataclasses, json, math, os, time
 from pathlib import Path
@@ -42,6 +43,7 @@ ap.add_argument("--max-length", type=int, default=64)
 ap.add_argument("--iterations", type=int, default=20, help="SetFit's num_iterations")
 ap.add_argument("--out", default="/tmp/fewshot-bench", help="the flow's run folders and the CSVs")
 ap.add_argument("--results", default=str(Path(__file__).parent / "results" / "fewshot.json"))
+ap.add_argument("--report", action="store_true", help="summarise the runs already finished in --out; run nothing")
 ap.add_argument("--ways", nargs="+", default=["adaptnb", "adaptnb+contrastive", "setfit"],
                 choices=["adaptnb", "adaptnb+contrastive", "setfit"])
 a = ap.parse_args()
@@ -128,7 +130,11 @@ def one(task: str, k: int, seed: int) -> list:
 
 grid = [(t, k, s) for s in a.seeds for k in a.ks for t in a.tasks]  # seed-major: a partial run covers every task
 grid += [(t, a.big, 0) for t in a.tasks[:2]] if a.big else []
-rows = [r for g in grid for r in one(*g)]
+if a.report:  # what an interrupted bench finished, summarised as it stands: each run as it was recorded
+    rows = [r for r in finished().values() if r["way"] in WAYS and r.get("quick") == a.quick and r["task"] in a.tasks]
+    grid = sorted({(r["task"], r["k"], r["seed"]) for r in rows})
+else:
+    rows = [r for g in grid for r in one(*g)]
 df = pd.DataFrame(rows)
 summary = (df.groupby(["task", "k", "way"])[["accuracy", "loss"]].agg(["mean", "sem", "count"]).round(4))
 print(summary.to_string())
@@ -139,11 +145,14 @@ Path(a.results).parent.mkdir(parents=True, exist_ok=True)
 Path(a.results).write_text(json.dumps({"quick": a.quick, "grid": grid, "runs": df.to_dict("records"),
                                        "shipped_regressions": regressions}, indent=1, default=str))
 import matplotlib.pyplot as plt
-fig, ax = plt.subplots(figsize=(5, 3.5))
-for way, g in df.groupby("way"):
-    m = g.groupby("k").accuracy.agg(["mean", "sem"])
-    ax.errorbar(m.index, m["mean"], yerr=m["sem"].fillna(0), marker="o", capsize=3, label=way)
-ax.set(xlabel="examples a class (k)", ylabel="test accuracy (mean over tasks and seeds)", xscale="log")
-ax.legend(fontsize=8)
+tasks = sorted(df.task.unique())
+fig, axes = plt.subplots(1, len(tasks), figsize=(3.2 * len(tasks), 3.2), squeeze=False)
+for ax, task in zip(axes[0], tasks):
+    for way, g in df[df.task == task].groupby("way"):
+        m = g.groupby("k").agg(acc=("accuracy", "mean"), se=("accuracy_se", lambda x: float(np.sqrt((x ** 2).sum()) / len(x))))
+        ax.errorbar(m.index, m["acc"], yerr=2 * m["se"], marker="o", capsize=3, label=way)
+    ax.set(title=task, xlabel="examples a class (k)", xscale="log")
+axes[0][0].set_ylabel("test accuracy (± 2 se of the test set)")
+axes[0][0].legend(fontsize=8)
 fig.savefig(Path(a.results).with_suffix(".png"), dpi=110, bbox_inches="tight")
 print(f"wrote {a.results} and {Path(a.results).with_suffix('.png')}")
