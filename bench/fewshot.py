@@ -145,14 +145,16 @@ Path(a.results).parent.mkdir(parents=True, exist_ok=True)
 Path(a.results).write_text(json.dumps({"quick": a.quick, "grid": grid, "runs": df.to_dict("records"),
                                        "shipped_regressions": regressions}, indent=1, default=str))
 import matplotlib.pyplot as plt
-tasks = sorted(df.task.unique())
+tasks, colors = sorted(df.task.unique()), {"adaptnb": "C0", "adaptnb+contrastive": "C1", "setfit": "C2"}
 fig, axes = plt.subplots(1, len(tasks), figsize=(3.2 * len(tasks), 3.2), squeeze=False)
 for ax, task in zip(axes[0], tasks):
     for way, g in df[df.task == task].groupby("way"):
         m = g.groupby("k").agg(acc=("accuracy", "mean"), se=("accuracy_se", lambda x: float(np.sqrt((x ** 2).sum()) / len(x))))
-        ax.errorbar(m.index, m["acc"], yerr=2 * m["se"], marker="o", capsize=3, label=way)
-    ax.set(title=task, xlabel="examples a class (k)", xscale="log")
+        ax.errorbar(m.index, m["acc"], yerr=2 * m["se"], marker="o", capsize=3, label=way, color=colors[way])
+    ks = sorted(df.k.unique())
+    ax.set(title=task, xlabel="examples a class (k)", xticks=ks, xlim=(min(ks) * 0.7, max(ks) * 1.2))
 axes[0][0].set_ylabel("test accuracy (± 2 se of the test set)")
-axes[0][0].legend(fontsize=8)
+fig.legend(*max((ax.get_legend_handles_labels() for ax in axes[0]), key=lambda hl: len(hl[1])), loc="lower center",
+           ncol=3, fontsize=8, bbox_to_anchor=(0.5, -0.16))
 fig.savefig(Path(a.results).with_suffix(".png"), dpi=110, bbox_inches="tight")
 print(f"wrote {a.results} and {Path(a.results).with_suffix('.png')}")
