@@ -30,7 +30,7 @@ from adaptnb.core import (
     to_jsonable,
 )
 from .data import Audit, Task, audit, plot_audit
-from .heads import fit_temperature, init_heads, scale_heads
+from .heads import fit_temperature, init_heads
 from .score import (Interpretation, Paired, Predictions, Score, mean_task_loss, paired_diff, paired_losses,
                            plot_scores)
 from .train import (Callback, EncoderFamily, TrainConfig, TrainResult, checkpoints, family_for, family_of, fit,
@@ -600,8 +600,8 @@ def oof_temperature_losses(
     return float(nll.mean()), float(torch.nn.functional.cross_entropy(z, y))
 
 # %% ../nbs/07_flow.ipynb #7a5dddf1
-def _calibrate(model, P: Predictions, seed: int = 0) -> tuple:
-    "Calibrate `model` (its family's way) on the heads whose temperature lowers the out-of-fold loss: (temps, skipped)"
+def _temperatures(model, P: Predictions, seed: int = 0) -> tuple:
+    "`model`'s temperatures fit on `P`, for the heads where one lowers the out-of-fold loss: (temps, skipped)"
     skipped = {}
     for t, z in P.logits.items():
         if len(P.labels[t]) < 2:
@@ -612,12 +612,12 @@ def _calibrate(model, P: Predictions, seed: int = 0) -> tuple:
             skipped[t] = f"a temperature raised the out-of-fold valid loss ({one:.4f} → {oof:.4f}): T = 1 kept"
     kept = [t for t in P.logits if t not in skipped]
     sub = dataclasses.replace(P, logits={t: P.logits[t] for t in kept}, labels={t: P.labels[t] for t in kept})
-    return family_of(model).calibrate(model, sub), skipped
+    return family_of(model).temperatures(sub), skipped
 
 # %% ../nbs/07_flow.ipynb #c0aa46dc
 def compare_valid(
     cands: list[Candidate],  # the candidates, `probe` (the base) first
-    models: dict,  # candidate name -> its model (calibrated in place)
+    models: dict,  # candidate name -> its model, as made (its temperatures go to its record, not into it)
     tasks: list[Task],  # every task of the requirement
     max_length: int = 128,  # tokens per text
     progress: bool = False,  # show progress bars
@@ -629,7 +629,7 @@ def compare_valid(
         c.same_as = next((d.name for d in cands[:i] if _same_weights(models[c.name], models[d.name])), None)
     raw, preds = raw or _predict_once(cands, models, tasks, "valid", max_length, progress), {}
     for c in cands:
-        c.temperatures, c.uncalibrated = _calibrate(models[c.name], raw[c.name])
+        c.temperatures, c.uncalibrated = _temperatures(models[c.name], raw[c.name])
         preds[c.name] = raw[c.name].scaled(c.temperatures)
         c.valid_raw, c.valid = raw[c.name].score(), preds[c.name].score()
     for c in cands:
@@ -654,17 +654,17 @@ def choose(
 
 # %% ../nbs/07_flow.ipynb #8ff4f5a3
 def score_test(
-    cands: list[Candidate],  # the candidates, calibrated by `compare_valid`
-    models: dict,  # candidate name -> its (calibrated) model
+    cands: list[Candidate],  # the candidates, their temperatures fit by `compare_valid`
+    models: dict,  # candidate name -> its model, as made
     tasks: list[Task],  # every task of the requirement
     max_length: int = 128,  # tokens per text
     progress: bool = False,  # show progress bars
 ) -> dict:
     "The test split, read once for every candidate: calibrated and raw scores and the paired ΔS against the base"
-    preds = _predict_once(cands, models, tasks, "test", max_length, progress)
+    raw = _predict_once(cands, models, tasks, "test", max_length, progress)
+    preds = {c.name: raw[c.name].scaled(c.temperatures) for c in cands}
     for c in cands:
-        c.test = preds[c.name].score()
-        c.test_raw = preds[c.name].scaled({t: 1 / T for t, T in c.temperatures.items()}).score()
+        c.test, c.test_raw = preds[c.name].score(), raw[c.name].score()
     for c in cands:
         c.vs_base_test = paired_diff(preds[c.name], preds["probe"])
     return preds
@@ -1685,7 +1685,8 @@ def plot_paired(
 def _finish(
     rd: RunDir, model, res: RunResult, part: Partition, P: Predictions, st: Stages, progress: bool
 ) -> RunResult:
-    "Save the winner, the plots (scores, each new task's confusion matrix), run.json and report.md"
+    "Save the winner (its record's temperatures folded in), the plots (scores, confusion matrices), run.json, report.md"
+    family_of(model).fold_temperatures(model, res.candidate(res.verdict.winner).temperatures)
     model.save(rd.model)
     plot = plot_scores(
         {c.name: c.test for c in res.candidates}, title="test loss per task, every candidate (calibrated)"
@@ -1933,7 +1934,7 @@ def candidate_models(
     models |= {"probe": base} if "probe" in names else {}  # last: the blends start from the uncalibrated base
     dev = get_device(device)
     for n, m in models.items():
-        scale_heads(m, cands[n].temperatures)  # an encoder's calibration (a causal LM has none)
+        fam.fold_temperatures(m, cands[n].temperatures)  # as the run compared them
     return {n: models[n].to(dev).eval() for n in names}
 
 # %% ../nbs/07_flow.ipynb #26e3afaf

@@ -37,7 +37,7 @@ from adaptnb.core import (
 from .command import add_config_options, add_task_options, config_kwargs, emit, parser, task_list, task_options
 from .data import EMBEDDED, Task, collate, encode, length_batches, load_task, load_tasks
 from .score import example_losses, mean_task_loss, predictions, sample_rows, task_logits, task_score
-from .heads import HEAD_INITS, calibrate, fit_probe, fit_temperature, init_heads
+from .heads import HEAD_INITS, fit_probe, fit_temperature, init_heads, scale_heads
 
 # %% auto #0
 __all__ = ['METHODS', 'MIXES', 'DEFAULT_LR', 'SCHEDULES', 'LORA_DEFAULT', 'FAMILIES', 'FAMILY_GROUP', 'ENCODERS', 'TrainConfig',
@@ -382,13 +382,25 @@ class Family:
         "What a run records of a task, for those who use its model later (labels, prompt template...)"
         return {"labels": list(getattr(task, "labels", []) or [])}
 
-    def predictions(self, model, tasks: list, split: str, max_length: int, progress: bool = False, device=None):
-        "A `score.Predictions` of each task's split: per-example losses, predictions and the truth (`device`: where)"
-        raise NotImplementedError
 
-    def calibrate(self, model, preds) -> dict:
-        "Fit what calibrates `model` on valid predictions, in place: task -> temperature (empty: nothing to calibrate)"
-        return {}
+# %% ../nbs/04_train.ipynb #69227a87
+@patch
+def predictions(self: Family, model, tasks: list, split: str, max_length: int, progress: bool = False, device=None):
+    "A `score.Predictions` of each task's split: per-example losses, predictions and the truth (`device`: where)"
+    raise NotImplementedError
+
+
+@patch
+def temperatures(self: Family, preds) -> dict:
+    "The temperature of each head fit on valid predictions, the model unchanged: task -> T (empty: no heads)"
+    return {}
+
+
+@patch
+def fold_temperatures(self: Family, model, temps: dict):
+    "Fold a record's temperatures into `model` in place, as it ships (a family without heads has none to fold)"
+    check(not temps, f"a {type(model).__name__} has no heads to calibrate: got temperatures for {list(temps)}")
+
 
 # %% ../nbs/04_train.ipynb #37c6d000
 FAMILIES: list[Family] = []
@@ -477,8 +489,11 @@ class EncoderFamily(Family):
     def predictions(self, model, tasks, split, max_length, progress=False, device=None):
         return predictions(model, tasks, split, max_length=max_length, device=device, progress=progress)
 
-    def calibrate(self, model, preds):
-        return calibrate(model, preds)
+    def temperatures(self, preds):
+        return {t: fit_temperature(preds.logits[t], preds.labels[t]) for t in preds.logits}
+
+    def fold_temperatures(self, model, temps):
+        scale_heads(model, temps)
 
     def load_saved(self, path):
         return MultiTaskModel.load(RunDir(path).model_dir())
