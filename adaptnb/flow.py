@@ -1755,7 +1755,8 @@ def _report_verdict(res: RunResult, mistakes: dict | None) -> list[str]:
         "ΔS is the candidate's S minus the base's (`probe`), with the paired standard error of the per-example "
         + (f"differences; S is calibrated (one temperature T per head, fit on {on}); *raw* is before calibration."
            if any(c.temperatures for c in res.candidates) else
-           "differences; S is the mean answer NLL, which has no head to calibrate (raw and calibrated agree)."),
+           "differences; no temperature is applied (none lowered the out-of-fold loss, or the model has no head to "
+           "calibrate), so raw and calibrated agree."),
         "",
         res.plan.how,
         "",

@@ -20,7 +20,11 @@ way's run folders under --out). Not run in CI; the lead runs benches alone.
 An updated task's head serves two promises (its old test set and the new one, `movie_sentiment@4` in the lineage,
 `movie_sentiment_zh` here); every way is scored by this script on every promise's test set.
 
-    python bench/lineage.py [--steps 400] [--max-per-class 200] [--max-length 64] [--out /tmp/lineage-bench]
+Every task's data is written once as a csv with its own splits, each split capped a class on its own (train at
+--max-per-class, valid at a quarter of it, test at --test-per-class), so that the test sets stay large (news 212 rows,
+movie and the Chinese reviews 400, utterance 1,347 at the defaults) and never share a row with train.
+
+    python bench/lineage.py [--steps 400] [--max-per-class 200] [--test-per-class 200] [--max-length 64] [--out DIR]
     python bench/lineage.py --quick   # a smoke run: 32 steps, 16 examples a class, 32 tokens (a few minutes on a CPU)
 """
 import argparse, copy, dataclasses, json, os, time
@@ -38,25 +42,30 @@ from adaptnb.train import fit
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--steps", type=int, default=400, help="training steps per generation, every way")
-ap.add_argument("--max-per-class", type=int, default=200); ap.add_argument("--max-length", type=int, default=64)
+ap.add_argument("--max-per-class", type=int, default=200, help="training rows a class (valid: a quarter, at least 8)")
+ap.add_argument("--test-per-class", type=int, default=200, help="test rows a class (fewer when the split has fewer)")
+ap.add_argument("--max-length", type=int, default=64)
 ap.add_argument("--batch-size", type=int, default=16); ap.add_argument("--seed", type=int, default=0)
 ap.add_argument("--out", default="/tmp/lineage-bench", help="the lineage way's run folders (and the bench's data)")
 ap.add_argument("--quick", action="store_true", help="a smoke run: 32 steps, 16 examples a class, 32 tokens")
 ap.add_argument("--results", default=str(Path(__file__).parent / "results" / "lineage.json"))
 a = ap.parse_args()
 if a.quick:
-    a.steps, a.max_per_class, a.max_length, a.batch_size = 32, 16, 32, 8
-SETTINGS = dict(max_per_class=a.max_per_class, max_length=a.max_length, batch_size=a.batch_size, seed=a.seed)
+    a.steps, a.max_per_class, a.test_per_class, a.max_length, a.batch_size = 32, 16, 50, 32, 8
+SETTINGS = dict(max_length=a.max_length, batch_size=a.batch_size, seed=a.seed)  # the rows: capped in the csvs
+CAPS = {"train": a.max_per_class, "valid": max(8, a.max_per_class // 4), "test": a.test_per_class}
 
 
 def write_csv(name: str, task: str, keep=None, relabel=None) -> str:
-    "An embedded task's rows (its classes `keep` only, labels renamed by `relabel`) as a csv keeping its splits"
+    "An embedded task's rows (classes `keep` only, labels renamed by `relabel`) as a csv keeping its splits, capped by CAPS"
     import pandas as pd
-    t, rows = load_task(task), []
-    for split in ("train", "valid", "test"):
+    t, rows, rng = load_task(task), [], np.random.default_rng(a.seed)
+    for split in ("train", "valid", "test"):  # each split capped on its own: test sets stay large, disjoint from train
         d = t.split(split)
-        rows += [(x, (relabel or {}).get(t.labels[y], t.labels[y]), split) for x, y in zip(d["text"], d["label"])
-                 if keep is None or t.labels[y] in keep]
+        y = np.asarray(d["label"])
+        ix = np.sort(np.concatenate([rng.permutation(np.flatnonzero(y == c))[:CAPS[split]] for c in np.unique(y)]))
+        rows += [(d["text"][i], (relabel or {}).get(t.labels[y[i]], t.labels[y[i]]), split) for i in ix
+                 if keep is None or t.labels[y[i]] in keep]
     path = Path(a.out) / "data" / f"{name}.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows, columns=["text", "label", "split"]).to_csv(path, index=False)
@@ -66,12 +75,13 @@ def write_csv(name: str, task: str, keep=None, relabel=None) -> str:
 NEWS = load_task("news_topic").labels
 NEWS3, NEWS5 = write_csv("news3", "news_topic", NEWS[:3]), write_csv("news5", "news_topic", NEWS)
 ZH = write_csv("zh_as_movie", "zh_review_sentiment", relabel={"neg": "rotten", "pos": "fresh"})
+MOVIE, UTTERANCE = write_csv("movie", "movie_sentiment"), write_csv("utterance", "utterance_language")
 GENERATIONS = [
     {"new": [{"task": NEWS3, "name": "news_topic"}]},
-    {"new": ["movie_sentiment"]},
+    {"new": [{"task": MOVIE, "name": "movie_sentiment"}]},
     {"extend": {"news_topic": NEWS5}},
     {"update": {"movie_sentiment": ZH}},
-    {"new": ["utterance_language"], "drop": {"news_topic": "the desk no longer sorts news"}},
+    {"new": [{"task": UTTERANCE, "name": "utterance_language"}], "drop": {"news_topic": "the desk no longer sorts news"}},
 ]
 # what each way learns and is scored on: promise -> (its head, its data); the bench's own names for promises
 DATA = {}
@@ -91,7 +101,7 @@ def changed(g: int, change: dict) -> list[str]:
 def task_of(promise: str, as_head: bool = True):
     "A promise's data, under its head's name (to train) or its own (to score)"
     head, ref = DATA[promise]
-    return load_task(ref, seed=a.seed, max_per_class=a.max_per_class, name=head if as_head else promise)
+    return load_task(ref, seed=a.seed, name=head if as_head else promise)
 
 
 def tasks_of(promises):
@@ -104,7 +114,7 @@ def tasks_of(promises):
 
 def joined(head: str, promises: list):
     "One task of several promises' rows, each in its split (`lineage.joint_data`, as an update trains)"
-    ps = [Promise(p, {"task": DATA[p][1]}, [], a.max_length, a.seed, a.max_per_class, 1.0, {}, head=head)
+    ps = [Promise(p, {"task": DATA[p][1]}, [], a.max_length, a.seed, None, 1.0, {}, head=head)
           for p in promises]
     ref = joint_data(ENCODERS, ps, Path(a.out) / "data" / f"joint-{head}.jsonl")
     return load_task(ref.task, seed=a.seed, name=head)
