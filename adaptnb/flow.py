@@ -42,11 +42,11 @@ from .decide import (Decision, Thresholds, add_decide_options, assess, decide, s
 from .command import emit, parser
 
 # %% auto #0
-__all__ = ['CANDIDATES', 'MIN_STEPS', 'LPFT_LR', 'PAIR_LR', 'PLAN_FILE', 'SHIP_ALPHA', 'CAL_FOLDS', 'MIN_VALID', 'PROBE_HEADS',
-           'CHEAPER', 'CV_FOLDS', 'CV_REPEATS', 'DEMO_SPEC', 'Plan', 'Recipe', 'register_candidate', 'Probe', 'Trained',
-           'LpFt', 'Joint', 'BlendSearch', 'Blend', 'Learned', 'GlobalLambda', 'LayerLambda', 'Retrain', 'WiseFt',
-           'sample_pairs', 'pair_fit', 'Contrastive', 'check_budget', 'check_candidates', 'plan_candidates',
-           'candidate_config', 'estimate_stages', 'plan_text', 'Candidate', 'one_sided_p', 'holm',
+__all__ = ['CANDIDATES', 'MIN_STEPS', 'LPFT_LR', 'PAIR_LR', 'PLAN_FILE', 'SHIP_ALPHA', 'CAL_FOLDS', 'MIN_VALID', 'MIN_TEST',
+           'PROBE_HEADS', 'CHEAPER', 'CV_FOLDS', 'CV_REPEATS', 'DEMO_SPEC', 'Plan', 'Recipe', 'register_candidate',
+           'Probe', 'Trained', 'LpFt', 'Joint', 'BlendSearch', 'Blend', 'Learned', 'GlobalLambda', 'LayerLambda',
+           'Retrain', 'WiseFt', 'sample_pairs', 'pair_fit', 'Contrastive', 'check_budget', 'check_candidates',
+           'plan_candidates', 'candidate_config', 'estimate_stages', 'plan_text', 'Candidate', 'one_sided_p', 'holm',
            'oof_temperature_losses', 'compare_valid', 'choose', 'score_test', 'Verdict', 'small_valid_text', 'verdict',
            'check_targets', 'RunResult', 'FlowHalted', 'Stages', 'FlowSizes', 'flow_sizes', 'zero_shot', 'audit_view',
            'BaseRank', 'class_losses', 'score_base', 'choose_base', 'rank_bases', 'cv_needed', 'pooled_task',
@@ -693,6 +693,7 @@ class Verdict(Record):
     folds: int = 0  # K of the k-fold cross-validation the comparison rests on (0: the valid split itself)
     repeats: int = 0  # how many times the K folds were drawn
     valid_rows: dict = field(default_factory=dict)  # task -> rows of the valid split itself, under cross-validation
+    test_sizes: dict = field(default_factory=dict)  # task -> test rows its test numbers rest on
 
 # %% ../nbs/07_flow.ipynb #6d0964cf
 def _task_changes(b: Score, w: Score) -> dict:
@@ -761,6 +762,9 @@ def _verdict_text(v: Verdict, best: Candidate, base: Candidate) -> str:
     return f"{s} {small}".strip()
 
 # %% ../nbs/07_flow.ipynb #f7667cf5
+MIN_TEST = 100  # fewer test rows in a task than this: the advice says how much one row weighs
+
+
 def _advice(cands: list[Candidate], trains: dict, v: Verdict) -> list[str]:
     "What would help, read off the training runs and the standard errors"
     out = []
@@ -774,6 +778,8 @@ def _advice(cands: list[Candidate], trains: dict, v: Verdict) -> list[str]:
             )
         elif tr.best_step == 0:
             out.append(f"another method: {n} never improved on its start; try another method or learning rate.")
+    out += [f"a larger test set for {t}: it holds {n} rows, so one row moves its accuracy by {100 / n:.1f} points."
+            for t, n in v.test_sizes.items() if n < MIN_TEST]
     if v.base_stays and v.folds:
         out.append("more labelled examples would tell smaller gains from noise: the out-of-fold paired se decides.")
     elif v.base_stays:
@@ -813,6 +819,7 @@ def verdict(
         folds=cv.folds if cv else 0,
         repeats=cv.repeats if cv else 0,
         valid_rows=dict(cv.valid_rows) if cv else {},
+        test_sizes={t: s.n for t, s in winner.test.tasks.items()},
     )
     if cv:  # the folds' curves say where training stopped helping: the final runs have no held-out rows
         trains = {n: dataclasses.replace(trains[n], best_step=s, steps=cv.curves[n][-1][0], stopped=None)
