@@ -16,7 +16,7 @@ from .score import Predictions, Score, features, predictions, score
 
 # %% auto #0
 __all__ = ['PROBE_MIN_VALID', 'L2_GRID', 'HEAD_INITS', 'T_BOUNDS', 'ProbeFit', 'fit_probe', 'init_heads', 'score_as_is',
-           'fit_temperature', 'scale_heads', 'calibrate']
+           'fit_temperature', 'scale_heads', 'fit_temperatures', 'calibrate']
 
 # %% ../nbs/03_heads.ipynb #9ee314ad
 @dataclass
@@ -238,6 +238,15 @@ def scale_heads(
         model.temperatures[t] = model.temperatures.get(t, 1.0) * T
     return temps
 
+# %% ../nbs/03_heads.ipynb #7731bd32
+def fit_temperatures(
+    P: Predictions,  # a model's predictions on held-out data (the valid split), from `predictions`
+    bounds=T_BOUNDS,  # (lowest, highest) temperature
+) -> dict:
+    "One temperature per head fit on `P`, never on test; the model is not touched: {task: T}"
+    check(P.split != "test", "calibrate on the valid split, never on test: pass predictions(model, tasks, 'valid')")
+    return {t: fit_temperature(P.logits[t], P.labels[t], bounds) for t in P.logits}
+
 # %% ../nbs/03_heads.ipynb #dfe40773
 def calibrate(
     model: MultiTaskModel,  # the model whose heads get a temperature each (changed in place)
@@ -245,9 +254,7 @@ def calibrate(
     bounds=T_BOUNDS,  # (lowest, highest) temperature
 ) -> dict:
     "Fit one temperature per head on `P` and fold it into the head (W/T, b/T); {task: T}"
-    check(P.split != "test", "calibrate on the valid split, never on test: pass predictions(model, tasks, 'valid')")
-    temps = {}
-    for t in P.logits:
+    temps = fit_temperatures(P, bounds)
+    for t in temps:
         check(model.has_head(t), f"the model has no head for task {t!r}: calibrate the model that made the predictions")
-        temps[t] = fit_temperature(P.logits[t], P.labels[t], bounds)
     return scale_heads(model, temps)

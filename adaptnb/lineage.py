@@ -398,6 +398,11 @@ def _write_jsonl(rows: list, path: Path) -> Path:
     return path
 
 
+def _classes(rows) -> list:
+    "Each row's class: its label, or one class for all when the rows are free text (prompts and answers)"
+    return rows["label"] if "label" in rows.column_names else [0] * len(rows)
+
+
 def _rows(t, split: str, idx=None) -> list[dict]:
     "Rows of a split of task `t` as jsonl records in its own columns (a class by its name), and the split"
     d = t.split(split)
@@ -423,7 +428,7 @@ def _memory_of(fam, p: Promise, per_class: int, folder: Path, n: int) -> Promise
     if per_class == 0 or not _as_rows(t):  # a causal LM's classification task would read back as free text
         return dataclasses.replace(p, memory="", memory_from=None)
     train = t.split("train")
-    keep = memory_rows(train["label"] if "label" in train.column_names else [0] * len(train), per_class, p.seed)
+    keep = memory_rows(_classes(train), per_class, p.seed)
     rows = _rows(t, "train", keep) + _rows(t, "valid") + _rows(t, "test")
     path = _write_jsonl(rows, folder / MEMORY_DIR / f"{p.name}.jsonl")
     drawn = n if _at_hand(TaskRef.from_dict(p.ref)) else p.memory_from
@@ -449,7 +454,7 @@ def _check_memory(spec, req: Requirement):
     for r in req.retain + req.new:
         kw = dict(text_col=r.text_col, label_col=r.label_col, name=r.name, template=r.template)
         train = fam.load_task(r.task, seed=req.seed, max_per_class=req.max_per_class, **kw).train
-        y = np.asarray(train["label"] if "label" in train.column_names else [0] * len(train))  # free text: one class
+        y = np.asarray(_classes(train))
         most = int(np.bincount(y).max())
         check(req.memory <= most, f"memory: {req.memory} examples a class, but {r.name or r.task} has at most {most} "
               f"a class ({len(y)} train rows): use memory: {most} or less, or memory: 0 to keep none")

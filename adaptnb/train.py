@@ -37,7 +37,7 @@ from adaptnb.core import (
 from .command import add_config_options, add_task_options, config_kwargs, emit, parser, task_list, task_options
 from .data import EMBEDDED, Task, collate, encode, length_batches, load_task, load_tasks
 from .score import example_losses, mean_task_loss, predictions, sample_rows, task_logits, task_score
-from .heads import HEAD_INITS, fit_probe, fit_temperature, init_heads, scale_heads
+from .heads import HEAD_INITS, fit_probe, fit_temperature, fit_temperatures, init_heads, scale_heads
 
 # %% auto #0
 __all__ = ['METHODS', 'MIXES', 'DEFAULT_LR', 'SCHEDULES', 'LORA_DEFAULT', 'FAMILIES', 'FAMILY_GROUP', 'ENCODERS', 'TrainConfig',
@@ -490,7 +490,7 @@ class EncoderFamily(Family):
         return predictions(model, tasks, split, max_length=max_length, device=device, progress=progress)
 
     def temperatures(self, preds):
-        return {t: fit_temperature(preds.logits[t], preds.labels[t]) for t in preds.logits}
+        return fit_temperatures(preds)
 
     def fold_temperatures(self, model, temps):
         scale_heads(model, temps)
