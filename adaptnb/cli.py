@@ -39,7 +39,7 @@ COMMANDS = {
     "lineage": ("adaptnb.lineage", "lineage_cli", "the generations under a folder: changes, promises, accuracy matrix"),
     "onnx": ("adaptnb.onnx_export", "onnx_cli", "export an artifact as one ONNX graph, run by onnxruntime without PyTorch"),
     "serve": ("adaptnb.serve", "serve_cli", "serve an artifact over HTTP: /predict, OpenAI completions, metrics, hot reload"),
-    "dashboard": ("adaptnb.widgets", "dashboard_cli", "serve the workbench (flow, try, export, compare, train) in a browser"),
+    "dashboard": ("adaptnb.widgets.app", "dashboard_cli", "serve the workbench (flow, try, export, compare, train) in a browser"),
 }
 
 # %% ../nbs/11_cli.ipynb #d6726059

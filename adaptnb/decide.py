@@ -368,7 +368,7 @@ def table(self: Assessment):
 
 # %% ../nbs/06_decide.ipynb #429865e7
 def assess(
-    part,  # the requirement's tasks, loaded: a `flow.Partition` (from `flow.partition(spec)`)
+    part,  # the requirement's tasks, loaded: a `spec.Partition` (from `spec.partition(spec)`)
     sample: int = 1000,  # training examples each probe sees per task (valid: half as many)
     pretrained=None,  # the pretrained model (any family's), if already loaded (left as it was)
     progress: bool = True,  # show a progress bar
@@ -379,7 +379,7 @@ def assess(
     t0 = time.perf_counter()
     check(
         hasattr(part, "requirement") and hasattr(part, "new"),
-        f"assess needs the loaded tasks of a requirement (adaptnb.flow.partition(spec)), got {type(part).__name__}",
+        f"assess needs the loaded tasks of a requirement (adaptnb.spec.partition(spec)), got {type(part).__name__}",
     )
     req = part.requirement
     check(is_int(sample, 10), f"sample must be an integer >= 10, got {sample!r}")

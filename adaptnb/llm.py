@@ -17,7 +17,8 @@ from .core import (DEFAULT_MODEL, AdaptnbError, MultiTaskModel, autocast, check,
                           load_json, resolve_dtype, save_json, seed_everything)
 from .data import EMBEDDED, SPLITS, Splits, Task, _name_from_path, _package_dir, audit, length_batches, load_task
 from .score import Predictions, Score, TaskScore, aggregate, sample_rows, task_score
-from .train import Family, TrainConfig, _layers, gather_parts, lora_config, my_rows, register_family
+from .train import Family, TrainConfig, gather_parts, lora_config, my_rows, register_family
+from .train.family import _layers
 from .heads import score_as_is
 from .interpolate import TaskVector, blend, custom_objective, objective
 from .decide import TaskAssessment, _assess_on, assess_task, decide_defaults, scratch, step_seconds, time_step

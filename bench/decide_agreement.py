@@ -18,7 +18,8 @@ datasets.disable_progress_bars()
 from adaptnb.core import MultiTaskModel, seed_everything
 from adaptnb.data import load_task
 from adaptnb.decide import task_tokenizer, scratch_model
-from adaptnb.flow import Partition, Requirement, TaskRef, run
+from adaptnb.flow import run
+from adaptnb.spec import Partition, Requirement, TaskRef
 from adaptnb.heads import init_heads
 from adaptnb.score import paired_diff, predictions
 from adaptnb.train import TrainConfig, fit

@@ -67,7 +67,8 @@ def test_a_registered_candidate_is_made_resumed_and_rebuilt(tmp_path):
     rebuilt by `candidate_models`; nothing outside its class names it. The spec lists two bases (`models:`), so the
     run first chooses one: the pretrained MiniLM over its random-init twin saved as a user's folder"""
     from adaptnb.decide import scratch_model
-    from adaptnb.flow import CANDIDATES, WiseFt, candidate_models, family_of, run
+    from adaptnb.flow import CANDIDATES, WiseFt, candidate_models, run
+    from adaptnb.train import family_of
     from adaptnb.spec import partition
     scratch_model().save(tmp_path / "random-minilm")
     spec = {"retain": ["movie_sentiment"], "new": ["news_topic"], "budget": {"max_steps": 24}, "max_per_class": 40,

@@ -171,7 +171,8 @@ def _flow_run(folder, score_base, score_final, base_stays=False):
     "Write the run.json of a flow run that kept news_topic and shipped a λ blend (λ = 0.5), or kept the base"
     from adaptnb.core import RunDir
     from adaptnb.decide import Assessment, Decision, Thresholds
-    from adaptnb.flow import Plan, Requirement, RunResult, TaskRef, Verdict
+    from adaptnb.flow import Plan, RunResult, Verdict
+    from adaptnb.spec import Requirement, TaskRef
     a = Assessment(requirement="keep news", model="default", retain=["news_topic"], new=[], tasks={}, budget={},
                    budget_steps=0, budget_basis="test", step_seconds=0.0, batch_size=8, max_length=64)
     d = Decision("finetune", "full", True, ["a test run"], a, Thresholds(), {}, "base", ["news_topic"], 0)

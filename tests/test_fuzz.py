@@ -120,7 +120,7 @@ specs = st.dictionaries(st.sampled_from(["retain", "new", "budget", "targets", "
 def test_yaml_spec(spec, text, use_text):
     "A requirement spec of random YAML: a Requirement or one error line (the tasks are not loaded here)"
     import yaml
-    from adaptnb.flow import Requirement, load_requirement
+    from adaptnb.spec import Requirement, load_requirement
 
     src = text if use_text else yaml.safe_dump(spec, allow_unicode=True)
     with tempfile.TemporaryDirectory() as d:
@@ -137,7 +137,7 @@ def test_yaml_spec(spec, text, use_text):
 @pytest.mark.parametrize("spec", ["new: 1\n", "retain: true\nnew: [news_topic]\n", "new: 2.5\n"])
 def test_yaml_spec_scalar_task_list(spec, tmp_path):
     "What the fuzzer found: a number where a task list belongs"
-    from adaptnb.flow import load_requirement
+    from adaptnb.spec import load_requirement
 
     (tmp_path / "spec.yaml").write_text(spec)
     with pytest.raises(AdaptnbError):
@@ -146,7 +146,7 @@ def test_yaml_spec_scalar_task_list(spec, tmp_path):
 
 def test_yaml_spec_nested_candidates(tmp_path):
     "What the fuzzer found: a list inside the candidates list"
-    from adaptnb.flow import load_requirement
+    from adaptnb.spec import load_requirement
 
     (tmp_path / "spec.yaml").write_text("new: [news_topic]\ncandidates: [[full]]\n")
     with pytest.raises(AdaptnbError):

@@ -157,7 +157,7 @@ def test_the_intact_artifact_loads(art, tmp_path):
 
 SPEC_OPENS = textwrap.dedent('''
     import json, os, sys
-    from adaptnb.flow import partition
+    from adaptnb.spec import partition
     root, opened = os.path.realpath(sys.argv[1]), set()
 
     def record(event, args):
@@ -201,7 +201,7 @@ def test_spec_path_with_dotdot_reads_exactly_that_file(specs):
 
 def test_spec_relative_path_is_read_beside_the_spec(specs, monkeypatch):
     "csv:data/tasks.csv in specs/spec.yaml means specs/data/tasks.csv, wherever the command runs"
-    from adaptnb.flow import partition
+    from adaptnb.spec import partition
     spec = specs / "specs" / "spec.yaml"
     spec.write_text("new: ['csv:data/tasks.csv']\n")
     monkeypatch.chdir(specs / "work")
@@ -210,7 +210,7 @@ def test_spec_relative_path_is_read_beside_the_spec(specs, monkeypatch):
 
 def test_spec_missing_path_is_a_clear_error(specs):
     "A task file that is not there: one line naming the path and what to do, and no other file is tried"
-    from adaptnb.flow import partition
+    from adaptnb.spec import partition
     spec = specs / "specs" / "spec.yaml"
     spec.write_text(f"new: ['csv:{specs}/specs/../nope/tasks.csv']\n")
     with pytest.raises(AdaptnbError, match=r"file .*/specs/\.\./nope/tasks\.csv \(from 'csv:.*'\) does not exist: "
@@ -316,7 +316,7 @@ def test_resume_refuses_a_crafted_checkpoint(run, tmp_path, capsys):
 
 def test_package_never_unpickles():
     "No loader in the package can unpickle: every torch.load is weights_only=True, and no pickle-based reader is used"
-    src = {p.name: p.read_text() for p in sorted((ROOT / "adaptnb").glob("*.py")) if p.name != "_modidx.py"}
+    src = {str(p.relative_to(ROOT / "adaptnb")): p.read_text() for p in sorted((ROOT / "adaptnb").rglob("*.py")) if p.name != "_modidx.py"}
     banned = [r"weights_only\s*=\s*False", r"\bpickle\.loads?\(", r"\bpickle\.Unpickler\b", r"allow_pickle\s*=\s*True",
               r"\bread_pickle\(", r"\bjoblib\.load\(", r"\b(dill|cloudpickle|shelve|marshal)\b",
               r"trust_remote_code\s*=\s*True"]

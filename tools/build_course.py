@@ -161,8 +161,8 @@ def source_hash(nb_path: Path, run_flags: set[str], lib: Path) -> str:
     for c in nbformat.read(nb_path, as_version=4).cells:
         h.update(c.cell_type.encode())
         h.update(c.source.encode())
-    for p in sorted(lib.glob("*.py")) if lib.exists() else []:
-        h.update(p.name.encode())
+    for p in sorted(lib.rglob("*.py")) if lib.exists() else []:
+        h.update(str(p.relative_to(lib)).encode())
         h.update(p.read_bytes())
     h.update(" ".join(sorted(run_flags)).encode())
     return h.hexdigest()[:16]

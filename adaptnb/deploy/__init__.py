@@ -1,0 +1,6 @@
+"Deployment, one module per idea (exported from nbs/09*_deploy*.ipynb); this file only gathers their public names."
+from .compress import *
+from .artifact import *
+from .predict import *
+from .causal import *
+from .cli import *
