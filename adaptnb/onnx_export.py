@@ -12,7 +12,8 @@ import torch
 from torch import nn
 from .core import MultiTaskModel, check, check_out_dir, save_json
 from .command import emit, parser
-from .deploy.artifact import MANIFEST, _sha256, load_artifact
+from .deploy.card import MANIFEST
+from .deploy.artifact import _sha256, load_artifact
 
 # %% auto #0
 __all__ = ['ONNX_FILES', 'ProbGraph', 'write_graph', 'quantize_graph', 'export_onnx', 'check_onnx_folder', 'OnnxPredictor',

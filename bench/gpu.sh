@@ -41,7 +41,7 @@ phase() {  # phase NAME SECONDS COMMAND...: run it under a time limit, keep its 
 }
 
 phase tests 90 python -m pytest -q -n 0 -m cuda tests  # one process: a few tests, one GPU
-cells=$(grep -l '#| cuda' nbs/*.ipynb)  # 09b_deploy_predict and 10b_widgets_train
+cells=$(grep -l '#| cuda' nbs/*.ipynb)  # 09d_deploy_predict and 10b_widgets_train
 for nb in $cells; do
   phase "cells-$(basename "$nb" .ipynb)" 90 nbdev-test --flags cuda "$nb"
 done

@@ -78,8 +78,9 @@ MODULE_NOTEBOOKS = {"core": "00_core", "command": "00a_command", "data": "01_dat
                     "train.loop": "04c_train_loop", "interpolate": "05_interpolate", "spec": "05a_spec", "decide": "06_decide",
                     "flow.candidates": "07_flow", "flow.compare": "07a_flow_compare", "flow.stages": "07b_flow_stages",
                     "flow.report": "07c_flow_report", "flow.pipeline": "07d_flow_pipeline", "flow.cli": "07e_flow_cli",
-                    "lineage": "07f_lineage", "llm": "08_llm", "deploy.compress": "09_deploy", "deploy.artifact": "09a_deploy_artifact",
-                    "deploy.predict": "09b_deploy_predict", "deploy.causal": "09c_deploy_causal", "deploy.cli": "09d_deploy_cli",
+                    "lineage": "07f_lineage", "llm": "08_llm", "deploy.compress": "09_deploy", "deploy.gate": "09a_deploy_gate",
+                    "deploy.card": "09b_deploy_card", "deploy.artifact": "09c_deploy_artifact", "deploy.predict": "09d_deploy_predict",
+                    "deploy.causal": "09e_deploy_causal", "deploy.cli": "09f_deploy_cli",
                     "widgets.base": "10_widgets", "widgets.explorer": "10a_widgets_explorer", "widgets.train": "10b_widgets_train",
                     "widgets.flow": "10c_widgets_flow", "widgets.tryout": "10d_widgets_tryout", "widgets.export": "10e_widgets_export",
                     "widgets.compare": "10f_widgets_compare", "widgets.lineage": "10g_widgets_lineage", "widgets.app": "10h_widgets_app",
@@ -112,7 +113,7 @@ def test_public_api_documented(module):
 
 LAYERS = ["core", "command", "data", "score", "heads", "train.config", "train.family", "train.checkpoint", "train.loop",
           "interpolate", "spec", "decide", "flow.candidates", "flow.compare", "flow.stages", "flow.report", "flow.pipeline",
-          "flow.cli", "llm", "lineage", "deploy.compress", "deploy.artifact", "deploy.predict", "deploy.causal", "deploy.cli",
+          "flow.cli", "llm", "lineage", "deploy.compress", "deploy.gate", "deploy.card", "deploy.artifact", "deploy.predict", "deploy.causal", "deploy.cli",
           "onnx_export", "serve", "widgets.base", "widgets.explorer", "widgets.train", "widgets.flow", "widgets.tryout",
           "widgets.export", "widgets.compare", "widgets.lineage", "widgets.app", "cli"]
 

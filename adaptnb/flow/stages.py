@@ -289,7 +289,7 @@ def score_base(
                     n={t: len(l) for t, l in L.items()})
     return rank, L
 
-# %% ../../nbs/07b_flow_stages.ipynb #8826912d
+# %% ../../nbs/07b_flow_stages.ipynb #14002d0c
 CHEAPER = 0.8  # a base as good on valid is preferred for its cost only when its step takes under 0.8 of the best's
 
 
@@ -311,7 +311,7 @@ def choose_base(
     pick = min(cheaper, key=lambda r: (r.step_seconds, r.S)) if cheaper else pick
     return sorted([dataclasses.replace(r, chosen=r is pick) for r in out], key=lambda r: (not r.chosen, r.S))
 
-
+# %% ../../nbs/07b_flow_stages.ipynb #e1b0e5d5
 def rank_bases(
     req: Requirement,  # a requirement with `models:`
 ) -> list:
