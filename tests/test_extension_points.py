@@ -65,7 +65,8 @@ def test_import_order_changes_nothing(first, plain):
 
 
 def _package_sources():
-    return {str(p.relative_to(ROOT / "adaptnb")): p.read_text() for p in sorted((ROOT / "adaptnb").rglob("*.py")) if p.name != "_modidx.py"}
+    return {str(p.relative_to(ROOT / "adaptnb")): p.read_text()
+            for p in sorted((ROOT / "adaptnb").rglob("*.py")) if p.name != "_modidx.py"}
 
 
 def test_no_module_finishes_another_modules_class():

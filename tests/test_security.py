@@ -316,7 +316,8 @@ def test_resume_refuses_a_crafted_checkpoint(run, tmp_path, capsys):
 
 def test_package_never_unpickles():
     "No loader in the package can unpickle: every torch.load is weights_only=True, and no pickle-based reader is used"
-    src = {str(p.relative_to(ROOT / "adaptnb")): p.read_text() for p in sorted((ROOT / "adaptnb").rglob("*.py")) if p.name != "_modidx.py"}
+    src = {str(p.relative_to(ROOT / "adaptnb")): p.read_text()
+            for p in sorted((ROOT / "adaptnb").rglob("*.py")) if p.name != "_modidx.py"}
     banned = [r"weights_only\s*=\s*False", r"\bpickle\.loads?\(", r"\bpickle\.Unpickler\b", r"allow_pickle\s*=\s*True",
               r"\bread_pickle\(", r"\bjoblib\.load\(", r"\b(dill|cloudpickle|shelve|marshal)\b",
               r"trust_remote_code\s*=\s*True"]
