@@ -21,7 +21,7 @@ from .stages import _audit_stage, _audits, _base_choice, _blend_models, _decide_
 from .report import plot_paired, report
 
 # %% auto #0
-__all__ = ['CV_FOLDS', 'CV_REPEATS', 'cv_needed', 'pooled_task', 'cv_splits', 'fold_partition', 'HeldOut', 'CrossVal',
+__all__ = ['CV_FOLDS', 'CV_REPEATS', 'cv_needed', 'pooled_task', 'cv_splits', 'fold_partition', 'HeldOut', 'StopAt', 'CrossVal',
            'cross_validate', 'run', 'candidate_models']
 
 # %% ../../nbs/07d_flow_pipeline.ipynb #ff848d79
@@ -110,6 +110,23 @@ def _fold_curve(name: str, plan: Plan, D: Decision, fpart: Partition, fbase, fit
     held = HeldOut(model, list(fpart.new), fpart.requirement.max_length)
     recipe.train(model, tasks, cfg, stop=fit_kw.get("stop"), callbacks=[held])
     return held.logits
+
+# %% ../../nbs/07d_flow_pipeline.ipynb #6b1f3c52
+class StopAt(Callback):
+    "Stops a run once it reaches step `step` (0: before its first): a candidate on the folds' schedule, where they chose"
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def _at(self, run, step: int):
+        if step >= self.step:
+            run.request_stop(f"early stop at step {self.step}, where the folds' out-of-fold S was lowest")
+
+    def before_fit(self, run):
+        self._at(run, run.step)
+
+    def after_step(self, run, step, loss):
+        self._at(run, step)
 
 # %% ../../nbs/07d_flow_pipeline.ipynb #bb8bd689
 @dataclass
@@ -215,10 +232,10 @@ def _cv_candidates(plan: Plan, D: Decision, part: Partition, base, probe: Candid
     pbase = _fold_base(base, ppart)  # probe heads on all the labelled rows
     models, trains = {"probe": pbase}, {}
     cands = [dataclasses.replace(probe, what=f"{probe.what}; its probe heads fit on train and valid together")]
-    for n, s in cv.steps.items():  # at least one step: step 0 is the start, which the base already is
-        kw = dict(fit_kw, max_steps=max(1, s), keep_best=False, patience=None)
+    for n, s in cv.steps.items():  # each on its folds' schedule, stopped where they chose (0: its start)
+        kw = dict(fit_kw, callbacks=[*fit_kw.get("callbacks", []), StopAt(s)], keep_best=False, patience=None)
         models[n], trains[n], c = _trained_stage(n, plan, D, ppart, pbase, rd, st, kw)
-        c.what += f"; trained again on train and valid together for the {max(1, s)} steps the folds chose"
+        c.what += f"; trained again on train and valid together on the folds' schedule, stopped at step {s}"
         cands.append(c)
     return models, cands, trains, cv
 
