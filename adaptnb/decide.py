@@ -612,8 +612,8 @@ def _proposals(A: Assessment, th: Thresholds, action: str) -> tuple[list, list]:
     if action != "finetune" or few >= th.contrastive_per_class or not isinstance(family_for(A.model), EncoderFamily):
         return [], []
     why = (f"the smallest class has {few} training examples, under {th.contrastive_per_class}: the contrastive "
-           "candidate (SetFit's method: same- and different-class pairs of texts multiply few examples) is proposed; "
-           "add `candidates: [contrastive]` to the spec to make it.")
+           "candidate (SetFit's method: same- and different-class pairs of texts multiply few examples) is proposed "
+           "and made beside the others (a spec that lists its own `candidates:` makes those instead).")
     return ["contrastive"], [why]
 
 # %% ../nbs/06_decide.ipynb #119565ec

@@ -3,8 +3,11 @@
 For each embedded task as the new task, k labelled examples a class (drawn from its train split by the seed), the
 user's data: a CSV whose `split` column keeps 80% of each class for train and the rest for valid (8 a class: 6 + 2),
 and the task's whole test split as the fixed test set. Ways:
-  - adaptnb:             `adaptnb.flow.run` on the default spec (only `new:`; default budget, 200 steps);
-  - adaptnb+contrastive: the same spec with `candidates: [contrastive]`, what the decision proposes at few a class;
+  - adaptnb:             `adaptnb.flow.run` on the default spec (only `new:`; default budget). The rows in
+                         results/fewshot.json were run when the flow made the contrastive candidate only on request;
+                         since 2026-12-07 the default makes it whenever the decision proposes it (under 20 examples
+                         in a class), so at k = 8 and 16 the default is now what `adaptnb+contrastive` measures;
+  - adaptnb+contrastive: the same spec with `candidates: [contrastive]`;
   - setfit:              SetFit's method with its defaults (20 pair iterations: 2 x 20 pairs per example, one epoch of
                          batches of 16, body lr 2e-5, then its head: scikit-learn's `LogisticRegression()` at its
                          defaults on the body's L2-normalised sentence embeddings, as all-MiniLM-L6-v2's pipeline

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/07_flow.ipynb #a6f58cf6
 from __future__ import annotations
-import copy, dataclasses
+import copy, dataclasses, importlib.util
 from typing import Any
 import safetensors.torch
 import torch
@@ -300,6 +300,8 @@ class Contrastive(Trained):
             return why
         if not isinstance(family_for(part.requirement.model), EncoderFamily):
             return "SetFit's method pairs sentence embeddings: it needs an encoder"
+        if importlib.util.find_spec("sentence_transformers") is None:
+            return "its cosine loss is sentence-transformers': pip install 'adaptnb[fewshot]'"
         return None
 
     def train(self, model, tasks, cfg, **fit_kw):
@@ -354,10 +356,16 @@ def plan_candidates(
 ) -> Plan:
     "The candidates to make and the equal share of the budget each trained one gets"
     req = part.requirement
-    offered = [n for n, r in CANDIDATES.items() if r.offered(part)]  # a candidate not asked for is not left out
+    proposed = [n for n in D.proposed if req.candidates is None]  # a spec's own list of candidates is kept as it is
+    offered = [n for n, r in CANDIDATES.items() if r.offered(part) or n in proposed]
     skipped = {n: why for n in offered if (why := CANDIDATES[n].skip(D, part))}
     names = [n for n in offered if n not in skipped]
     trained = [n for n in names if CANDIDATES[n].trains]
+    extra = [n for n in trained if not CANDIDATES[n].offered(part)]  # made on the decision's proposal only
+    if extra and D.steps // len(trained) < MIN_STEPS:  # the budget cannot afford them: the others keep their share
+        skipped |= {n: f"proposed, but the budget of {D.steps} steps cannot give it {MIN_STEPS} beside the others: "
+                       "raise max_steps" for n in extra}
+        names, trained = [n for n in names if n not in extra], [n for n in trained if n not in extra]
     k = len(trained)
     check(k > 0, f"no candidate can be trained ({'; '.join(f'{n}: {w}' for n, w in skipped.items())}): change the spec")
     _check_share(D.steps, trained)

@@ -326,9 +326,9 @@ def run(
 
 # %% ../../nbs/07d_flow_pipeline.ipynb #d5d0310c
 def _proposed_note(D: Decision, plan: Plan) -> list[str]:
-    "The note on candidates the decision proposed that the spec did not ask for"
-    return [f"{n} was proposed by the decision but not made: the spec does not ask for it (candidates: [{n}])."
-            for n in D.proposed if n not in plan.names]
+    "The note on candidates the decision proposed that a spec's own list of candidates left out"
+    return [f"{n} was proposed by the decision but not made: the spec lists its own candidates (add {n} to them)."
+            for n in D.proposed if n not in plan.names and n not in plan.skipped]
 
 # %% ../../nbs/07d_flow_pipeline.ipynb #010a0f4f
 def _resumed_note(st: Stages) -> list[str]:
