@@ -4,7 +4,7 @@
 
 # %% ../../nbs/07_flow.ipynb #a6f58cf6
 from __future__ import annotations
-import copy, dataclasses, importlib.util
+import copy, dataclasses, importlib.util, math
 from typing import Any
 import safetensors.torch
 import torch
@@ -19,10 +19,10 @@ from ..spec import Partition, Requirement
 from ..decide import Decision, scratch
 
 # %% auto #0
-__all__ = ['CANDIDATES', 'MIN_STEPS', 'LPFT_LR', 'PAIR_LR', 'PLAN_FILE', 'Plan', 'Recipe', 'register_candidate', 'Probe',
-           'Trained', 'LpFt', 'Joint', 'BlendSearch', 'Blend', 'Learned', 'GlobalLambda', 'LayerLambda', 'Retrain',
-           'WiseFt', 'sample_pairs', 'pair_fit', 'Contrastive', 'check_budget', 'check_candidates', 'plan_candidates',
-           'candidate_config', 'estimate_stages', 'plan_text']
+__all__ = ['CANDIDATES', 'MIN_STEPS', 'LPFT_LR', 'PAIR_LR', 'PAIR_ITERATIONS', 'PLAN_FILE', 'Plan', 'Recipe',
+           'register_candidate', 'Probe', 'Trained', 'LpFt', 'Joint', 'BlendSearch', 'Blend', 'Learned', 'GlobalLambda',
+           'LayerLambda', 'Retrain', 'WiseFt', 'pair_steps', 'sample_pairs', 'pair_fit', 'Contrastive', 'check_budget',
+           'check_candidates', 'plan_candidates', 'candidate_config', 'estimate_stages', 'plan_text']
 
 # %% ../../nbs/07_flow.ipynb #ef86a651
 CANDIDATES: dict = {}  # name -> Recipe: the candidates the flow can make, in the order it plans them (below)
@@ -51,6 +51,10 @@ class Recipe:
     fine_tunes: bool = True  # starts from the pretrained weights: not made when the spec fixes `method: retrain`
     keeps_retained: bool = False  # exists to keep retained tasks: not made when the spec retains none
     default: bool = True  # made unless ruled out; False: only when the spec lists it under `candidates:`
+
+    def before_share(self, part: Partition, share: int) -> tuple[int, str]:
+        "What it trains before its `share` of steps: (step-equivalents for the estimate, a sentence for the plan)"
+        return 0, ""
 
     def skip(self, D: Decision | None, part: Partition) -> str | None:
         "Why it is not made for decision `D` (None: before the decision) and the requirement; None: it is made"
@@ -230,6 +234,16 @@ class WiseFt(Blend):
 
 # %% ../../nbs/07_flow.ipynb #ad511f73
 PAIR_LR = 2e-5  # the body's learning rate on pairs: SetFit's default body_learning_rate
+PAIR_ITERATIONS = 20  # SetFit's default num_iterations: each example is drawn into 2 × 20 pairs
+
+
+def pair_steps(
+    n: int,  # examples the pairs are drawn from
+    batch_size: int,  # pairs a step
+    iterations: int = PAIR_ITERATIONS,  # SetFit's num_iterations
+) -> int:
+    "Steps of SetFit's amount of pairs for n examples (2 × `iterations` pairs an example), `batch_size` pairs a step"
+    return math.ceil(2 * iterations * n / batch_size)
 
 
 def sample_pairs(
@@ -286,11 +300,11 @@ def pair_fit(
 # %% ../../nbs/07_flow.ipynb #d608c27e
 @register_candidate
 class Contrastive(Trained):
-    "SetFit's method: pairs move the body (cosine loss), a probe head on it, then LP-FT for the rest of its steps"
+    "SetFit's method: SetFit's amount of pairs moves the body (cosine loss), a probe head on it, then LP-FT"
 
     name, default = "contrastive", False
     what = "SetFit's method: a cosine loss on same/different-class pairs moves the body, then a probe head, then LP-FT"
-    pair_share = 0.5  # of its steps spent on pairs; the rest fine-tune from the probe head on the moved body
+    pair_cap = 4  # at most this many times its share of steps on pairs (each pair step encodes two batches of texts)
 
     def tasks(self, part):
         return list(part.new)
@@ -304,8 +318,18 @@ class Contrastive(Trained):
             return "its cosine loss is sentence-transformers': pip install 'adaptnb[fewshot]'"
         return None
 
+    def pairs(self, n: int, batch_size: int, share: int) -> int:
+        "Its steps on pairs: SetFit's amount for n examples, at most `pair_cap` times its share of the budget"
+        return min(pair_steps(n, batch_size), self.pair_cap * share)
+
+    def before_share(self, part, share):
+        n, b = sum(len(t.train) for t in self.tasks(part)), part.requirement.batch_size
+        p = self.pairs(n, b, share)
+        return 2 * p, (f"contrastive first moves the body on {p} steps of {b} pairs (SetFit's {2 * PAIR_ITERATIONS} "
+                       f"pairs an example, at most {self.pair_cap} times its share), then takes its share")
+
     def train(self, model, tasks, cfg, **fit_kw):
-        pairs = int(cfg.max_steps * self.pair_share)
+        pairs = self.pairs(sum(len(t.train) for t in tasks), cfg.batch_size, cfg.max_steps)
         kept = None if cfg.out is None else Path(cfg.out).with_name(f"{Path(cfg.out).name}.pairs.safetensors")
         if kept is not None and kept.exists():  # a resumed run: the pairs were done, the same ones
             safetensors.torch.load_model(model.body, kept)
@@ -314,9 +338,7 @@ class Contrastive(Trained):
             if kept is not None:
                 safetensors.torch.save_model(model.body, kept)
         init_heads(model, tasks, how="probe", replace=True, max_length=cfg.max_length, seed=cfg.seed)
-        rest = cfg.max_steps - pairs
-        cfg = dataclasses.replace(cfg, max_steps=rest, eval_every=max(1, rest // 8), checkpoint_every=max(1, rest // 2))
-        tr = fit(model, tasks, cfg, **fit_kw)
+        tr = fit(model, tasks, cfg, **fit_kw)  # its share, from the probe head on the moved body
         if kept is not None:
             kept.unlink()
         return dataclasses.replace(tr, config=dict(tr.config, pair_steps=pairs))  # the candidate's steps count them
@@ -373,9 +395,11 @@ def plan_candidates(
     minutes = {n: req.budget["minutes"] / k for n in trained} if "minutes" in req.budget else {}
     method = D.method if D.method != "retrain" else "full"
     share = ", ".join(f"{n} {s}" for n, s in steps.items())
+    before = "".join(f" {w}." for n in trained if (w := CANDIDATES[n].before_share(part, steps[n])[1]))
     how = (
         f"The budget of {D.steps} steps ({D.assessment.budget_basis}) is shared equally among the {k} candidate(s) "
-        f"that train: {share} steps{' and ' + format(minutes[trained[0]], '.2g') + ' min each' if minutes else ''}. "
+        f"that train: {share} steps{' and ' + format(minutes[trained[0]], '.2g') + ' min each' if minutes else ''}."
+        f"{before} "
         "The probes, the temperatures and λ are fits on frozen features or on a valid sample, not counted."
     )
     return Plan(names=names, steps=steps, minutes=minutes, skipped=skipped, method=method, how=how)
@@ -426,7 +450,8 @@ def estimate_stages(
     for n in plan.names:
         if CANDIDATES[n].trains:
             evals = 8 * sum(min(len(t.valid), eval_examples) for t in CANDIDATES[n].tasks(part))
-            out[f"train {n}"] = plan.steps[n] * A.step_seconds + evals * f
+            out[f"train {n}"] = (plan.steps[n] + CANDIDATES[n].before_share(part, plan.steps[n])[0]) * A.step_seconds \
+            + evals * f
     if folds:  # every fold trains every candidate again: K × repeats times the training, before it
         out = {"cross-validate": folds * sum(out.values())} | out
     if any(isinstance(CANDIDATES[n], Blend) for n in plan.names):
