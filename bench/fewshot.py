@@ -3,11 +3,13 @@
 For each embedded task as the new task, k labelled examples a class (drawn from its train split by the seed), the
 user's data: a CSV whose `split` column keeps 80% of each class for train and the rest for valid (8 a class: 6 + 2),
 and the task's whole test split as the fixed test set. Ways:
-  - adaptnb:             `adaptnb.flow.run` on the default spec (only `new:`; default budget). The rows in
-                         results/fewshot.json were run when the flow made the contrastive candidate only on request;
-                         since 2026-12-07 the default makes it whenever the decision proposes it (under 20 examples
-                         in a class), so at k = 8 and 16 the default is now what `adaptnb+contrastive` measures;
+  - adaptnb:             `adaptnb.flow.run` on the default spec (only `new:`; default budget); since 2026-12-07 it
+                         makes the contrastive candidate whenever the decision proposes it (under 20 examples a class);
   - adaptnb+contrastive: the same spec with `candidates: [contrastive]`;
+  results/fewshot.json also keeps the rows of earlier versions under their own names (`--report` summarises every way
+  it finds): `adaptnb@beb202c` (the default made the contrastive candidate only on request; the model trained again
+  after the folds ran max(1, s) steps on a schedule of s) and `adaptnb+contrastive@8761929` (the final training fixed;
+  the candidate's pairs were half of its 16-step share, 256 pairs at 8 a class, not SetFit's amount);
   - setfit:              SetFit's method with its defaults (20 pair iterations: 2 x 20 pairs per example, one epoch of
                          batches of 16, body lr 2e-5, then its head: scikit-learn's `LogisticRegression()` at its
                          defaults on the body's L2-normalised sentence embeddings, as all-MiniLM-L6-v2's pipeline
@@ -134,7 +136,7 @@ def one(task: str, k: int, seed: int) -> list:
 grid = [(t, k, s) for s in a.seeds for k in a.ks for t in a.tasks]  # seed-major: a partial run covers every task
 grid += [(t, a.big, 0) for t in a.tasks[:2]] if a.big else []
 if a.report:  # what an interrupted bench finished, summarised as it stands: each run as it was recorded
-    rows = [r for r in finished().values() if r["way"] in WAYS and r.get("quick") == a.quick and r["task"] in a.tasks]
+    rows = [r for r in finished().values() if r.get("quick") == a.quick and r["task"] in a.tasks]  # every way recorded
     grid = sorted({(r["task"], r["k"], r["seed"]) for r in rows})
 else:
     rows = [r for g in grid for r in one(*g)]
@@ -149,6 +151,7 @@ Path(a.results).write_text(json.dumps({"quick": a.quick, "grid": grid, "runs": d
                                        "shipped_regressions": regressions}, indent=1, default=str))
 import matplotlib.pyplot as plt
 tasks, colors = sorted(df.task.unique()), {"adaptnb": "C0", "adaptnb+contrastive": "C1", "setfit": "C2"}
+colors |= {w: f"C{3 + i}" for i, w in enumerate(sorted(set(df.way) - set(colors)))}  # ways an earlier version recorded
 fig, axes = plt.subplots(1, len(tasks), figsize=(3.2 * len(tasks), 3.2), squeeze=False)
 for ax, task in zip(axes[0], tasks):
     for way, g in df[df.task == task].groupby("way"):
@@ -157,7 +160,7 @@ for ax, task in zip(axes[0], tasks):
     ks = sorted(df.k.unique())
     ax.set(title=task, xlabel="examples a class (k)", xticks=ks, xlim=(min(ks) * 0.7, max(ks) * 1.2))
 axes[0][0].set_ylabel("test accuracy (± 2 se of the test set)")
-fig.legend(*max((ax.get_legend_handles_labels() for ax in axes[0]), key=lambda hl: len(hl[1])), loc="lower center",
-           ncol=3, fontsize=8, bbox_to_anchor=(0.5, -0.16))
+legend = {l: h for ax in axes[0] for h, l in zip(*ax.get_legend_handles_labels())}  # every way, from any task
+fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=3, fontsize=8, bbox_to_anchor=(0.5, -0.16))
 fig.savefig(Path(a.results).with_suffix(".png"), dpi=110, bbox_inches="tight")
 print(f"wrote {a.results} and {Path(a.results).with_suffix('.png')}")
