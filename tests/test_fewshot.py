@@ -114,13 +114,14 @@ class _KillAt:
         pass
 
 
-def test_the_contrastive_candidate_trains_resumes_and_is_deterministic(tmp_path):
-    """SetFit's method on 8 reviews a class: its pair steps (4 times its share, under SetFit's amount), then at most
+def test_the_contrastive_candidate_trains_resumes_and_is_deterministic(tmp_path, monkeypatch):
+    """SetFit's method on 8 reviews a class: its pair steps (capped at its share, under SetFit's amount), then at most
     8 LP-FT steps; the same seed, the same weights"""
     from adaptnb.flow import CANDIDATES
     from adaptnb.train import TrainConfig, checkpoints
 
     task, rec = load_task(T, max_per_class=8), CANDIDATES["contrastive"]
+    monkeypatch.setattr(rec, "pair_cap", 1)  # its pairs at most its share: 8 steps, for time
     cfg = TrainConfig(method="full", lr=5e-5, head_lr=5e-5, max_steps=8, batch_size=8, max_length=32, seed=0,
                       metric="S_calibrated", keep_best=True, patience=4)
 
@@ -130,7 +131,7 @@ def test_the_contrastive_candidate_trains_resumes_and_is_deterministic(tmp_path)
         return m, rec.train(m, [task], dataclasses.replace(cfg, out=str(out), resume=kw.pop("resume", False)), **kw)
 
     m1, tr1 = train(tmp_path / "a")
-    assert tr1.config["pair_steps"] == 32 and 3 < tr1.steps <= 8  # SetFit's amount would be 40 × 12 / 8 = 60 steps
+    assert tr1.config["pair_steps"] == 8 and 3 < tr1.steps <= 8  # SetFit's amount would be 40 × 12 / 8 = 60 steps
     w0, sd1 = MultiTaskModel.from_pretrained("default").body.state_dict(), m1.state_dict()
     assert not all(torch.equal(m1.body.state_dict()[k], w0[k]) for k in w0)  # the pairs moved the body
     assert not (tmp_path / "a.pairs.safetensors").exists()  # the moved body is kept only until training ends
